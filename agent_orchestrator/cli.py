@@ -1,0 +1,115 @@
+"""The ``agent-orchestrator`` command: ``dev`` (everything embedded) and ``serve``."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent_orchestrator import __version__
+from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
+from agent_orchestrator.service import Service, asyncapi_document
+from agent_orchestrator.settings import Settings
+
+app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
+log = logging.getLogger("agent_orchestrator")
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )
+    # FastStream logs every message at INFO; keep that for DEBUG runs only.
+    logging.getLogger("faststream").setLevel(max(logging.getLevelName(level), logging.WARNING))
+
+
+async def _serve_until_signalled(settings: Settings, banner: str = "") -> None:
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    if banner:
+        print(banner, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        print("stopping agent-orchestrator ...", flush=True)
+        await service.stop()
+
+
+@app.command()
+def serve() -> None:
+    """Serve the command subjects against NATS_URL and DATABASE_URL (production)."""
+    settings = Settings()
+    _configure_logging(settings.log_level)
+    try:
+        asyncio.run(_serve_until_signalled(settings))
+    except Unavailable as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where NATS and PostgreSQL keep their data (kept across runs).")
+    ] = Path(".agent-orchestrator"),
+    nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
+) -> None:
+    """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    nats = EmbeddedNats(data_dir, port=nats_port)
+    postgres = EmbeddedPostgres(data_dir)
+    try:
+        nats_url = nats.start()
+        database_url = postgres.start()
+        settings = Settings(nats_url=nats_url, database_url=database_url)
+        _configure_logging(settings.log_level)
+        banner = (
+            f"agent-orchestrator {__version__} is up (Ctrl-C stops it)\n"
+            f"  NATS:       {nats_url}\n"
+            f"  PostgreSQL: {database_url}\n"
+            f"  data:       {data_dir}\n"
+            f"  try:        nats --server {nats_url} req agent.create "
+            '\'{"name":"demo","type":"echo"}\''
+        )
+        asyncio.run(_serve_until_signalled(settings, banner))
+    except Unavailable as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            postgres.stop()
+        with contextlib.suppress(Exception):
+            nats.stop()
+
+
+@app.command()
+def asyncapi(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the AsyncAPI document of every subject (YAML)."""
+    text = asyncapi_yaml()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+def asyncapi_yaml() -> str:
+    """The AsyncAPI YAML as committed at the repository root."""
+    os.environ.setdefault("DATABASE_URL", "postgresql://docs@localhost/docs")
+    return asyncapi_document().to_specification().to_yaml()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

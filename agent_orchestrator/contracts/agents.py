@@ -1,0 +1,171 @@
+"""Agents and their lifecycle: requests, replies and the Transition record."""
+
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import Field
+
+from agent_orchestrator.contracts.common import (
+    Cursor,
+    ExpectedVersion,
+    JsonObject,
+    Limit,
+    Reason,
+    Reply,
+    Request,
+    Timestamp,
+)
+
+
+class AgentStatus(StrEnum):
+    """Lifecycle status of an agent."""
+
+    CREATED = "CREATED"
+    INITIALIZING = "INITIALIZING"
+    READY = "READY"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ERROR = "ERROR"
+    TERMINATED = "TERMINATED"
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200, description="Display name.")]
+AgentType = Annotated[
+    str, Field(min_length=1, max_length=100, description="Kind of agent, e.g. `researcher`.")
+]
+Description = Annotated[str | None, Field(default=None, max_length=4000)]
+ProjectId = Annotated[
+    str | None,
+    Field(default=None, min_length=1, max_length=200, description="Owning project."),
+]
+PromptTemplate = Annotated[str | None, Field(default=None, max_length=100_000)]
+
+
+class Agent(Reply):
+    """An agent as stored by the orchestrator."""
+
+    agent_id: UUID = Field(description="UUIDv7.")
+    name: str
+    type: str
+    description: str | None = None
+    project_id: str | None = None
+    template_id: UUID | None = None
+    template_version: int | None = None
+    configuration: JsonObject = Field(default_factory=dict)
+    prompt_template: str | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    status: AgentStatus
+    status_reason: str | None = Field(default=None, description="Reason of the last transition.")
+    version: int = Field(description="Increases by one on every change.")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class CreateAgent(Request):
+    """Create an agent in status CREATED."""
+
+    name: Name
+    type: AgentType
+    description: Description
+    project_id: ProjectId
+    template_id: UUID | None = None
+    template_version: int | None = Field(default=None, ge=1)
+    configuration: JsonObject = Field(default_factory=dict)
+    prompt_template: PromptTemplate
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class GetAgent(Request):
+    """Read one agent."""
+
+    agent_id: UUID
+
+
+class ListAgents(Request):
+    """List agents, newest first, with optional filters."""
+
+    project_id: ProjectId
+    status: AgentStatus | None = None
+    type: str | None = Field(default=None, max_length=100)
+    template_id: UUID | None = None
+    limit: Limit = 50
+    cursor: Cursor = None
+
+
+class AgentPage(Reply):
+    """One page of agents."""
+
+    items: list[Agent]
+    next_cursor: str | None = Field(description="Pass back as `cursor`; null on the last page.")
+
+
+class UpdateAgent(Request):
+    """Change an agent's descriptive fields; fields left out stay as they are."""
+
+    agent_id: UUID
+    name: Name | None = None
+    description: Description
+    configuration: JsonObject | None = None
+    prompt_template: PromptTemplate
+    metadata: JsonObject | None = None
+    expected_version: ExpectedVersion = None
+
+
+class DeleteAgent(Request):
+    """Delete an agent and its history."""
+
+    agent_id: UUID
+    expected_version: ExpectedVersion = None
+
+
+class AgentDeleted(Reply):
+    """Reply to agent.delete."""
+
+    agent_id: UUID
+    deleted: bool
+
+
+class ChangeStatus(Request):
+    """Move an agent to any status the transition table allows."""
+
+    agent_id: UUID
+    status: AgentStatus
+    reason: Reason = None
+    expected_version: ExpectedVersion = None
+
+
+class LifecycleCommand(Request):
+    """agent.initialize / agent.activate / agent.pause / agent.terminate."""
+
+    agent_id: UUID
+    reason: Reason = None
+    expected_version: ExpectedVersion = None
+
+
+class GetHistory(Request):
+    """Read an agent's transitions, oldest first."""
+
+    agent_id: UUID
+    limit: Limit = 50
+    cursor: Cursor = None
+
+
+class Transition(Reply):
+    """One recorded status change."""
+
+    from_status: AgentStatus | None = Field(
+        alias="from", description="Null for the creation record."
+    )
+    to_status: AgentStatus = Field(alias="to")
+    reason: str | None = None
+    actor: str = Field(description="Who or what caused it.")
+    at: Timestamp
+    version: int = Field(description="Agent version after the change.")
+
+
+class TransitionPage(Reply):
+    """One page of an agent's history."""
+
+    items: list[Transition]
+    next_cursor: str | None = None

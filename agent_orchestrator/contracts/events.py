@@ -1,0 +1,34 @@
+"""Events published to stream AGENT_EVENTS on ``agent.event.<agent_id>.<kind>``."""
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from agent_orchestrator.contracts.common import JsonObject, Reply, Timestamp
+
+
+class EventKind(StrEnum):
+    """The last token of an event subject and the envelope's `type`."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    INITIALIZING = "initializing"
+    READY = "ready"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ERROR = "error"
+    TERMINATED = "terminated"
+
+
+class Event(Reply):
+    """Envelope of every event; `Nats-Msg-Id` equals `event_id`."""
+
+    event_id: UUID = Field(description="UUIDv7; the stream deduplicates on it.")
+    type: EventKind
+    agent_id: UUID
+    project_id: str | None = None
+    occurred_at: Timestamp
+    version: int = Field(description="Agent version this event produced.")
+    data: JsonObject = Field(default_factory=dict)

@@ -1,0 +1,48 @@
+"""Every public NATS name in one place: command subjects, streams, buckets, queue group.
+
+These names are the product's contract (see CONTRACT.md); changing one is a breaking change.
+"""
+
+from typing import Final
+
+QUEUE_GROUP: Final = "agent-orchestrator"
+SERVICE_NAME: Final = "agent-orchestrator"
+
+# Commands (request/reply).
+AGENT_CREATE: Final = "agent.create"
+AGENT_GET: Final = "agent.get"
+AGENT_LIST: Final = "agent.list"
+AGENT_UPDATE: Final = "agent.update"
+AGENT_DELETE: Final = "agent.delete"
+AGENT_STATUS: Final = "agent.status"
+AGENT_INITIALIZE: Final = "agent.initialize"
+AGENT_ACTIVATE: Final = "agent.activate"
+AGENT_PAUSE: Final = "agent.pause"
+AGENT_TERMINATE: Final = "agent.terminate"
+AGENT_HISTORY: Final = "agent.history"
+
+# Streams.
+EVENTS_STREAM: Final = "AGENT_EVENTS"
+EVENTS_SUBJECTS: Final = "agent.event.>"
+JOBS_STREAM: Final = "AGENT_JOBS"
+JOBS_SUBJECTS: Final = "agent.job.>"
+
+# Durable consumers of the service's own background jobs.
+INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"
+
+# Headers.
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
+SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"
+TRACE_ID_HEADER: Final = "Trace-Id"
+
+
+def event_subject(agent_id: str, kind: str) -> str:
+    """Subject of one agent event: ``agent.event.<agent_id>.<kind>``."""
+    return f"agent.event.{agent_id}.{kind}"
+
+
+def initialize_job_subject(agent_id: str) -> str:
+    """Subject of the durable job that finishes an agent's initialization."""
+    return f"agent.job.initialize.{agent_id}"

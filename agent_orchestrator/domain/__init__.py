@@ -1,0 +1,1 @@
+"""Pure rules: the lifecycle table, cursors, ids, idempotency, errors. No I/O."""

@@ -1,0 +1,128 @@
+"""Rules for making and changing agents. Each returns the new agent and what to record."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agent_orchestrator.contracts.agents import (
+    Agent,
+    AgentStatus,
+    CreateAgent,
+    Transition,
+    UpdateAgent,
+)
+from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.domain.lifecycle import check_mutable, check_transition, event_kind_for
+
+UPDATABLE_FIELDS = ("name", "description", "configuration", "prompt_template", "metadata")
+
+
+@dataclass(frozen=True)
+class Change:
+    """The outcome of a decision: the agent after it, and what must be stored with it."""
+
+    agent: Agent
+    transition: Transition | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def new_event(agent: Agent, kind: EventKind, data: dict[str, Any], now: datetime) -> Event:
+    """An event about ``agent`` at its current version."""
+    return Event(
+        event_id=new_id(),
+        type=kind,
+        agent_id=agent.agent_id,
+        project_id=agent.project_id,
+        occurred_at=now,
+        version=agent.version,
+        data=data,
+    )
+
+
+def create_agent(request: CreateAgent, *, actor: str, now: datetime) -> Change:
+    """A new agent in CREATED at version 1, with its creation record and event."""
+    agent = Agent(
+        agent_id=new_id(),
+        status=AgentStatus.CREATED,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        **request.model_dump(),
+    )
+    transition = Transition(
+        from_status=None, to_status=AgentStatus.CREATED, actor=actor, at=now, version=1
+    )
+    event = new_event(agent, EventKind.CREATED, {"agent": agent.model_dump(mode="json")}, now)
+    return Change(agent, transition, [event])
+
+
+def check_expected_version(agent: Agent, expected_version: int | None) -> None:
+    """Raise Conflict when the caller expected another version."""
+    if expected_version is not None and expected_version != agent.version:
+        raise Conflict(
+            f"agent is at version {agent.version}, not {expected_version}",
+            details={"expected_version": expected_version, "version": agent.version},
+        )
+
+
+def update_agent(agent: Agent, request: UpdateAgent, *, now: datetime) -> Change | None:
+    """Apply the fields the request sets; None when nothing would change."""
+    check_mutable(agent.status)
+    check_expected_version(agent, request.expected_version)
+    changes = {
+        name: getattr(request, name)
+        for name in UPDATABLE_FIELDS
+        if name in request.model_fields_set and getattr(request, name) != getattr(agent, name)
+    }
+    if "name" in changes and changes["name"] is None:
+        del changes["name"]
+    if "configuration" in changes and changes["configuration"] is None:
+        changes["configuration"] = {}
+    if "metadata" in changes and changes["metadata"] is None:
+        changes["metadata"] = {}
+    if not changes:
+        return None
+    updated = agent.model_copy(update={**changes, "version": agent.version + 1, "updated_at": now})
+    data = {"changed": sorted(changes), "agent": updated.model_dump(mode="json")}
+    return Change(updated, None, [new_event(updated, EventKind.UPDATED, data, now)])
+
+
+def transition_agent(
+    agent: Agent,
+    target: AgentStatus,
+    *,
+    reason: str | None,
+    actor: str,
+    expected_version: int | None,
+    now: datetime,
+) -> Change:
+    """Move ``agent`` to ``target`` if the table allows it."""
+    check_expected_version(agent, expected_version)
+    check_transition(agent.status, target)
+    moved = agent.model_copy(
+        update={
+            "status": target,
+            "status_reason": reason,
+            "version": agent.version + 1,
+            "updated_at": now,
+        }
+    )
+    transition = Transition(
+        from_status=agent.status,
+        to_status=target,
+        reason=reason,
+        actor=actor,
+        at=now,
+        version=moved.version,
+    )
+    data = transition.model_dump(mode="json", exclude={"version"})
+    return Change(moved, transition, [new_event(moved, event_kind_for(target), data, now)])
+
+
+def delete_agent(agent: Agent, *, actor: str, expected_version: int | None, now: datetime) -> Event:
+    """The event that records an agent's deletion."""
+    check_expected_version(agent, expected_version)
+    gone = agent.model_copy(update={"version": agent.version + 1, "updated_at": now})
+    return new_event(gone, EventKind.DELETED, {"actor": actor, "last_status": agent.status}, now)

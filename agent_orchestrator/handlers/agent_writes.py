@@ -1,0 +1,61 @@
+"""Writing an agent change: optimistic concurrency, events and jobs in one statement."""
+
+from collections.abc import Callable
+from uuid import UUID
+
+from agent_orchestrator.contracts.agents import Agent, AgentStatus
+from agent_orchestrator.contracts.jobs import InitializeJob
+from agent_orchestrator.contracts.subjects import initialize_job_subject
+from agent_orchestrator.domain.agents import Change
+from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
+
+MAX_ATTEMPTS = 8
+
+
+def outbox_for(change: Change) -> list[OutboxMessage]:
+    """The events of a change, plus the initialization job when it enters INITIALIZING."""
+    messages = [OutboxMessage.for_event(event) for event in change.events]
+    entered = change.transition.to_status if change.transition else None
+    if entered is AgentStatus.INITIALIZING:
+        job = InitializeJob(
+            job_id=new_id(), agent_id=change.agent.agent_id, version=change.agent.version
+        )
+        messages.append(
+            OutboxMessage(
+                job.job_id,
+                initialize_job_subject(str(job.agent_id)),
+                job.model_dump_json().encode(),
+            )
+        )
+    return messages
+
+
+async def change_agent(
+    agents: AgentRepository,
+    agent_id: UUID,
+    decide: Callable[[Agent], Change | None],
+    *,
+    idempotency: Callable[[Agent], IdempotencyRecord | None] = lambda _: None,
+) -> Agent:
+    """Load, decide, save if nobody changed the agent meanwhile; re-decide when somebody did.
+
+    ``decide`` raises for a refused change and returns None when nothing would change. A caller's
+    ``expected_version`` is checked by ``decide``, so a lost race with one becomes ``conflict``.
+    """
+    for _ in range(MAX_ATTEMPTS):
+        agent = await agents.get(agent_id)
+        change = decide(agent)
+        if change is None:
+            return agent
+        saved = await agents.save(
+            change,
+            previous_version=agent.version,
+            outbox=outbox_for(change),
+            idempotency=idempotency(change.agent),
+        )
+        if saved:
+            return change.agent
+    raise Conflict(f"agent {agent_id} is being changed by others too often; retry")

@@ -1,0 +1,101 @@
+"""agent.create / get / list / update / delete."""
+
+from uuid import UUID
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import (
+    Agent,
+    AgentDeleted,
+    AgentPage,
+    CreateAgent,
+    DeleteAgent,
+    GetAgent,
+    ListAgents,
+    UpdateAgent,
+)
+from agent_orchestrator.domain import agents as rules
+from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent, outbox_for
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
+from agent_orchestrator.storage.atomic import OutboxMessage
+
+
+def register_agent_commands(server: CommandServer, agents: AgentRepository) -> None:
+    """Serve the agent CRUD subjects."""
+
+    @server.serve(
+        subjects.AGENT_CREATE,
+        CreateAgent,
+        Agent,
+        mutating=True,
+        description="Create an agent in status CREATED.",
+    )
+    async def create_agent(body: CreateAgent, ctx: CommandContext) -> Agent:
+        change = rules.create_agent(body, actor=ctx.actor, now=ctx.now)
+        await agents.insert(
+            change, outbox=outbox_for(change), idempotency=ctx.idempotency_for(change.agent)
+        )
+        return change.agent
+
+    @server.serve(
+        subjects.AGENT_GET, GetAgent, Agent, mutating=False, description="Read one agent."
+    )
+    async def get_agent(body: GetAgent, ctx: CommandContext) -> Agent:
+        return await agents.get(body.agent_id)
+
+    @server.serve(
+        subjects.AGENT_LIST,
+        ListAgents,
+        AgentPage,
+        mutating=False,
+        description="List agents newest first; filter by project, status, type, template.",
+    )
+    async def list_agents(body: ListAgents, ctx: CommandContext) -> AgentPage:
+        before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
+        where = AgentFilter(body.project_id, body.status, body.type, body.template_id)
+        items = await agents.page(where, limit=body.limit + 1, before=before)
+        next_cursor = None
+        if len(items) > body.limit:
+            items = items[: body.limit]
+            next_cursor = encode_cursor("before", str(items[-1].agent_id))
+        return AgentPage(items=items, next_cursor=next_cursor)
+
+    @server.serve(
+        subjects.AGENT_UPDATE,
+        UpdateAgent,
+        Agent,
+        mutating=True,
+        description="Change name, description, configuration, prompt_template or metadata.",
+    )
+    async def update_agent(body: UpdateAgent, ctx: CommandContext) -> Agent:
+        return await change_agent(
+            agents,
+            body.agent_id,
+            lambda agent: rules.update_agent(agent, body, now=ctx.now),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @server.serve(
+        subjects.AGENT_DELETE,
+        DeleteAgent,
+        AgentDeleted,
+        mutating=True,
+        description="Delete an agent and its history.",
+    )
+    async def delete_agent(body: DeleteAgent, ctx: CommandContext) -> AgentDeleted:
+        reply = AgentDeleted(agent_id=body.agent_id, deleted=True)
+        for _ in range(MAX_ATTEMPTS):
+            agent = await agents.get(body.agent_id)
+            event = rules.delete_agent(
+                agent, actor=ctx.actor, expected_version=body.expected_version, now=ctx.now
+            )
+            if await agents.delete(
+                agent.agent_id,
+                previous_version=agent.version,
+                outbox=[OutboxMessage.for_event(event)],
+                idempotency=ctx.idempotency_for(reply),
+            ):
+                return reply
+        raise Conflict(f"agent {body.agent_id} is being changed by others too often; retry")

@@ -1,0 +1,153 @@
+"""How a command subject is served: strict decoding, idempotency, and typed registration.
+
+``serve_command`` turns ``async def handler(body: Request, ctx: CommandContext) -> reply`` into a
+FastStream subscriber on the subject, in the service's queue group, whose body schema appears in
+AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.errors``).
+"""
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from faststream.nats import NatsMessage, NatsRouter
+from pydantic import BaseModel
+
+from agent_orchestrator.contracts.subjects import IDEMPOTENCY_KEY_HEADER, QUEUE_GROUP
+from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
+from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
+from agent_orchestrator.storage.idempotency import IdempotencyStore
+
+ACTOR_HEADER = "Actor"
+DEFAULT_ACTOR = "caller"
+MAX_KEY_LENGTH = 200
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a handler knows besides the body: who asks, when, and the Idempotency-Key."""
+
+    subject: str
+    actor: str
+    now: datetime
+    idempotency: IdempotencyRecord | None = None
+
+    def idempotency_for(self, reply: BaseModel) -> IdempotencyRecord | None:
+        """The record to store with the change, carrying ``reply`` for repeats."""
+        if self.idempotency is None:
+            return None
+        return replace(self.idempotency, reply=reply.model_dump(mode="json"))
+
+
+Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
+
+
+def make_decoder(max_bytes: int) -> Callable[[NatsMessage], Awaitable[Any]]:
+    """A decoder that accepts only a JSON body within the size limit."""
+
+    async def decode(msg: NatsMessage) -> Any:
+        body = msg.body
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(
+                f"request body is {len(body)} bytes; the limit is {max_bytes}",
+                details={"size": len(body), "limit": max_bytes},
+            )
+        if not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
+
+    return decode
+
+
+@dataclass(frozen=True)
+class CommandServer:
+    """Registers command handlers on a router with shared decoding and idempotency."""
+
+    router: NatsRouter
+    idempotency_store: IdempotencyStore
+    max_request_bytes: int
+    max_workers: int
+
+    def serve(
+        self,
+        subject: str,
+        request: type[RequestT],
+        reply: Any,
+        *,
+        mutating: bool,
+        description: str,
+    ) -> Callable[[Handler[RequestT]], Handler[RequestT]]:
+        """Decorator: serve ``subject`` with the decorated handler."""
+
+        def register(handler: Handler[RequestT]) -> Handler[RequestT]:
+            async def endpoint(body: Any, msg: NatsMessage) -> Any:
+                ctx = self._context(subject, body, msg, mutating=mutating)
+                if ctx.idempotency is not None:
+                    stored = await self._stored_reply(ctx.idempotency)
+                    if stored is not None:
+                        return stored
+                try:
+                    return await handler(body, ctx)
+                except IdempotencyKeyTaken:
+                    assert ctx.idempotency is not None
+                    stored = await self._stored_reply(ctx.idempotency)
+                    if stored is None:
+                        raise
+                    return stored
+
+            endpoint.__name__ = handler.__name__
+            endpoint.__doc__ = handler.__doc__
+            endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+                [
+                    inspect.Parameter(
+                        "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=request
+                    ),
+                    inspect.Parameter(
+                        "msg", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=NatsMessage
+                    ),
+                ],
+                return_annotation=reply,
+            )
+            self.router.subscriber(
+                subject,
+                queue=QUEUE_GROUP,
+                decoder=make_decoder(self.max_request_bytes),
+                max_workers=self.max_workers,
+                title=subject,
+                description=description,
+            )(endpoint)
+            return handler
+
+        return register
+
+    @staticmethod
+    def _context(
+        subject: str, body: BaseModel, msg: NatsMessage, *, mutating: bool
+    ) -> CommandContext:
+        headers = msg.headers or {}
+        actor = headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
+        record = None
+        key = headers.get(IDEMPOTENCY_KEY_HEADER)
+        if mutating and key:
+            if len(key) > MAX_KEY_LENGTH:
+                raise ValidationFailed(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} chars")
+            record = IdempotencyRecord(
+                subject, key, fingerprint(subject, body.model_dump(mode="json"))
+            )
+        return CommandContext(subject, actor[:200], datetime.now(UTC), record)
+
+    async def _stored_reply(self, record: IdempotencyRecord) -> Any:
+        stored = await self.idempotency_store.stored_reply(record.subject, record.key)
+        if stored is None:
+            return None
+        stored_fingerprint, reply = stored
+        check_repeat(record.key, stored_fingerprint, record.fingerprint)
+        return reply

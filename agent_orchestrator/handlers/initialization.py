@@ -1,0 +1,108 @@
+"""The durable initialization job: INITIALIZING -> READY, or ERROR with the reason.
+
+agent.initialize commits the move to INITIALIZING together with a job message (via the outbox)
+on stream AGENT_JOBS. This pull consumer runs the preparation steps and acknowledges only when
+the agent has reached READY or ERROR, so a service killed mid-way leaves the job to be
+redelivered to any instance after ``ack_wait``.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import Agent, AgentStatus
+from agent_orchestrator.contracts.jobs import InitializeJob
+from agent_orchestrator.domain.agents import transition_agent
+from agent_orchestrator.domain.errors import (
+    Conflict,
+    InitializationFailed,
+    InvalidTransition,
+    NotFound,
+    Unavailable,
+)
+from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.storage.agents import AgentRepository
+
+log = logging.getLogger(__name__)
+
+ACTOR = "initializer"
+MAX_RETRY_DELAY_S = 30.0
+
+InitializationStep = Callable[[Agent], Awaitable[None]]
+"""One idempotent preparation step; raises InitializationFailed for a permanent failure."""
+
+
+def register_initializer(
+    router: NatsRouter,
+    agents: AgentRepository,
+    steps: Sequence[InitializationStep],
+    *,
+    max_attempts: int,
+) -> None:
+    """Consume initialization jobs from the durable consumer shared by all instances.
+
+    A step that keeps failing moves the agent to ERROR after ``max_attempts``; a dependency
+    that is down only postpones the job (with growing delays), however long it stays down.
+    """
+
+    async def finish(job: InitializeJob, target: AgentStatus, reason: str) -> None:
+        try:
+            await change_agent(
+                agents,
+                job.agent_id,
+                lambda agent: transition_agent(
+                    agent,
+                    target,
+                    reason=reason,
+                    actor=ACTOR,
+                    expected_version=job.version,
+                    now=datetime.now(UTC),
+                ),
+            )
+        except (NotFound, Conflict, InvalidTransition):
+            log.info("agent %s moved on before initialization finished", job.agent_id)
+
+    @router.subscriber(
+        subjects.initialize_job_subject("*"),
+        stream=JStream(subjects.JOBS_STREAM, declare=False),
+        durable=subjects.INITIALIZE_JOB_CONSUMER,
+        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+        title="agent.job.initialize",
+        description="Durable job: prepare an INITIALIZING agent, then READY or ERROR.",
+    )
+    async def initialize_agent(job: InitializeJob, msg: NatsMessage) -> None:
+        attempt = msg.raw_message.metadata.num_delivered or 1
+        try:
+            agent = await agents.get(job.agent_id)
+            if agent.status is not AgentStatus.INITIALIZING or agent.version != job.version:
+                await msg.ack()  # the agent moved on (terminated, re-initialized, deleted)
+                return
+            try:
+                for step in steps:
+                    await step(agent)
+            except InitializationFailed as exc:
+                await finish(job, AgentStatus.ERROR, f"initialization failed: {exc.message}")
+            else:
+                await finish(job, AgentStatus.READY, "initialized")
+        except NotFound:
+            pass
+        except Unavailable:
+            log.warning("initialization of %s postponed: a dependency is down", job.agent_id)
+            await msg.nack(delay=min(MAX_RETRY_DELAY_S, float(attempt)))
+            return
+        except Exception as exc:
+            if attempt < max_attempts:
+                log.exception("initialization of %s failed (attempt %d)", job.agent_id, attempt)
+                await msg.nack(delay=min(MAX_RETRY_DELAY_S, float(attempt)))
+                return
+            await finish(
+                job,
+                AgentStatus.ERROR,
+                f"initialization failed after {attempt} attempts: {exc!r}"[:2000],
+            )
+        await msg.ack()

@@ -1,0 +1,87 @@
+"""agent.status / initialize / activate / pause / terminate / history."""
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import (
+    Agent,
+    AgentStatus,
+    ChangeStatus,
+    GetHistory,
+    LifecycleCommand,
+    TransitionPage,
+)
+from agent_orchestrator.domain.agents import transition_agent
+from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
+from agent_orchestrator.storage.agents import AgentRepository
+
+LIFECYCLE_COMMANDS = {
+    subjects.AGENT_INITIALIZE: (
+        AgentStatus.INITIALIZING,
+        "Start initialization (CREATED, READY or ERROR); a background job then moves the "
+        "agent to READY, or to ERROR with the reason.",
+    ),
+    subjects.AGENT_ACTIVATE: (AgentStatus.ACTIVE, "Activate a READY or PAUSED agent."),
+    subjects.AGENT_PAUSE: (AgentStatus.PAUSED, "Pause an ACTIVE agent."),
+    subjects.AGENT_TERMINATE: (AgentStatus.TERMINATED, "Terminate an agent; this is final."),
+}
+
+
+def register_lifecycle_commands(server: CommandServer, agents: AgentRepository) -> None:
+    """Serve the lifecycle subjects."""
+
+    async def move(
+        body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
+    ) -> Agent:
+        return await change_agent(
+            agents,
+            body.agent_id,
+            lambda agent: transition_agent(
+                agent,
+                target,
+                reason=body.reason,
+                actor=ctx.actor,
+                expected_version=body.expected_version,
+                now=ctx.now,
+            ),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @server.serve(
+        subjects.AGENT_STATUS,
+        ChangeStatus,
+        Agent,
+        mutating=True,
+        description="Move an agent to any status the transition table allows.",
+    )
+    async def change_status(body: ChangeStatus, ctx: CommandContext) -> Agent:
+        return await move(body, body.status, ctx)
+
+    def move_to(target: AgentStatus) -> Handler[LifecycleCommand]:
+        async def handler(body: LifecycleCommand, ctx: CommandContext) -> Agent:
+            return await move(body, target, ctx)
+
+        handler.__name__ = f"move_to_{target.lower()}"
+        return handler
+
+    for subject, (target, description) in LIFECYCLE_COMMANDS.items():
+        serve = server.serve(
+            subject, LifecycleCommand, Agent, mutating=True, description=description
+        )
+        serve(move_to(target))
+
+    @server.serve(
+        subjects.AGENT_HISTORY,
+        GetHistory,
+        TransitionPage,
+        mutating=False,
+        description="An agent's transitions, oldest first.",
+    )
+    async def history(body: GetHistory, ctx: CommandContext) -> TransitionPage:
+        after = decode_cursor(body.cursor, "after", int) if body.cursor else 0
+        items = await agents.history(body.agent_id, limit=body.limit + 1, after=after)
+        next_cursor = None
+        if len(items) > body.limit:
+            items = items[: body.limit]
+            next_cursor = encode_cursor("after", items[-1].version)
+        return TransitionPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,135 @@
+"""The composition root: builds one service instance from Settings and runs it.
+
+Nothing connects at import or construction; ``start()`` connects, migrates, declares the
+JetStream topology, starts the handlers and the outbox relay; ``stop()`` undoes it in reverse.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from faststream import FastStream
+from faststream.nats import NatsBroker, NatsRouter
+from faststream.specification import AsyncAPI
+
+from agent_orchestrator import __version__
+from agent_orchestrator.contracts.subjects import SERVICE_NAME
+from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.handlers.agents import register_agent_commands
+from agent_orchestrator.handlers.commands import CommandServer
+from agent_orchestrator.handlers.errors import build_error_middleware
+from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
+from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.settings import Settings
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.idempotency import IdempotencyStore
+from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
+from agent_orchestrator.storage.migrate import apply_migrations
+from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
+from agent_orchestrator.storage.postgres import CONNECTION_ERRORS, init_connection
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """One instance of agent-orchestrator: handlers on NATS plus the outbox relay."""
+
+    def __init__(
+        self, settings: Settings, *, init_steps: Sequence[InitializationStep] = ()
+    ) -> None:
+        self.settings = settings
+        # Not awaited yet: asyncpg connects when the pool is awaited in start().
+        self.pool: asyncpg.Pool = asyncpg.create_pool(
+            settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            init=init_connection,
+            command_timeout=30,
+            timeout=10,
+        )
+        self.agents = AgentRepository(self.pool)
+        self.broker = NatsBroker(
+            settings.nats_url.split(","),
+            name=SERVICE_NAME,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+        )
+        self.broker.include_router(self._command_router())
+        jobs = NatsRouter()
+        register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
+        self.broker.include_router(jobs)
+        self.relay: OutboxRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    def _command_router(self) -> NatsRouter:
+        router = NatsRouter(middlewares=[build_error_middleware()])
+        server = CommandServer(
+            router,
+            IdempotencyStore(self.pool),
+            max_request_bytes=self.settings.max_request_bytes,
+            max_workers=self.settings.handler_max_workers,
+        )
+        register_agent_commands(server, self.agents)
+        register_lifecycle_commands(server, self.agents)
+        return router
+
+    def layout(self) -> JetStreamLayout:
+        """Streams and consumers as configured."""
+        s = self.settings
+        return JetStreamLayout(
+            replicas=s.js_replicas,
+            events_max_age_s=s.events_max_age_s,
+            duplicate_window_s=s.duplicate_window_s,
+            init_job_ack_wait_s=s.init_job_ack_wait_s,
+        )
+
+    async def start(self) -> None:
+        """Connect, migrate, declare streams, then serve."""
+        if not self.settings.database_url:
+            raise Unavailable("DATABASE_URL is not set")
+        try:
+            await self.pool
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL is not reachable: {exc!r}") from exc
+        async with self.pool.acquire() as conn:
+            await apply_migrations(conn)
+        await self.broker.connect()
+        await ensure_jetstream(self.broker.connection.jetstream(), self.layout())
+        await self.broker.start()
+        s = self.settings
+        self.relay = OutboxRelay(
+            s.database_url,
+            self.broker.connection.jetstream(),
+            RelaySettings(
+                sweep_s=s.outbox_sweep_s,
+                retention_s=s.outbox_retention_s,
+                idempotency_ttl_s=s.idempotency_ttl_s,
+            ),
+        )
+        self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
+
+    async def stop(self) -> None:
+        """Stop serving and close connections; in-flight requests finish first."""
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        await self.broker.stop()
+        await self.pool.close()
+
+
+def asyncapi_document(settings: Settings | None = None) -> AsyncAPI:
+    """The AsyncAPI 3.0 description of every subject the service serves (no I/O)."""
+    service = Service(settings or Settings())
+    app = FastStream(service.broker)
+    return AsyncAPI(
+        app.broker,
+        title="agent-orchestrator",
+        version=__version__,
+        description="NATS-native orchestrator for AI agents. Commands are request/reply on the "
+        "subjects below (queue group `agent-orchestrator`); events go to stream AGENT_EVENTS "
+        "on `agent.event.<agent_id>.<kind>`.",
+    )

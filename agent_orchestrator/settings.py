@@ -1,0 +1,50 @@
+"""Service settings from the environment (``NATS_URL``, ``DATABASE_URL``, ``AO_*``)."""
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told at start-up; validated before anything connects."""
+
+    model_config = SettingsConfigDict(env_prefix="AO_", env_file=".env", extra="ignore")
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        validation_alias=AliasChoices("NATS_URL", "AO_NATS_URL"),
+        description="NATS server(s), comma-separated.",
+    )
+    database_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("DATABASE_URL", "AO_DATABASE_URL"),
+        description="PostgreSQL DSN (asyncpg form: postgresql://user:pass@host:port/db).",
+    )
+    js_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams/buckets.")
+    events_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
+    duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
+    max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    handler_max_workers: int = Field(
+        default=32, ge=1, le=1024, description="Requests one subject handles concurrently."
+    )
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=20, ge=1, le=500)
+    init_job_ack_wait_s: float = Field(
+        default=30.0, ge=1.0, description="Redeliver an unfinished initialization after this."
+    )
+    init_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Failed preparations before an agent goes to ERROR."
+    )
+    outbox_sweep_s: float = Field(
+        default=5.0, gt=0, description="Relay re-checks the outbox this often besides NOTIFY."
+    )
+    outbox_retention_s: int = Field(default=24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("db_pool_min must not exceed db_pool_max")
+        if self.duplicate_window_s > self.events_max_age_s:
+            raise ValueError("duplicate_window_s must not exceed events_max_age_s")
+        return self

@@ -1,0 +1,186 @@
+"""The agents repository: agents, their transitions, and their outbox and idempotency rows."""
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from agent_orchestrator.contracts.agents import Agent, AgentStatus, Transition
+from agent_orchestrator.domain.agents import Change
+from agent_orchestrator.domain.errors import NotFound
+from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.postgres import translate_errors
+
+AGENT_COLUMNS = (
+    "agent_id, project_id, name, type, description, template_id, template_version, "
+    "configuration, prompt_template, metadata, status, status_reason, version, "
+    "created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class AgentFilter:
+    """What agent.list may filter on."""
+
+    project_id: str | None = None
+    status: AgentStatus | None = None
+    type: str | None = None
+    template_id: UUID | None = None
+
+
+def _agent(row: asyncpg.Record) -> Agent:
+    return Agent.model_validate(dict(row))
+
+
+def _agent_values(agent: Agent) -> list[Any]:
+    return [
+        agent.agent_id,
+        agent.project_id,
+        agent.name,
+        agent.type,
+        agent.description,
+        agent.template_id,
+        agent.template_version,
+        agent.configuration,
+        agent.prompt_template,
+        agent.metadata,
+        agent.status,
+        agent.status_reason,
+        agent.version,
+        agent.created_at,
+        agent.updated_at,
+    ]
+
+
+class AgentRepository:
+    """Reads and atomic writes of agents in PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @translate_errors
+    async def get(self, agent_id: UUID) -> Agent:
+        """The agent, or NotFound."""
+        row = await self._pool.fetchrow(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id
+        )
+        if row is None:
+            raise NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
+        return _agent(row)
+
+    @translate_errors
+    async def page(self, where: AgentFilter, *, limit: int, before: UUID | None) -> list[Agent]:
+        """Up to ``limit`` agents matching ``where``, newest first, older than ``before``."""
+        rows = await self._pool.fetch(
+            f"""SELECT {AGENT_COLUMNS} FROM agents
+                WHERE ($1::text IS NULL OR project_id = $1)
+                  AND ($2::text IS NULL OR status = $2)
+                  AND ($3::text IS NULL OR type = $3)
+                  AND ($4::uuid IS NULL OR template_id = $4)
+                  AND ($5::uuid IS NULL OR agent_id < $5)
+                ORDER BY agent_id DESC LIMIT $6""",
+            where.project_id,
+            where.status,
+            where.type,
+            where.template_id,
+            before,
+            limit,
+        )
+        return [_agent(row) for row in rows]
+
+    @translate_errors
+    async def history(self, agent_id: UUID, *, limit: int, after: int) -> list[Transition]:
+        """Transitions after version ``after``, oldest first; NotFound for an unknown agent."""
+        rows = await self._pool.fetch(
+            """SELECT a.agent_id, t.version, t.from_status, t.to_status, t.reason, t.actor, t.at
+               FROM agents a LEFT JOIN agent_transitions t
+                 ON t.agent_id = a.agent_id AND t.version > $2
+               WHERE a.agent_id = $1
+               ORDER BY t.version LIMIT $3""",
+            agent_id,
+            after,
+            limit,
+        )
+        if not rows:
+            raise NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
+        return [
+            Transition(
+                from_status=r["from_status"],
+                to_status=r["to_status"],
+                reason=r["reason"],
+                actor=r["actor"],
+                at=r["at"],
+                version=r["version"],
+            )
+            for r in rows
+            if r["version"] is not None
+        ]
+
+    async def insert(
+        self,
+        change: Change,
+        *,
+        outbox: list[OutboxMessage],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> None:
+        """Store a new agent with its creation record and events."""
+        agent = change.agent
+        placeholders = ", ".join(f"${i}" for i in range(1, 16))
+        write = AtomicWrite(
+            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ({placeholders}) RETURNING agent_id",
+            _agent_values(agent),
+        )
+        write.with_transition(agent.agent_id, change.transition).with_outbox(outbox)
+        await self._execute(write.with_idempotency(idempotency))
+
+    async def save(
+        self,
+        change: Change,
+        *,
+        previous_version: int,
+        outbox: list[OutboxMessage],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> bool:
+        """Store a changed agent if it is still at ``previous_version``; False if it moved on."""
+        agent = change.agent
+        write = AtomicWrite(
+            """UPDATE agents SET name = $2, description = $3, configuration = $4,
+                   prompt_template = $5, metadata = $6, status = $7, status_reason = $8,
+                   version = $9, updated_at = $10
+               WHERE agent_id = $1 AND version = $11 RETURNING agent_id""",
+            [
+                agent.agent_id,
+                agent.name,
+                agent.description,
+                agent.configuration,
+                agent.prompt_template,
+                agent.metadata,
+                agent.status,
+                agent.status_reason,
+                agent.version,
+                agent.updated_at,
+                previous_version,
+            ],
+        )
+        write.with_transition(agent.agent_id, change.transition).with_outbox(outbox)
+        return await self._execute(write.with_idempotency(idempotency))
+
+    async def delete(
+        self,
+        agent_id: UUID,
+        *,
+        previous_version: int,
+        outbox: list[OutboxMessage],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> bool:
+        """Delete an agent (and its history) if still at ``previous_version``."""
+        write = AtomicWrite(
+            "DELETE FROM agents WHERE agent_id = $1 AND version = $2 RETURNING agent_id",
+            [agent_id, previous_version],
+        )
+        return await self._execute(write.with_outbox(outbox).with_idempotency(idempotency))
+
+    @translate_errors
+    async def _execute(self, write: AtomicWrite) -> bool:
+        return await write.execute(self._pool)

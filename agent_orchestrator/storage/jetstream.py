@@ -1,0 +1,85 @@
+"""JetStream topology: streams and durable consumers, declared idempotently at start-up."""
+
+import logging
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from agent_orchestrator.contracts import subjects
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JetStreamLayout:
+    """Sizes and policies of the service's streams."""
+
+    replicas: int = 1
+    events_max_age_s: int = 7 * 24 * 3600
+    duplicate_window_s: int = 300
+    init_job_ack_wait_s: float = 30.0
+
+    def streams(self) -> list[StreamConfig]:
+        """AGENT_EVENTS (history, replayable) and AGENT_JOBS (work queue)."""
+        return [
+            StreamConfig(
+                name=subjects.EVENTS_STREAM,
+                subjects=[subjects.EVENTS_SUBJECTS],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=float(self.events_max_age_s),
+                duplicate_window=float(self.duplicate_window_s),
+                num_replicas=self.replicas,
+                description="Every agent lifecycle and data event; Nats-Msg-Id = event_id.",
+            ),
+            StreamConfig(
+                name=subjects.JOBS_STREAM,
+                subjects=[subjects.JOBS_SUBJECTS],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                discard=DiscardPolicy.NEW,
+                duplicate_window=float(self.duplicate_window_s),
+                num_replicas=self.replicas,
+                description="Durable background jobs of agent-orchestrator (work queue).",
+            ),
+        ]
+
+    def consumers(self) -> list[tuple[str, ConsumerConfig]]:
+        """The durable pull consumers that run background jobs."""
+        return [
+            (
+                subjects.JOBS_STREAM,
+                ConsumerConfig(
+                    durable_name=subjects.INITIALIZE_JOB_CONSUMER,
+                    filter_subject=subjects.initialize_job_subject("*"),
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.init_job_ack_wait_s,
+                    max_deliver=-1,  # the handler decides when to give up, not the server
+                    max_ack_pending=1000,
+                    description="Finishes agent initialization.",
+                ),
+            )
+        ]
+
+
+async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> None:
+    """Create or update every stream and consumer; safe to run from many instances at once."""
+    for config in layout.streams():
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+        else:
+            await js.update_stream(config)
+    for stream, consumer in layout.consumers():
+        await js.add_consumer(stream, consumer)

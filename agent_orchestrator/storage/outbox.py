@@ -1,0 +1,133 @@
+"""The outbox relay: publishes committed outbox rows to JetStream, in order, exactly once.
+
+Exactly one relay leads at a time (a PostgreSQL advisory lock held by its connection), so rows
+go out in id order and per-agent order holds. LISTEN/NOTIFY wakes it; a slow sweep covers a
+missed notification. A crash between publish and marking re-publishes on restart, and the
+stream drops the repeat by its ``Nats-Msg-Id`` within the duplicate window.
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
+from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.storage.postgres import CONNECTION_ERRORS, connect
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_ID = 0x616F_7278  # "aorx"
+CHANNEL = "outbox"
+
+
+@dataclass
+class RelaySettings:
+    """Timings and sizes of the relay."""
+
+    batch_size: int = 500
+    sweep_s: float = 5.0
+    lock_retry_s: float = 1.0
+    reconnect_s: float = 1.0
+    retention_s: int = 24 * 3600
+    idempotency_ttl_s: int = 24 * 3600
+    cleanup_every_s: float = 60.0
+
+
+class OutboxRelay:
+    """Runs until cancelled; reconnects and re-competes for leadership after failures."""
+
+    def __init__(self, dsn: str, js: JetStreamContext, settings: RelaySettings) -> None:
+        self._dsn = dsn
+        self._js = js
+        self._settings = settings
+        self.is_leader = False
+        self.published = 0
+
+    async def run(self) -> None:
+        """Lead when possible, publish while leading; never returns unless cancelled."""
+        while True:
+            try:
+                conn = await connect(self._dsn)
+            except Unavailable as exc:
+                log.warning("outbox relay cannot reach PostgreSQL: %s", exc)
+                await asyncio.sleep(self._settings.reconnect_s)
+                continue
+            try:
+                await self._lead(conn)
+            except CONNECTION_ERRORS as exc:
+                log.warning("outbox relay lost PostgreSQL: %r", exc)
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), timeout=2)
+            await asyncio.sleep(self._settings.reconnect_s)
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
+        # Followers poll the lock slowly: PostgreSQL cannot notify its release.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):  # noqa: ASYNC110
+            await asyncio.sleep(self._settings.lock_retry_s)
+        self.is_leader = True
+        log.info("outbox relay is leading")
+        wake = asyncio.Event()
+
+        def on_notify(*_: Any) -> None:
+            wake.set()
+
+        await conn.add_listener(CHANNEL, on_notify)
+        conn.add_termination_listener(on_notify)
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
+        while True:
+            if conn.is_closed():
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
+            wake.clear()
+            try:
+                sent = await self._publish_batch(conn)
+            except (NatsError, TimeoutError) as exc:
+                log.warning("outbox relay cannot publish to JetStream: %r", exc)
+                await asyncio.sleep(self._settings.reconnect_s)
+                continue
+            if loop.time() >= next_cleanup:
+                await self._cleanup(conn)
+                next_cleanup = loop.time() + self._settings.cleanup_every_s
+            if sent < self._settings.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=self._settings.sweep_s)
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            """SELECT id, msg_id, subject, payload FROM outbox
+               WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+            self._settings.batch_size,
+        )
+        done: list[int] = []
+        try:
+            for row in rows:
+                # One at a time, in id order: a failure can never publish a later row first.
+                await self._js.publish(
+                    row["subject"], row["payload"], headers={MSG_ID_HEADER: str(row["msg_id"])}
+                )
+                done.append(row["id"])
+        finally:
+            if done:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
+                )
+                self.published += len(done)
+        return len(rows)
+
+    async def _cleanup(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            float(self._settings.retention_s),
+        )
+        await conn.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+            float(self._settings.idempotency_ttl_s),
+        )

@@ -1,0 +1,72 @@
+"""PostgreSQL connection pool and translation of driver errors into the service's errors."""
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import asyncpg
+
+from agent_orchestrator.domain.errors import Unavailable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors that mean "the database is not there right now", not "the request is wrong".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin / crash shutdown, class 57
+)
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    for json_type in ("json", "jsonb"):
+        await conn.set_type_codec(
+            json_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections read and write json/jsonb as Python objects."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            command_timeout=30,
+            timeout=10,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"PostgreSQL is not reachable: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One dedicated connection (LISTEN, advisory locks), with the same codecs as the pool."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"PostgreSQL is not reachable: {exc}") from exc
+    await init_connection(conn)
+    return conn
+
+
+def translate_errors(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn connection-level failures of ``func`` into Unavailable; re-raise the rest."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await func(*args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("PostgreSQL is unavailable; retry shortly") from exc
+
+    return wrapper
