@@ -12,7 +12,7 @@ from agent_orchestrator.contracts.agents import (
     UpdateAgent,
 )
 from agent_orchestrator.contracts.events import Event, EventKind
-from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.domain.errors import Conflict, ValidationFailed
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable, check_transition, event_kind_for
 
@@ -77,7 +77,7 @@ def update_agent(agent: Agent, request: UpdateAgent, *, now: datetime) -> Change
         if name in request.model_fields_set and getattr(request, name) != getattr(agent, name)
     }
     if "name" in changes and changes["name"] is None:
-        del changes["name"]
+        raise ValidationFailed("name cannot be null", details=[{"path": "name"}])
     if "configuration" in changes and changes["configuration"] is None:
         changes["configuration"] = {}
     if "metadata" in changes and changes["metadata"] is None:

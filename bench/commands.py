@@ -1,0 +1,860 @@
+"""Throughput and latency of the command subjects, next to echo baselines from the same run.
+
+    python bench/commands.py [--seconds 5] [--warmup 1] [--inflight 50] [--json out.json]
+
+Starts its own nats-server (JetStream) and PostgreSQL in a temp folder with default settings,
+then runs each server under test in its own process: a raw nats-py echo, a FastStream echo and
+`agent-orchestrator serve`. One nats-py connection keeps exactly --inflight requests in flight
+for --seconds per scenario (after --warmup), checks every reply and records its latency.
+Exit code 1 when any reply was an error or wrong; missed targets do not change the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import nats
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
+from agent_orchestrator.settings import Settings
+
+BENCH_DIR = Path(__file__).resolve().parent
+RAW_SUBJECT = "bench.echo.raw"
+FASTSTREAM_SUBJECT = "bench.echo.faststream"
+RAW = "raw nats-py echo"
+FASTSTREAM = "FastStream echo"
+GET, CREATE, TRANSITION = "agent.get", "agent.create", "pause/activate"
+GET_POOL = 100
+MIN_TRANSITION_POOL = 200
+REQUEST_TIMEOUT_S = 5.0
+READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+#: Scenario -> minimum ratio of its req/s to the FastStream echo's (from the issue).
+TARGETS = {GET: 0.8, CREATE: 0.4, TRANSITION: 0.4}
+
+T = TypeVar("T")
+R = TypeVar("R")
+Call = Callable[[], Awaitable[None]]
+"""One request of a scenario; raises ReplyError when the reply is not the expected success."""
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot go on (a server did not start, set-up failed)."""
+
+
+class ReplyError(Exception):
+    """A request that did not get the expected successful reply."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+# --- payloads and requests -------------------------------------------------------------------
+
+
+def agent_body(name: str) -> dict[str, Any]:
+    """A ~200-byte agent.create body; also the echo payload."""
+    return {
+        "name": name,
+        "type": "researcher",
+        "description": "Benchmark agent: reads sources, summarises them and reports back.",
+        "metadata": {"team": "bench", "purpose": "throughput", "owner": "bench/commands.py"},
+    }
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """Compact JSON, the way pydantic writes it."""
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def request(nc: Client, subject: str, payload: bytes) -> bytes:
+    """Send one request; return the reply body or raise ReplyError for anything but success."""
+    try:
+        msg = await nc.request(subject, payload, timeout=REQUEST_TIMEOUT_S)
+    except NatsTimeoutError as exc:
+        raise ReplyError("timeout", f"no reply within {REQUEST_TIMEOUT_S} s") from exc
+    except NoRespondersError as exc:
+        raise ReplyError("no responders", subject) from exc
+    status = (msg.headers or {}).get(subjects.SERVICE_ERROR_CODE_HEADER)
+    if status:
+        raise error_reply(status, msg.data)
+    return msg.data
+
+
+def error_reply(status: str, data: bytes) -> ReplyError:
+    """A ReplyError for an error reply, keyed by status and contract error code."""
+    try:
+        error = json.loads(data)["error"]
+        return ReplyError(f"{status} {error['code']}", str(error["message"])[:300])
+    except (ValueError, KeyError, TypeError):
+        return ReplyError(status, data[:300].decode(errors="replace"))
+
+
+async def request_json(nc: Client, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`request` with JSON in and out."""
+    data = await request(nc, subject, encode(body))
+    try:
+        reply: dict[str, Any] = json.loads(data)
+    except ValueError as exc:
+        raise ReplyError("bad reply", data[:300].decode(errors="replace")) from exc
+    return reply
+
+
+def expect(reply: dict[str, Any], key: str, wanted: Any) -> None:
+    """Raise ReplyError unless reply[key] == wanted."""
+    if reply.get(key) != wanted:
+        raise ReplyError(f"wrong {key}", f"expected {wanted!r}, got {reply.get(key)!r}")
+
+
+async def bounded_map(fn: Callable[[T], Awaitable[R]], items: Sequence[T], limit: int) -> list[R]:
+    """`fn` over `items`, at most `limit` at a time, results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await fn(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+# --- the calls of each scenario --------------------------------------------------------------
+
+
+def echo_call(nc: Client, subject: str) -> Call:
+    """Echo the agent body; the reply must be the same JSON."""
+    body = agent_body("bench-echo-0000000")
+    payload = encode(body)
+
+    async def call() -> None:
+        data = await request(nc, subject, payload)
+        if data != payload and json.loads(data) != body:
+            raise ReplyError("wrong echo", data[:300].decode(errors="replace"))
+
+    return call
+
+
+def get_call(nc: Client, agent_ids: Sequence[str], start: int) -> Call:
+    """agent.get round-robin over the pre-created agents."""
+    position = start
+
+    async def call() -> None:
+        nonlocal position
+        agent_id = agent_ids[position % len(agent_ids)]
+        position += 1
+        expect(
+            await request_json(nc, subjects.AGENT_GET, {"agent_id": agent_id}), "agent_id", agent_id
+        )
+
+    return call
+
+
+def create_call(nc: Client, worker: int) -> Call:
+    """agent.create with a fresh name each time."""
+    count = 0
+
+    async def call() -> None:
+        nonlocal count
+        count += 1
+        reply = await request_json(
+            nc, subjects.AGENT_CREATE, agent_body(f"bench-{worker:03d}-{count:07d}")
+        )
+        expect(reply, "status", "CREATED")
+
+    return call
+
+
+class Flipper:
+    """Pauses and re-activates its own agents in turn: never two requests on one agent."""
+
+    def __init__(self, nc: Client, agent_ids: Sequence[str]) -> None:
+        self.nc = nc
+        self.agent_ids = list(agent_ids)
+        self.status = dict.fromkeys(self.agent_ids, "ACTIVE")
+        self.position = 0
+
+    async def __call__(self) -> None:
+        agent_id = self.agent_ids[self.position % len(self.agent_ids)]
+        self.position += 1
+        pause = self.status[agent_id] == "ACTIVE"
+        subject, target = (
+            (subjects.AGENT_PAUSE, "PAUSED") if pause else (subjects.AGENT_ACTIVATE, "ACTIVE")
+        )
+        try:
+            reply = await request_json(self.nc, subject, {"agent_id": agent_id})
+            expect(reply, "status", target)
+        except ReplyError:
+            await self.resync(agent_id)
+            raise
+        self.status[agent_id] = target
+
+    async def resync(self, agent_id: str) -> None:
+        """After a failed request, learn where the agent really is."""
+        with contextlib.suppress(ReplyError):
+            reply = await request_json(self.nc, subjects.AGENT_GET, {"agent_id": agent_id})
+            self.status[agent_id] = str(reply.get("status"))
+
+
+def transition_calls(nc: Client, agent_ids: Sequence[str], inflight: int) -> list[Call]:
+    """One Flipper per slot, each with a disjoint share of the agents."""
+    return [Flipper(nc, agent_ids[slot::inflight]) for slot in range(inflight)]
+
+
+# --- running a scenario ----------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Latencies of successful requests and counts of failed ones."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, str] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def fail(self, exc: ReplyError) -> None:
+        """Count a failure and keep the first message of its kind."""
+        self.errors[exc.kind] += 1
+        self.samples.setdefault(exc.kind, exc.detail)
+
+
+async def worker(call: Call, until: float, recorder: Recorder) -> None:
+    """Keep one request in flight until `until`."""
+    while (start := time.perf_counter()) < until:
+        try:
+            await call()
+        except ReplyError as exc:
+            recorder.fail(exc)
+        else:
+            recorder.latencies.append(time.perf_counter() - start)
+
+
+async def run_phase(calls: Sequence[Call], seconds: float) -> Recorder:
+    """All calls at once for `seconds`; elapsed includes the last replies."""
+    recorder = Recorder()
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(call, began + seconds, recorder) for call in calls))
+    recorder.elapsed = time.perf_counter() - began
+    return recorder
+
+
+# --- CPU accounting from /proc ---------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # index 0 is field 3 (state)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def tree_cpu_s(root: int | None) -> float:
+    """CPU seconds (user+system, reaped children included) of a process and its descendants."""
+    if root is None:
+        return 0.0
+    total = 0
+    for pid in [root, *_descendants(root)]:
+        if (fields := _stat(pid)) is not None:
+            total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / _TICKS
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process (the load generator), children excluded."""
+    times = os.times()
+    return times.user + times.system
+
+
+CpuProbes = dict[str, Callable[[], float]]
+
+
+def cpu_snapshot(probes: CpuProbes) -> dict[str, float]:
+    """CPU seconds so far of each probed component."""
+    return {name: probe() for name, probe in probes.items()}
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """The figures of one scenario."""
+
+    scenario: str
+    requests: int
+    seconds: float
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    error_samples: dict[str, str]
+    cpu_us_per_request: dict[str, float]
+    cpu_busy_pct: float
+    ratio_to_raw: float | None = None
+    ratio_to_faststream: float | None = None
+    target: float | None = None
+    target_met: bool | None = None
+    outbox_backlog: int | None = None
+    outbox_drain_s: float | None = None
+
+
+def percentile_ms(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted seconds, in ms."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def summarize(
+    scenario: str, recorder: Recorder, cpu_before: dict[str, float], cpu_after: dict[str, float]
+) -> Result:
+    """Turn a measured phase into a Result."""
+    ordered = sorted(recorder.latencies)
+    count = len(ordered)
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    per_request = {name: seconds * 1e6 / max(count, 1) for name, seconds in cpu.items()}
+    busy = sum(cpu.values()) / (recorder.elapsed * (os.cpu_count() or 1)) * 100
+    errors = sum(recorder.errors.values())
+    samples = {
+        f"{kind} (x{recorder.errors[kind]})": text for kind, text in recorder.samples.items()
+    }
+    return Result(
+        scenario=scenario,
+        requests=count,
+        seconds=round(recorder.elapsed, 3),
+        req_per_s=count / recorder.elapsed,
+        p50_ms=percentile_ms(ordered, 0.50),
+        p99_ms=percentile_ms(ordered, 0.99),
+        max_ms=percentile_ms(ordered, 1.0),
+        errors=errors,
+        error_samples=samples,
+        cpu_us_per_request={name: round(value, 1) for name, value in per_request.items()},
+        cpu_busy_pct=round(busy, 1),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the command line asked for."""
+
+    seconds: float
+    warmup: float
+    inflight: int
+    json_path: Path | None
+
+
+async def measure(name: str, calls: Sequence[Call], config: Config, probes: CpuProbes) -> Result:
+    """Warm up, then measure the same calls; print one progress line."""
+    print(f"  {name}: {config.warmup:g} s warm-up + {config.seconds:g} s ...", flush=True)
+    await run_phase(calls, config.warmup)
+    before = cpu_snapshot(probes)
+    recorder = await run_phase(calls, config.seconds)
+    return summarize(name, recorder, before, cpu_snapshot(probes))
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """preexec_fn: SIGTERM the child when this thread dies (Linux), so none is orphaned."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def setup() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return setup
+
+
+@dataclass
+class Child:
+    """A server under test, run as its own process with its output in a log file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of its log."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(log is empty)"
+
+    def exited(self) -> bool:
+        """True when the process has ended."""
+        return self.proc is not None and self.proc.returncode is not None
+
+
+async def start_child(child: Child) -> None:
+    """Start the process in its own session, output to its log file, cwd = the log's folder."""
+    with child.log_path.open("ab") as log:
+        child.proc = await asyncio.create_subprocess_exec(
+            *child.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=child.env,
+            cwd=child.log_path.parent,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+        )
+
+
+async def stop_child(child: Child) -> None:
+    """SIGTERM, wait; SIGKILL its process group if it takes longer than STOP_TIMEOUT_S."""
+    proc = child.proc
+    if proc is None or proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        print(f"  warning: {child.name} ignored SIGTERM for {STOP_TIMEOUT_S:g} s and was killed")
+
+
+@contextlib.asynccontextmanager
+async def running(child: Child) -> AsyncIterator[Child]:
+    """Run `child` for the duration of the block."""
+    await start_child(child)
+    try:
+        yield child
+    finally:
+        await stop_child(child)
+
+
+async def wait_answering(nc: Client, child: Child, subject: str, payload: bytes) -> None:
+    """Wait until `subject` gets any reply (an error reply counts: somebody answered)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if child.exited():
+            raise BenchError(f"{child.name} exited early; log:\n{child.log_tail()}")
+        try:
+            await nc.request(subject, payload, timeout=1.0)
+            return
+        except (NoRespondersError, NatsTimeoutError):
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{child.name} not answering after {READY_TIMEOUT_S:g} s; log:\n"
+                    f"{child.log_tail()}"
+                ) from None
+            await asyncio.sleep(0.1)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment without AO_* / NATS_URL / DATABASE_URL, plus `extra`."""
+    dropped = ("NATS_URL", "DATABASE_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AO_") and k not in dropped}
+    return env | extra
+
+
+def echo_child(kind: str, nats_url: str, subject: str, folder: Path) -> Child:
+    """The echo responder of `kind` (raw | faststream)."""
+    script = str(BENCH_DIR / "echo_servers.py")
+    return Child(
+        f"{kind} echo",
+        [sys.executable, script, kind, nats_url, subject],
+        child_env(),
+        folder / f"echo-{kind}.log",
+    )
+
+
+def service_child(nats_url: str, database_url: str, folder: Path) -> Child:
+    """`agent-orchestrator serve`, from the venv's console script or the same entry point."""
+    script = Path(sys.executable).parent / "agent-orchestrator"
+    if script.is_file():
+        argv = [str(script), "serve"]
+    else:
+        argv = [sys.executable, "-c", "from agent_orchestrator.cli import main; main()", "serve"]
+    env = child_env(NATS_URL=nats_url, DATABASE_URL=database_url, AO_LOG_LEVEL="WARNING")
+    return Child("agent-orchestrator serve", argv, env, folder / "service.log")
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The shared infrastructure of the run."""
+
+    nats_url: str
+    database_url: str
+    nats_pid: int | None
+    postgres_pid: int | None
+    folder: Path
+
+
+def probes_for(servers: Servers, child: Child) -> CpuProbes:
+    """CPU probes: the server under test, PostgreSQL, nats-server, the load generator."""
+    pid = child.proc.pid if child.proc is not None else None
+    return {
+        "server": lambda: tree_cpu_s(pid),
+        "postgres": lambda: tree_cpu_s(servers.postgres_pid),
+        "nats-server": lambda: tree_cpu_s(servers.nats_pid),
+        "load-gen": own_cpu_s,
+    }
+
+
+async def bench_echo(nc: Client, servers: Servers, config: Config, kind: str) -> Result:
+    """Run one echo responder and measure it."""
+    subject = RAW_SUBJECT if kind == "raw" else FASTSTREAM_SUBJECT
+    name = RAW if kind == "raw" else FASTSTREAM
+    async with running(echo_child(kind, servers.nats_url, subject, servers.folder)) as child:
+        await wait_answering(nc, child, subject, encode(agent_body("ping")))
+        calls = [echo_call(nc, subject) for _ in range(config.inflight)]
+        return await measure(name, calls, config, probes_for(servers, child))
+
+
+async def create_agents(nc: Client, count: int, prefix: str, limit: int) -> list[str]:
+    """Create `count` agents; return their ids."""
+
+    async def create(n: int) -> str:
+        reply = await request_json(nc, subjects.AGENT_CREATE, agent_body(f"{prefix}-{n:05d}"))
+        return str(reply["agent_id"])
+
+    return await bounded_map(create, range(count), limit)
+
+
+async def wait_status(nc: Client, agent_ids: Sequence[str], status: str, limit: int) -> None:
+    """Poll agent.get until every agent has `status`."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    waiting = list(agent_ids)
+
+    async def current(agent_id: str) -> str:
+        reply = await request_json(nc, subjects.AGENT_GET, {"agent_id": agent_id})
+        return str(reply["status"])
+
+    while waiting:
+        statuses = await bounded_map(current, waiting, limit)
+        if "ERROR" in statuses:
+            raise BenchError("an agent went to ERROR during initialization")
+        waiting = [a for a, s in zip(waiting, statuses, strict=True) if s != status]
+        if waiting and time.monotonic() > deadline:
+            raise BenchError(f"{len(waiting)} agents not {status} after {READY_TIMEOUT_S:g} s")
+        if waiting:
+            await asyncio.sleep(0.2)
+
+
+async def active_agents(nc: Client, count: int, limit: int) -> list[str]:
+    """Create, initialize, wait for READY, activate: `count` ACTIVE agents."""
+    ids = await create_agents(nc, count, "bench-lifecycle", limit)
+
+    async def command(subject: str) -> None:
+        async def one(agent_id: str) -> None:
+            await request_json(nc, subject, {"agent_id": agent_id})
+
+        await bounded_map(one, ids, limit)
+
+    await command(subjects.AGENT_INITIALIZE)
+    await wait_status(nc, ids, "READY", limit)
+    await command(subjects.AGENT_ACTIVATE)
+    return ids
+
+
+class Outbox:
+    """Reads the service's outbox backlog, so that scenarios start with the relay idle."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def backlog(self) -> int:
+        """Rows committed but not yet published to JetStream."""
+        count = await self.conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        return int(count)
+
+    async def drain(self) -> float:
+        """Wait until the backlog is empty; return how long that took."""
+        began = time.monotonic()
+        while await self.backlog():
+            if time.monotonic() - began > DRAIN_TIMEOUT_S:
+                raise BenchError(f"outbox not drained after {DRAIN_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.05)
+        return round(time.monotonic() - began, 2)
+
+
+async def measure_service(
+    name: str, calls: Sequence[Call], config: Config, probes: CpuProbes, outbox: Outbox
+) -> Result:
+    """Measure with an idle relay, then record the backlog left and how long it took to clear."""
+    await outbox.drain()
+    result = await measure(name, calls, config, probes)
+    result.outbox_backlog = await outbox.backlog()
+    result.outbox_drain_s = await outbox.drain()
+    return result
+
+
+async def bench_service(nc: Client, servers: Servers, config: Config) -> list[Result]:
+    """Run agent-orchestrator serve; measure agent.get, agent.create and pause/activate."""
+    child = service_child(servers.nats_url, servers.database_url, servers.folder)
+    probe = encode({"agent_id": str(uuid.uuid4())})
+    conn = await asyncpg.connect(servers.database_url)
+    try:
+        async with running(child):
+            await wait_answering(nc, child, subjects.AGENT_GET, probe)
+            outbox = Outbox(conn)
+            probes = probes_for(servers, child)
+            limit = config.inflight
+            pool_size = max(MIN_TRANSITION_POOL, 4 * config.inflight)
+            print(f"  set-up: {GET_POOL} agents to read, {pool_size} ACTIVE agents", flush=True)
+            get_ids = await create_agents(nc, GET_POOL, "bench-get", limit)
+            active_ids = await active_agents(nc, pool_size, limit)
+            gets = [get_call(nc, get_ids, slot) for slot in range(config.inflight)]
+            creates = [create_call(nc, slot) for slot in range(config.inflight)]
+            flips = transition_calls(nc, active_ids, config.inflight)
+            return [
+                await measure_service(GET, gets, config, probes, outbox),
+                await measure_service(CREATE, creates, config, probes, outbox),
+                await measure_service(TRANSITION, flips, config, probes, outbox),
+            ]
+    finally:
+        await conn.close()
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def apply_ratios(results: Sequence[Result]) -> None:
+    """Fill the ratios to both baselines and the target verdicts."""
+    rates = {r.scenario: r.req_per_s for r in results}
+    for result in results:
+        result.ratio_to_raw = result.req_per_s / rates[RAW]
+        result.ratio_to_faststream = result.req_per_s / rates[FASTSTREAM]
+        result.target = TARGETS.get(result.scenario)
+        if result.target is not None:
+            result.target_met = result.ratio_to_faststream >= result.target
+
+
+def verdict(result: Result) -> str:
+    """`met` / `MISSED` / `-`, with a flag when replies failed."""
+    text = "-" if result.target_met is None else ("met" if result.target_met else "MISSED")
+    return f"{text} (ERRORS)" if result.errors else text
+
+
+def table(results: Sequence[Result]) -> str:
+    """The main table."""
+    header = (
+        f"{'scenario':<17}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'x raw':>7}{'x FS':>7}{'errors':>7}  {'target':<11}verdict"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        target = f">= {r.target:.1f}x FS" if r.target is not None else "-"
+        lines.append(
+            f"{r.scenario:<17}{r.requests:>9}{r.req_per_s:>9.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
+            f"{r.ratio_to_raw or 0:>7.2f}{r.ratio_to_faststream or 0:>7.2f}{r.errors:>7}  "
+            f"{target:<11}{verdict(r)}"
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(results: Sequence[Result]) -> str:
+    """Where the CPU went: µs per request of each process, and how busy the machine was."""
+    names = list(results[0].cpu_us_per_request)
+    header = f"{'CPU us/request':<17}" + "".join(f"{n:>12}" for n in names) + f"{'busy %':>9}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        cells = "".join(f"{r.cpu_us_per_request[n]:>12.0f}" for n in names)
+        lines.append(f"{r.scenario:<17}{cells}{r.cpu_busy_pct:>9.0f}")
+    return "\n".join(lines)
+
+
+def outbox_lines(results: Sequence[Result]) -> list[str]:
+    """The relay's lag after each service scenario."""
+    return [
+        f"outbox after {r.scenario}: {r.outbox_backlog} rows unpublished, "
+        f"drained in {r.outbox_drain_s:.2f} s"
+        for r in results
+        if r.outbox_backlog is not None
+    ]
+
+
+def error_lines(results: Sequence[Result]) -> list[str]:
+    """Every kind of failed reply, with its first message."""
+    lines = []
+    for r in results:
+        for kind, sample in r.error_samples.items():
+            lines.append(f"ERROR in {r.scenario}: {kind}: {sample}")
+    return lines
+
+
+def print_report(settings: dict[str, Any], results: Sequence[Result]) -> None:
+    """Settings, main table, CPU table, relay lag, errors."""
+    print("\nsettings:")
+    for key, value in settings.items():
+        print(f"  {key}: {value}")
+    print()
+    print(table(results))
+    print()
+    print(cpu_table(results))
+    print()
+    for line in outbox_lines(results) + error_lines(results):
+        print(line)
+    if any(r.errors for r in results):
+        print("\nFLAGGED: some replies were errors or wrong; those scenarios' figures are suspect.")
+
+
+def write_json(path: Path, settings: dict[str, Any], results: Sequence[Result]) -> None:
+    """The same figures as the tables, as JSON."""
+    document = {
+        "settings": settings,
+        "targets": {name: f">= {ratio}x {FASTSTREAM}" for name, ratio in TARGETS.items()},
+        "results": [asdict(r) for r in results],
+        "flagged": any(r.errors for r in results),
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+async def postgres_settings(database_url: str) -> str:
+    """PostgreSQL's version and the settings that matter for commit latency, read back."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        names = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+        values = [await conn.fetchval(f"SHOW {name}") for name in names]
+    finally:
+        await conn.close()
+    return "defaults, no extra args: " + ", ".join(
+        f"{n}={v}" for n, v in zip(names, values, strict=True)
+    )
+
+
+def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]:
+    """The settings of this run, printed and written with the figures."""
+    fields = Settings.model_fields
+    return {
+        "machine": (
+            f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+        ),
+        "load": (
+            f"1 nats-py {importlib.metadata.version('nats-py')} connection, "
+            f"{config.inflight} requests in flight, {config.warmup:g} s warm-up + "
+            f"{config.seconds:g} s per scenario, {len(encode(agent_body('bench-000-0000000')))}"
+            f"-byte JSON body, timeout {REQUEST_TIMEOUT_S:g} s"
+        ),
+        "nats-server": f"{nats_version}, JetStream file store in a temp folder, default options",
+        "postgres": postgres,
+        "service": (
+            "agent-orchestrator serve, AO_LOG_LEVEL=WARNING, otherwise defaults: "
+            f"handler_max_workers={fields['handler_max_workers'].default}, "
+            f"db_pool {fields['db_pool_min'].default}-{fields['db_pool_max'].default}"
+        ),
+        "faststream echo": (
+            f"faststream {importlib.metadata.version('faststream')}, one subscriber in a queue "
+            "group, pydantic body, one message at a time, access log at DEBUG (off)"
+        ),
+        "transitions": (
+            f"{max(MIN_TRANSITION_POOL, 4 * config.inflight)} ACTIVE agents, each slot owns "
+            "its own, pause/activate alternating"
+        ),
+        "scenario start": "service scenarios start with the outbox drained",
+    }
+
+
+async def run_all(config: Config, servers: Servers) -> tuple[dict[str, Any], list[Result]]:
+    """Every scenario in order; the baselines first."""
+    nc = await nats.connect(servers.nats_url, name="bench-load")
+    try:
+        settings = describe(
+            config, str(nc.connected_server_version), await postgres_settings(servers.database_url)
+        )
+        results = [
+            await bench_echo(nc, servers, config, "raw"),
+            await bench_echo(nc, servers, config, "faststream"),
+            *await bench_service(nc, servers, config),
+        ]
+    finally:
+        await nc.close()
+    apply_ratios(results)
+    return settings, results
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> Config:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds a scenario")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds a scenario")
+    parser.add_argument("--inflight", type=int, default=50, help="requests in flight")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.warmup < 0 or args.inflight < 1:
+        parser.error("--seconds must be > 0, --warmup >= 0, --inflight >= 1")
+    return Config(args.seconds, args.warmup, args.inflight, args.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the servers, run every scenario, print the report, stop everything."""
+    config = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ao-bench-") as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        print(f"starting nats-server and PostgreSQL in {folder} ...", flush=True)
+        nats_server = EmbeddedNats(folder)
+        stack.callback(nats_server.stop)
+        postgres = EmbeddedPostgres(folder)
+        stack.callback(postgres.stop)
+        servers = Servers(
+            nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder
+        )
+        try:
+            settings, results = asyncio.run(run_all(config, servers))
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print_report(settings, results)
+    if config.json_path is not None:
+        write_json(config.json_path, settings, results)
+        print(f"\nwrote {config.json_path}")
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Session fixtures: real nats-server and PostgreSQL, one running service, clients.
+
+Tests isolate themselves by the unique ids of what they create, so they share one service.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import nats
+import nats.aio.client
+import pytest
+import pytest_asyncio
+
+from agent_orchestrator.service import Service
+from agent_orchestrator.settings import Settings
+from tests.support.servers import ServerUrls, session_servers
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUrls]:
+    """Real servers for the whole session (env URLs, Docker, or embedded binaries)."""
+    with session_servers(tmp_path_factory.mktemp("servers")) as urls:
+        yield urls
+
+
+@pytest.fixture(scope="session")
+def settings(servers: ServerUrls) -> Settings:
+    """Service settings for tests: short redelivery and sweep times."""
+    return Settings(
+        nats_url=servers.nats_url,
+        database_url=servers.database_url,
+        init_job_ack_wait_s=2.0,
+        outbox_sweep_s=0.5,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def service(settings: Settings) -> AsyncIterator[Service]:
+    """One running service instance shared by the session."""
+    svc = Service(settings)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def nc(service: Service, servers: ServerUrls) -> AsyncIterator[nats.aio.client.Client]:
+    """A plain nats-py connection, as a user of the service would have."""
+    client = await nats.connect(servers.nats_url)
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db(service: Service, servers: ServerUrls) -> AsyncIterator[asyncpg.Pool]:
+    """A pool for asserting on what the service stored."""
+    pool = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=4)
+    assert pool is not None
+    yield pool
+    await pool.close()

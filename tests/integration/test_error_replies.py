@@ -1,0 +1,143 @@
+"""Every row of CONTRACT.md's error table that applies to agents, sent over NATS.
+
+Each case checks the reply's body and ``Nats-Service-Error(-Code)`` headers and that nothing
+was stored or changed.
+"""
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import nats.aio.client
+import pytest
+
+from agent_orchestrator.settings import Settings
+from tests.support.calls import Reply, call, ok
+
+NC = nats.aio.client.Client
+
+
+def assert_error(reply: Reply, code: str, status: int) -> None:
+    assert reply.error_code == code, reply.body
+    assert reply.status == status
+    assert (
+        reply.headers["Nats-Service-Error"]
+        == " ".join(reply.body["error"]["message"].split())[:500]
+    )
+    assert set(reply.body) == {"error"}
+
+
+async def agent_count(db: asyncpg.Pool) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM agents"))
+
+
+async def outbox_count(db: asyncpg.Pool) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM outbox"))
+
+
+BAD_CREATES: list[tuple[str, bytes]] = [
+    ("not json", b"{name: nope"),
+    ("not utf-8", b"\xff\xfe\xfd"),
+    ("json but not an object", b"[1, 2, 3]"),
+    ("a string", b'"agent"'),
+    ("missing required fields", b"{}"),
+    ("wrong type", json.dumps({"name": 5, "type": "echo"}).encode()),
+    ("unknown field", json.dumps({"name": "a", "type": "echo", "colour": "red"}).encode()),
+    (
+        "configuration not an object",
+        json.dumps({"name": "a", "type": "e", "configuration": 3}).encode(),
+    ),
+    ("empty name", json.dumps({"name": "", "type": "echo"}).encode()),
+    ("name too long", json.dumps({"name": "x" * 201, "type": "echo"}).encode()),
+    ("bad template id", json.dumps({"name": "a", "type": "e", "template_id": "nope"}).encode()),
+]
+
+
+@pytest.mark.parametrize(("case", "payload"), BAD_CREATES, ids=[c for c, _ in BAD_CREATES])
+async def test_bad_input_is_a_validation_error_and_stores_nothing(
+    nc: NC, db: asyncpg.Pool, case: str, payload: bytes
+) -> None:
+    before = (await agent_count(db), await outbox_count(db))
+    reply = await call(nc, "agent.create", raw=payload)
+    assert_error(reply, "validation_error", 400)
+    assert (await agent_count(db), await outbox_count(db)) == before
+
+
+async def test_validation_errors_list_every_failing_path(nc: NC) -> None:
+    reply = await call(nc, "agent.create", {"name": 1, "type": 2, "extra": 3})
+    assert_error(reply, "validation_error", 400)
+    paths = {d["path"] for d in reply.body["error"]["details"]}
+    assert paths == {"name", "type", "extra"}
+
+
+async def test_a_bad_cursor_is_a_validation_error(nc: NC) -> None:
+    reply = await call(nc, "agent.list", {"cursor": "definitely-not-ours"})
+    assert_error(reply, "validation_error", 400)
+
+
+@pytest.mark.parametrize(
+    ("subject", "extra"),
+    [
+        ("agent.get", {}),
+        ("agent.update", {"name": "x"}),
+        ("agent.delete", {}),
+        ("agent.history", {}),
+        ("agent.initialize", {}),
+        ("agent.activate", {}),
+        ("agent.pause", {}),
+        ("agent.terminate", {}),
+        ("agent.status", {"status": "READY"}),
+    ],
+)
+async def test_an_unknown_agent_is_not_found(
+    nc: NC, db: asyncpg.Pool, subject: str, extra: dict[str, Any]
+) -> None:
+    before = await outbox_count(db)
+    reply = await call(nc, subject, {"agent_id": str(uuid.uuid4()), **extra})
+    assert_error(reply, "not_found", 404)
+    assert await outbox_count(db) == before
+
+
+async def test_a_stale_expected_version_is_a_conflict_and_changes_nothing(nc: NC) -> None:
+    agent = await ok(nc, "agent.create", {"name": "a", "type": "echo"})
+    reply = await call(
+        nc, "agent.update", {"agent_id": agent["agent_id"], "name": "b", "expected_version": 7}
+    )
+    assert_error(reply, "conflict", 409)
+    assert reply.body["error"]["details"] == {"expected_version": 7, "version": 1}
+    assert await ok(nc, "agent.get", {"agent_id": agent["agent_id"]}) == agent
+
+
+async def test_an_illegal_transition_is_refused_and_changes_nothing(
+    nc: NC, db: asyncpg.Pool
+) -> None:
+    agent = await ok(nc, "agent.create", {"name": "a", "type": "echo"})
+    before = await outbox_count(db)
+    reply = await call(nc, "agent.pause", {"agent_id": agent["agent_id"]})
+    assert_error(reply, "invalid_transition", 409)
+    assert reply.body["error"]["details"]["allowed"] == ["INITIALIZING", "TERMINATED"]
+    assert await ok(nc, "agent.get", {"agent_id": agent["agent_id"]}) == agent
+    assert await outbox_count(db) == before
+
+
+async def test_a_request_over_the_size_limit_is_payload_too_large(
+    nc: NC, db: asyncpg.Pool, settings: Settings
+) -> None:
+    before = await agent_count(db)
+    big = {"name": "a", "type": "echo", "metadata": {"blob": "x" * settings.max_request_bytes}}
+    reply = await call(nc, "agent.create", big)
+    assert_error(reply, "payload_too_large", 413)
+    assert await agent_count(db) == before
+
+
+async def test_an_idempotency_key_reused_for_another_body_is_a_conflict(
+    nc: NC, db: asyncpg.Pool
+) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await ok(nc, "agent.create", {"name": "one", "type": "echo"}, headers=key)
+    before = await agent_count(db)
+    reply = await call(nc, "agent.create", {"name": "two", "type": "echo"}, headers=key)
+    assert_error(reply, "conflict", 409)
+    assert await agent_count(db) == before
+    assert (await ok(nc, "agent.create", {"name": "one", "type": "echo"}, headers=key)) == first

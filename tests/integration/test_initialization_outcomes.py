@@ -1,0 +1,69 @@
+"""The initialization job ends in READY or ERROR with the reason, whatever its steps do."""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import nats.aio.client
+
+from agent_orchestrator.contracts.agents import Agent
+from agent_orchestrator.domain.errors import InitializationFailed, Unavailable
+from tests.support.calls import ok
+from tests.support.own_service import own_service
+
+NC = nats.aio.client.Client
+
+
+async def settle(nc: NC, agent_id: str, timeout: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        agent = await ok(nc, "agent.get", {"agent_id": agent_id})
+        if agent["status"] != "INITIALIZING":
+            return agent
+        assert asyncio.get_running_loop().time() < deadline, "initialization never finished"
+        await asyncio.sleep(0.05)
+
+
+async def initialize(nc: NC, configuration: dict[str, Any]) -> Any:
+    agent = await ok(nc, "agent.create", {"name": "a", "type": "t", "configuration": configuration})
+    await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
+    return await settle(nc, agent["agent_id"])
+
+
+async def test_step_outcomes_decide_ready_or_error(tmp_path: Path) -> None:
+    calls: dict[str, int] = {}
+
+    async def step(agent: Agent) -> None:
+        mode = agent.configuration.get("mode", "fine")
+        calls[mode] = calls.get(mode, 0) + 1
+        if mode == "invalid":
+            raise InitializationFailed("model 'x' is not available")
+        if mode == "flaky" and calls[mode] < 3:
+            raise RuntimeError("transient glitch")
+        if mode == "db-blip" and calls[mode] < 2:
+            raise Unavailable("database blip")
+        if mode == "broken":
+            raise RuntimeError("always broken")
+
+    async with own_service(tmp_path, init_steps=[step], init_max_attempts=3) as own:
+        nc = own.nc
+        assert (await initialize(nc, {}))["status"] == "READY"
+
+        failed = await initialize(nc, {"mode": "invalid"})
+        assert failed["status"] == "ERROR"
+        assert failed["status_reason"] == "initialization failed: model 'x' is not available"
+
+        assert (await initialize(nc, {"mode": "flaky"}))["status"] == "READY"
+        assert calls["flaky"] == 3
+
+        assert (await initialize(nc, {"mode": "db-blip"}))["status"] == "READY"
+
+        broken = await initialize(nc, {"mode": "broken"})
+        assert broken["status"] == "ERROR"
+        assert broken["status_reason"].startswith("initialization failed after 3 attempts")
+        assert calls["broken"] == 3
+
+        # An ERROR agent can be initialized again; the job runs once more.
+        history = await ok(nc, "agent.history", {"agent_id": failed["agent_id"]})
+        assert [t["to"] for t in history["items"]] == ["CREATED", "INITIALIZING", "ERROR"]
+        assert history["items"][-1]["actor"] == "initializer"
