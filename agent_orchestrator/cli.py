@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +10,10 @@ from typing import Annotated
 import typer
 
 from agent_orchestrator import __version__
+from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
-from agent_orchestrator.service import Service, asyncapi_document
+from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 
 app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
@@ -102,12 +102,6 @@ def asyncapi(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
-
-
-def asyncapi_yaml() -> str:
-    """The AsyncAPI YAML as committed at the repository root."""
-    os.environ.setdefault("DATABASE_URL", "postgresql://docs@localhost/docs")
-    return asyncapi_document().to_specification().to_yaml()
 
 
 def main() -> None:

@@ -9,16 +9,13 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-import asyncpg
-from faststream import FastStream
 from faststream.nats import NatsBroker, NatsRouter
-from faststream.specification import AsyncAPI
 
 from agent_orchestrator import __version__
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agents import register_agent_commands
-from agent_orchestrator.handlers.commands import CommandServer
+from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
@@ -28,7 +25,7 @@ from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
-from agent_orchestrator.storage.postgres import CONNECTION_ERRORS, init_connection
+from agent_orchestrator.storage.postgres import Database
 
 log = logging.getLogger(__name__)
 
@@ -40,22 +37,17 @@ class Service:
         self, settings: Settings, *, init_steps: Sequence[InitializationStep] = ()
     ) -> None:
         self.settings = settings
-        # Not awaited yet: asyncpg connects when the pool is awaited in start().
-        self.pool: asyncpg.Pool = asyncpg.create_pool(
-            settings.database_url,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            init=init_connection,
-            command_timeout=30,
-            timeout=10,
+        self.db = Database(
+            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
-        self.agents = AgentRepository(self.pool)
+        self.agents = AgentRepository(self.db)
         self.broker = NatsBroker(
             settings.nats_url.split(","),
             name=SERVICE_NAME,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
         )
+        self.commands: list[CommandSpec] = []
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
         register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
@@ -67,12 +59,13 @@ class Service:
         router = NatsRouter(middlewares=[build_error_middleware()])
         server = CommandServer(
             router,
-            IdempotencyStore(self.pool),
+            IdempotencyStore(self.db),
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
         )
         register_agent_commands(server, self.agents)
         register_lifecycle_commands(server, self.agents)
+        self.commands = server.specs
         return router
 
     def layout(self) -> JetStreamLayout:
@@ -89,11 +82,8 @@ class Service:
         """Connect, migrate, declare streams, then serve."""
         if not self.settings.database_url:
             raise Unavailable("DATABASE_URL is not set")
-        try:
-            await self.pool
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"PostgreSQL is not reachable: {exc!r}") from exc
-        async with self.pool.acquire() as conn:
+        await self.db.open()
+        async with self.db.pool.acquire() as conn:
             await apply_migrations(conn)
         await self.broker.connect()
         await ensure_jetstream(self.broker.connection.jetstream(), self.layout())
@@ -118,18 +108,4 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
         await self.broker.stop()
-        await self.pool.close()
-
-
-def asyncapi_document(settings: Settings | None = None) -> AsyncAPI:
-    """The AsyncAPI 3.0 description of every subject the service serves (no I/O)."""
-    service = Service(settings or Settings())
-    app = FastStream(service.broker)
-    return AsyncAPI(
-        app.broker,
-        title="agent-orchestrator",
-        version=__version__,
-        description="NATS-native orchestrator for AI agents. Commands are request/reply on the "
-        "subjects below (queue group `agent-orchestrator`); events go to stream AGENT_EVENTS "
-        "on `agent.event.<agent_id>.<kind>`.",
-    )
+        await self.db.close()

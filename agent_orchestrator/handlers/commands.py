@@ -8,7 +8,7 @@ AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.e
 import inspect
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -68,6 +68,16 @@ def make_decoder(max_bytes: int) -> Callable[[NatsMessage], Awaitable[Any]]:
 
 
 @dataclass(frozen=True)
+class CommandSpec:
+    """What one command subject takes and answers, for the AsyncAPI document."""
+
+    subject: str
+    request: type[BaseModel]
+    reply: type[BaseModel]
+    mutating: bool
+
+
+@dataclass
 class CommandServer:
     """Registers command handlers on a router with shared decoding and idempotency."""
 
@@ -75,12 +85,13 @@ class CommandServer:
     idempotency_store: IdempotencyStore
     max_request_bytes: int
     max_workers: int
+    specs: list[CommandSpec] = field(default_factory=list)
 
     def serve(
         self,
         subject: str,
         request: type[RequestT],
-        reply: Any,
+        reply: type[BaseModel],
         *,
         mutating: bool,
         description: str,
@@ -124,6 +135,7 @@ class CommandServer:
                 title=subject,
                 description=description,
             )(endpoint)
+            self.specs.append(CommandSpec(subject, request, reply, mutating))
             return handler
 
         return register

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import BinaryIO, Self
 
 __all__ = [
     "POSTGRES_SYSTEM_USER",
@@ -49,6 +49,7 @@ POSTGRES_SYSTEM_USER = "pgserver"
 
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 40
+_START_ATTEMPTS = 3
 
 
 class EmbeddedServerError(RuntimeError):
@@ -389,13 +390,14 @@ class EmbeddedNats(_ServerProcess):
         if b"Server is ready" not in _read_from(self.log_path, self._log_offset):
             return False
         try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as sock:
-                line = sock.makefile("rb").readline(65536)
-        except OSError:
+            with (
+                socket.create_connection((self.host, self.port), timeout=1.0) as sock,
+                sock.makefile("rb") as reader,
+            ):
+                line = reader.readline(65536)
+            info = json.loads(line.removeprefix(b"INFO ")) if line.startswith(b"INFO ") else {}
+        except (OSError, ValueError):
             return False
-        if not line.startswith(b"INFO "):
-            return False
-        info = json.loads(line[5:])
         return bool(info.get("jetstream")) and self._proc.poll() is None
 
 
@@ -411,6 +413,20 @@ class EmbeddedPostgres(_ServerProcess):
     name = "postgres"
     stop_signal = signal.SIGINT  # fast shutdown: roll back open transactions, disconnect clients
     death_signal = signal.SIGINT
+
+    def start(self) -> str:
+        """Start PostgreSQL (initdb on first use), wait until it accepts connections."""
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                return super().start()
+            except EmbeddedServerError as exc:
+                # As root, another process may take away the traversal right we granted on an
+                # ancestor just before postgres walked the path (pytest resets its temp root to
+                # 0700 whenever a session starts): grant it again and retry.
+                raced = os.geteuid() == 0 and "Permission denied" in str(exc)
+                if not raced or attempt == _START_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     @property
     def url(self) -> str:
@@ -467,22 +483,18 @@ class EmbeddedPostgres(_ServerProcess):
         ]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
-            done = subprocess.run(
+            done = _run_logged(
                 command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                log,
                 cwd=self.data_dir,
-                check=False,
-                timeout=120,
                 user=self._run_as_uid,
                 group=self._run_as_gid,
                 extra_groups=self._run_as_groups,
             )
-        if done.returncode != 0:
+        if done != 0:
+            outcome = "timed out" if done is None else f"exited with code {done}"
             raise EmbeddedServerError(
-                f"initdb failed with code {done.returncode}; "
-                f"log {self.log_path}:\n{_log_tail(self.log_path, offset)}"
+                f"initdb {outcome}; log {self.log_path}:\n{_log_tail(self.log_path, offset)}"
             )
         if self.pgdata.exists():
             self.pgdata.rmdir()
@@ -510,6 +522,34 @@ class EmbeddedPostgres(_ServerProcess):
         except FileNotFoundError:
             return False
         return len(lines) >= 8 and lines[0] == str(self._proc.pid) and lines[7].strip() == "ready"
+
+
+def _run_logged(
+    command: list[str],
+    log: BinaryIO,
+    *,
+    cwd: Path,
+    user: int | None,
+    group: int | None,
+    extra_groups: list[int] | None,
+    timeout: float = 120.0,
+) -> int | None:
+    """Run a command with its output in `log`; return its exit code, None on timeout."""
+    try:
+        return subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            check=False,
+            timeout=timeout,
+            user=user,
+            group=group,
+            extra_groups=extra_groups,
+        ).returncode
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:

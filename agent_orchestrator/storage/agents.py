@@ -10,7 +10,7 @@ from agent_orchestrator.contracts.agents import Agent, AgentStatus, Transition
 from agent_orchestrator.domain.agents import Change
 from agent_orchestrator.domain.errors import NotFound
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
-from agent_orchestrator.storage.postgres import translate_errors
+from agent_orchestrator.storage.postgres import Database, translate_errors
 
 AGENT_COLUMNS = (
     "agent_id, project_id, name, type, description, template_id, template_version, "
@@ -56,13 +56,13 @@ def _agent_values(agent: Agent) -> list[Any]:
 class AgentRepository:
     """Reads and atomic writes of agents in PostgreSQL."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @translate_errors
     async def get(self, agent_id: UUID) -> Agent:
         """The agent, or NotFound."""
-        row = await self._pool.fetchrow(
+        row = await self._db.pool.fetchrow(
             f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id
         )
         if row is None:
@@ -72,7 +72,7 @@ class AgentRepository:
     @translate_errors
     async def page(self, where: AgentFilter, *, limit: int, before: UUID | None) -> list[Agent]:
         """Up to ``limit`` agents matching ``where``, newest first, older than ``before``."""
-        rows = await self._pool.fetch(
+        rows = await self._db.pool.fetch(
             f"""SELECT {AGENT_COLUMNS} FROM agents
                 WHERE ($1::text IS NULL OR project_id = $1)
                   AND ($2::text IS NULL OR status = $2)
@@ -92,7 +92,7 @@ class AgentRepository:
     @translate_errors
     async def history(self, agent_id: UUID, *, limit: int, after: int) -> list[Transition]:
         """Transitions after version ``after``, oldest first; NotFound for an unknown agent."""
-        rows = await self._pool.fetch(
+        rows = await self._db.pool.fetch(
             """SELECT a.agent_id, t.version, t.from_status, t.to_status, t.reason, t.actor, t.at
                FROM agents a LEFT JOIN agent_transitions t
                  ON t.agent_id = a.agent_id AND t.version > $2
@@ -183,4 +183,4 @@ class AgentRepository:
 
     @translate_errors
     async def _execute(self, write: AtomicWrite) -> bool:
-        return await write.execute(self._pool)
+        return await write.execute(self._db.pool)

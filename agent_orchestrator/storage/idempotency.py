@@ -5,21 +5,19 @@ Keys are written by each change's AtomicWrite, in the same statement as the chan
 
 from typing import Any
 
-import asyncpg
-
-from agent_orchestrator.storage.postgres import translate_errors
+from agent_orchestrator.storage.postgres import Database, translate_errors
 
 
 class IdempotencyStore:
     """Looks up and expires Idempotency-Key records."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @translate_errors
     async def stored_reply(self, subject: str, key: str) -> tuple[str, Any] | None:
         """(fingerprint, reply) stored for ``key`` on ``subject``, if any."""
-        row = await self._pool.fetchrow(
+        row = await self._db.pool.fetchrow(
             "SELECT fingerprint, reply FROM idempotency_keys WHERE subject = $1 AND key = $2",
             subject,
             key,

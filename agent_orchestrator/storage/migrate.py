@@ -6,6 +6,7 @@ Files ``migrations/NNNN_name.sql`` run in order, each in its own transaction, an
 
 import logging
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -25,7 +26,9 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+async def apply_migrations(
+    conn: "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]",
+) -> list[str]:
     """Apply the migrations this database lacks; returns the names applied."""
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)

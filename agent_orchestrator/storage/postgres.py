@@ -32,21 +32,41 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections read and write json/jsonb as Python objects."""
-    try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            init=init_connection,
-            command_timeout=30,
-            timeout=10,
-        )
-    except CONNECTION_ERRORS as exc:
-        raise Unavailable(f"PostgreSQL is not reachable: {exc}") from exc
-    assert pool is not None
-    return pool
+class Database:
+    """The service's connection pool; created by ``open()``, so construction does no I/O."""
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The open pool; Unavailable before ``open()`` or after ``close()``."""
+        if self._pool is None:
+            raise Unavailable("the database pool is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        """Connect; json/jsonb columns read and write as Python objects."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=init_connection,
+                command_timeout=30,
+                timeout=10,
+            )
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"PostgreSQL is not reachable: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Close every connection."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

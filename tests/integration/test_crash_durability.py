@@ -8,6 +8,7 @@ PostgreSQL and JetStream hold against what callers were told.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -49,7 +50,7 @@ MUTATING = (
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[OwnServers]:
     """A nats-server and a PostgreSQL of this test alone."""
-    with own_servers(tmp_path / "servers") as own:
+    with own_servers(tmp_path) as own:
         yield own
 
 
@@ -64,6 +65,13 @@ def service(servers: OwnServers, tmp_path: Path) -> Iterator[ServiceProcess]:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel tasks and wait until they are done."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def eventually(
@@ -294,12 +302,14 @@ async def test_sigkill_in_flight_loses_no_acknowledged_command(
     servers: OwnServers, service: ServiceProcess
 ) -> None:
     await service.start_and_wait()
-    nc = await nats.connect(servers.nats_url)
-    db = await asyncpg.connect(servers.database_url)
-    workers: list[asyncio.Task[None]] = []
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        nc = await nats.connect(servers.nats_url)
+        cleanup.push_async_callback(nc.close)
+        db = await asyncpg.connect(servers.database_url)
+        cleanup.push_async_callback(db.close)
         load = Load(nc)
         workers = [asyncio.create_task(load.worker(n)) for n in range(WORKERS)]
+        cleanup.push_async_callback(cancel_all, workers)
 
         # Let the load reach every kind of command, then kill while commands are in flight.
         await eventually(
@@ -381,12 +391,6 @@ async def test_sigkill_in_flight_loses_no_acknowledged_command(
         )
         assert set(versions) == set(final), "events of agents that do not exist"
         assert created <= set(versions)
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        await db.close()
-        await nc.close()
 
 
 @pytest.mark.parametrize("blocked_write", ["completes", "terminated"])
@@ -401,13 +405,15 @@ async def test_initialization_survives_a_killed_service(
     the agent reaches READY exactly once.
     """
     await service.start_and_wait()
-    nc = await nats.connect(servers.nats_url)
-    js = nc.jetstream()
-    db = await asyncpg.connect(servers.database_url)
-    locker = await asyncpg.connect(servers.database_url)
-    lock = locker.transaction()
-    lock_held = False
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        nc = await nats.connect(servers.nats_url)
+        cleanup.push_async_callback(nc.close)
+        js = nc.jetstream()
+        db = await asyncpg.connect(servers.database_url)
+        cleanup.push_async_callback(db.close)
+        locker = await asyncpg.connect(servers.database_url)
+        cleanup.push_async_callback(locker.close)  # rolls back a lock still held
+        lock = locker.transaction()
         agent = await ok(nc, subjects.AGENT_CREATE, {"name": "survivor", "type": "crash-test"})
         agent_id = agent["agent_id"]
 
@@ -418,7 +424,6 @@ async def test_initialization_survives_a_killed_service(
         initializing = await ok(nc, subjects.AGENT_INITIALIZE, {"agent_id": agent_id})
         assert (initializing["status"], initializing["version"]) == ("INITIALIZING", 2)
         await lock.start()
-        lock_held = True
         row = await locker.fetchrow(
             "SELECT status, version FROM agents WHERE agent_id = $1 FOR UPDATE", agent["agent_id"]
         )
@@ -460,10 +465,14 @@ async def test_initialization_survives_a_killed_service(
                 what="the orphaned backend gone",
             )
         await lock.rollback()
-        lock_held = False
-        status_now = lambda: db.fetchval(  # noqa: E731
-            "SELECT status FROM agents WHERE agent_id = $1", agent["agent_id"]
-        )
+
+        async def status_now() -> str:
+            return str(
+                await db.fetchval(
+                    "SELECT status FROM agents WHERE agent_id = $1", agent["agent_id"]
+                )
+            )
+
         if blocked_write == "terminated":
             await asyncio.sleep(0.3)
             assert await status_now() == "INITIALIZING", "the terminated write must not commit"
@@ -508,9 +517,3 @@ async def test_initialization_survives_a_killed_service(
         outbox = [r for r in await outbox_events(db) if r["subject"].split(".")[2] == agent_id]
         problems = compare_stream_with_outbox(events, outbox)
         assert not problems, "AGENT_EVENTS disagrees with the outbox:\n" + "\n".join(problems)
-    finally:
-        if lock_held:
-            await lock.rollback()
-        await locker.close()
-        await db.close()
-        await nc.close()

@@ -11,10 +11,12 @@ Each server comes from the first source that has it:
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
 
@@ -44,11 +46,13 @@ class ServerUrls:
 
 def docker_available(timeout: float = 2.0) -> bool:
     """True when a Docker engine answers a ping within `timeout` seconds."""
+    if not _docker_endpoint_accepts(timeout):
+        return False
     try:
         import docker
 
         client = docker.from_env(timeout=timeout)
-    except Exception:  # no SDK, no socket, bad DOCKER_HOST: all mean "no Docker"
+    except Exception:  # no SDK, bad DOCKER_HOST: both mean "no Docker"
         return False
     try:
         return bool(client.ping())
@@ -56,6 +60,22 @@ def docker_available(timeout: float = 2.0) -> bool:
         return False
     finally:
         client.close()
+
+
+def _docker_endpoint_accepts(timeout: float) -> bool:
+    """Probe DOCKER_HOST's socket ourselves: the SDK leaks the socket of a failed connect."""
+    endpoint = urlsplit(os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+    try:
+        if endpoint.scheme in ("unix", ""):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(endpoint.path)
+        elif endpoint.scheme in ("tcp", "http", "https") and endpoint.hostname:
+            address = (endpoint.hostname, endpoint.port or 2375)
+            socket.create_connection(address, timeout=timeout).close()
+    except OSError:
+        return False
+    return True  # reachable, or a scheme (ssh, npipe) that only the SDK can judge
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 Fault tests need what the session fixtures cannot give: a service they can SIGKILL mid-request
 and start again, against a nats-server and a PostgreSQL that no other test shares (and that they
-may kill too). ``own_servers`` starts the embedded binaries under a test's folder;
-``ServiceProcess`` runs ``agent-orchestrator serve`` against them as a child process.
+may kill too). ``own_servers`` starts the embedded binaries for one test (logs end up in the
+test's folder); ``ServiceProcess`` runs ``agent-orchestrator serve`` against them as a child
+process.
 
 Nothing outlives the test: the service child gets PR_SET_PDEATHSIG (SIGKILL) on Linux, so even a
 SIGKILLed pytest leaves no service behind, and the fixtures that use these helpers kill in their
@@ -21,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -104,8 +106,20 @@ class OwnServers:
 
 
 @contextlib.contextmanager
-def own_servers(data_dir: Path) -> Iterator[OwnServers]:
-    """Start both servers under ``data_dir``; stop (or kill) both on exit, whatever happened."""
+def own_servers(test_dir: Path) -> Iterator[OwnServers]:
+    """Start both servers for one test; stop (or kill) both on exit, whatever happened.
+
+    Their data lives in a fresh folder outside pytest's temp root, linked from
+    ``test_dir / "servers"``; at exit their logs are copied into ``test_dir`` and the data is
+    removed. Why not under ``tmp_path``: run as root, PostgreSQL runs as another user that must
+    traverse every parent folder, and each pytest session that starts (another engineer's, or
+    the next run) resets ``/tmp/pytest-of-root`` to mode 0700, which makes a running or
+    starting PostgreSQL fail with "Permission denied".
+    """
+    test_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="ao-fault-test-"))
+    with contextlib.suppress(OSError):
+        (test_dir / "servers").symlink_to(data_dir, target_is_directory=True)
     servers = OwnServers(
         EmbeddedNats(data_dir), EmbeddedPostgres(data_dir, extra_args=_POSTGRES_ARGS)
     )
@@ -115,9 +129,17 @@ def own_servers(data_dir: Path) -> Iterator[OwnServers]:
         yield servers
     finally:
         try:
-            _stop_or_kill(servers.postgres)
+            try:
+                _stop_or_kill(servers.postgres)
+            finally:
+                _stop_or_kill(servers.nats)
         finally:
-            _stop_or_kill(servers.nats)
+            for log in data_dir.glob("*.log"):
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(log, test_dir / log.name)
+            with contextlib.suppress(OSError):
+                (test_dir / "servers").unlink()
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _stop_or_kill(server: EmbeddedNats | EmbeddedPostgres) -> None:

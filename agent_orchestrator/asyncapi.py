@@ -1,0 +1,147 @@
+"""The AsyncAPI 3.0 document: FastStream's description of the subscribers, completed with
+the replies (success and error), the request headers and the event channel.
+
+``asyncapi.yaml`` at the repository root is this document; a test keeps the two equal.
+"""
+
+from typing import Any
+
+import yaml
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel
+
+from agent_orchestrator import __version__
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.errors import ErrorReply
+from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.service import Service
+from agent_orchestrator.settings import Settings
+
+DESCRIPTION = """\
+NATS-native orchestrator for AI agents.
+
+Commands are NATS request/reply on the subjects below, served by queue group
+`agent-orchestrator`. A success reply is the resource itself; an error reply is
+`{"error": {"code", "message", "details"}}` with headers `Nats-Service-Error-Code` (HTTP-like
+status) and `Nats-Service-Error`. Mutating commands accept an `Idempotency-Key` header.
+
+Events go to stream AGENT_EVENTS on `agent.event.<agent_id>.<kind>` with `Nats-Msg-Id` equal
+to `event_id`: `nats sub 'agent.event.*.paused'` shows every pause.
+"""
+
+REQUEST_HEADERS = {
+    "type": "object",
+    "properties": {
+        subjects.IDEMPOTENCY_KEY_HEADER: {
+            "type": "string",
+            "maxLength": 200,
+            "description": "Mutating commands: a repeat with the same key and body returns "
+            "the first reply and changes nothing; another body is a `conflict`.",
+        },
+        "Actor": {
+            "type": "string",
+            "description": "Who is asking; recorded in the history. Default `caller`.",
+        },
+    },
+}
+
+ERROR_HEADERS = {
+    "type": "object",
+    "properties": {
+        subjects.SERVICE_ERROR_CODE_HEADER: {
+            "type": "string",
+            "description": "HTTP-like status: 400, 404, 409, 413, 500, 503.",
+        },
+        subjects.SERVICE_ERROR_HEADER: {"type": "string", "description": "The message."},
+    },
+}
+
+
+def _add_schema(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
+    schema = model.model_json_schema(
+        mode="serialization", ref_template="#/components/schemas/{model}"
+    )
+    schemas = doc["components"]["schemas"]
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, definition)
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _add_message(
+    doc: dict[str, Any], model: type[BaseModel], headers: dict[str, Any] | None = None
+) -> dict[str, str]:
+    message: dict[str, Any] = {
+        "name": model.__name__,
+        "title": model.__name__,
+        "summary": (model.__doc__ or "").strip().splitlines()[0],
+        "payload": _add_schema(doc, model),
+    }
+    if headers:
+        message["headers"] = headers
+    doc["components"]["messages"][model.__name__] = message
+    return {"$ref": f"#/components/messages/{model.__name__}"}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The whole document as plain data (no I/O: nothing connects)."""
+    service = Service(Settings(database_url="postgresql://docs@localhost/docs"))
+    doc: dict[str, Any] = (
+        AsyncAPI(
+            service.broker, title="agent-orchestrator", version=__version__, description=DESCRIPTION
+        )
+        .to_specification()
+        .to_jsonable()
+    )
+    doc["servers"]["development"]["host"] = "127.0.0.1:4222"
+    channels, operations = doc["channels"], doc["operations"]
+    messages = doc["components"]["messages"]
+
+    error = _add_message(doc, ErrorReply, ERROR_HEADERS)
+    replies: dict[str, Any] = {"ErrorReply": error}
+    for spec in service.commands:
+        if spec.mutating:
+            messages[f"{spec.subject}:SubscribeMessage"]["headers"] = REQUEST_HEADERS
+        replies[spec.reply.__name__] = _add_message(doc, spec.reply)
+        operations[spec.subject]["reply"] = {
+            "channel": {"$ref": "#/channels/_INBOX"},
+            "messages": [
+                {"$ref": f"#/channels/_INBOX/messages/{spec.reply.__name__}"},
+                {"$ref": "#/channels/_INBOX/messages/ErrorReply"},
+            ],
+        }
+    channels["_INBOX"] = {
+        "address": None,
+        "description": "The requester's reply inbox (dynamic).",
+        "messages": replies,
+    }
+
+    channels["agent.event"] = {
+        "address": "agent.event.{agent_id}.{kind}",
+        "description": "Stream AGENT_EVENTS: every lifecycle and data event of an agent.",
+        "parameters": {
+            "agent_id": {"description": "The agent's id (UUIDv7)."},
+            "kind": {"enum": [str(k) for k in EventKind], "description": "Event kind."},
+        },
+        "messages": {"Event": _add_message(doc, Event)},
+    }
+    operations["agent.event"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/agent.event"},
+        "summary": "Published (via the outbox) once per committed change; subscribe to watch.",
+        "messages": [{"$ref": "#/channels/agent.event/messages/Event"}],
+    }
+    return _sorted(doc)  # type: ignore[no-any-return]
+
+
+def asyncapi_yaml() -> str:
+    """The document as YAML, exactly as committed in ``asyncapi.yaml``."""
+    return yaml.safe_dump(asyncapi_document(), sort_keys=False, allow_unicode=True, width=100)

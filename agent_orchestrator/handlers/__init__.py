@@ -1,0 +1,1 @@
+"""FastStream subscribers, one module per area, and the durable background jobs."""

@@ -1,0 +1,1 @@
+"""Adapters: PostgreSQL repositories and migrations, JetStream topology, the outbox relay."""

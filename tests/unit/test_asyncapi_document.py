@@ -1,0 +1,39 @@
+"""asyncapi.yaml at the repository root is what the app generates now."""
+
+from pathlib import Path
+
+import yaml
+
+from agent_orchestrator.asyncapi import asyncapi_document, asyncapi_yaml
+from agent_orchestrator.contracts import subjects
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_asyncapi_yaml_is_up_to_date() -> None:
+    committed = (ROOT / "asyncapi.yaml").read_text(encoding="utf-8")
+    assert committed == asyncapi_yaml(), (
+        "asyncapi.yaml is stale: run `agent-orchestrator asyncapi --out asyncapi.yaml`"
+    )
+
+
+def test_every_command_subject_is_documented_with_its_reply() -> None:
+    doc = asyncapi_document()
+    commands = [
+        value
+        for name, value in vars(subjects).items()
+        if name.startswith("AGENT_")
+        and isinstance(value, str)
+        and value.startswith("agent.")
+        and "." in value
+        and "event" not in value
+        and "job" not in value
+    ]
+    assert commands
+    for subject in commands:
+        operation = doc["operations"][subject]
+        assert operation["action"] == "receive"
+        refs = [m["$ref"] for m in operation["reply"]["messages"]]
+        assert refs[-1].endswith("/ErrorReply")
+    assert doc["channels"]["agent.event"]["address"] == "agent.event.{agent_id}.{kind}"
+    assert yaml.safe_load(asyncapi_yaml()) == doc
