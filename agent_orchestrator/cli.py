@@ -12,8 +12,8 @@ import typer
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
-from agent_orchestrator.service import Service
+from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
+from agent_orchestrator.service import BROKER_LOGGER, Service
 from agent_orchestrator.settings import Settings
 
 app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
@@ -24,8 +24,10 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
-    # FastStream logs every message at INFO; keep that for DEBUG runs only.
-    logging.getLogger("faststream").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # FastStream's own chatter (per message, per worker task) only in DEBUG runs.
+    quiet = max(logging.getLevelName(level), logging.WARNING)
+    logging.getLogger(BROKER_LOGGER).setLevel(quiet)
+    logging.getLogger("faststream").setLevel(quiet)
 
 
 async def _serve_until_signalled(settings: Settings, banner: str = "") -> None:
@@ -62,12 +64,15 @@ def dev(
         Path, typer.Option(help="Where NATS and PostgreSQL keep their data (kept across runs).")
     ] = Path(".agent-orchestrator"),
     nats_port: Annotated[int, typer.Option(help="NATS client port.")] = 4222,
+    postgres_port: Annotated[
+        int, typer.Option(help="PostgreSQL port; 0 picks a free one once and keeps it.")
+    ] = 0,
 ) -> None:
     """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     nats = EmbeddedNats(data_dir, port=nats_port)
-    postgres = EmbeddedPostgres(data_dir)
+    postgres = EmbeddedPostgres(data_dir, port=_remembered_port(data_dir, postgres_port))
     try:
         nats_url = nats.start()
         database_url = postgres.start()
@@ -90,6 +95,16 @@ def dev(
             postgres.stop()
         with contextlib.suppress(Exception):
             nats.stop()
+
+
+def _remembered_port(data_dir: Path, requested: int) -> int:
+    """The PostgreSQL port of this data folder: as requested, else the one used last time."""
+    memo = data_dir / "postgres.port"
+    if requested == 0 and memo.is_file():
+        return int(memo.read_text().strip())
+    port = requested or free_port()
+    memo.write_text(f"{port}\n")
+    return port
 
 
 @app.command()

@@ -29,6 +29,8 @@ from agent_orchestrator.storage.postgres import Database
 
 log = logging.getLogger(__name__)
 
+BROKER_LOGGER = "agent_orchestrator.broker"
+
 
 class Service:
     """One instance of agent-orchestrator: handlers on NATS plus the outbox relay."""
@@ -46,6 +48,9 @@ class Service:
             name=SERVICE_NAME,
             max_reconnect_attempts=-1,
             reconnect_time_wait=1,
+            # FastStream logs every message; route it through our hierarchy, at DEBUG.
+            logger=logging.getLogger(BROKER_LOGGER),
+            log_level=logging.DEBUG,
         )
         self.commands: list[CommandSpec] = []
         self.broker.include_router(self._command_router())

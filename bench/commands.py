@@ -19,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -382,6 +383,7 @@ class Config:
     warmup: float
     inflight: int
     json_path: Path | None
+    keep: bool = False
 
 
 async def measure(name: str, calls: Sequence[Call], config: Config, probes: CpuProbes) -> Result:
@@ -417,6 +419,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     proc: asyncio.subprocess.Process | None = None
+    notes: list[str] = field(default_factory=list)
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of its log."""
@@ -429,6 +432,16 @@ class Child:
     def exited(self) -> bool:
         """True when the process has ended."""
         return self.proc is not None and self.proc.returncode is not None
+
+    def log_summary(self) -> str:
+        """Size of its log, and how many INFO lines it holds."""
+        try:
+            lines = self.log_path.read_bytes().splitlines()
+        except OSError:
+            return f"{self.name}: no log"
+        info = sum(1 for line in lines if b"INFO" in line)
+        size = sum(len(line) + 1 for line in lines)
+        return f"{self.name} wrote {len(lines)} log lines ({size / 1024:.0f} KiB), {info} at INFO"
 
 
 async def start_child(child: Child) -> None:
@@ -451,6 +464,7 @@ async def stop_child(child: Child) -> None:
     proc = child.proc
     if proc is None or proc.returncode is not None:
         return
+    began = time.monotonic()
     proc.terminate()
     try:
         await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
@@ -458,7 +472,12 @@ async def stop_child(child: Child) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
-        print(f"  warning: {child.name} ignored SIGTERM for {STOP_TIMEOUT_S:g} s and was killed")
+        child.notes.append(f"{child.name} ignored SIGTERM for {STOP_TIMEOUT_S:g} s: killed")
+        return
+    took = time.monotonic() - began
+    child.notes.append(
+        f"{child.name} stopped {took:.1f} s after SIGTERM, exit code {proc.returncode}"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -543,14 +562,20 @@ def probes_for(servers: Servers, child: Child) -> CpuProbes:
     }
 
 
-async def bench_echo(nc: Client, servers: Servers, config: Config, kind: str) -> Result:
+async def bench_echo(
+    nc: Client, servers: Servers, config: Config, kind: str, notes: list[str]
+) -> Result:
     """Run one echo responder and measure it."""
     subject = RAW_SUBJECT if kind == "raw" else FASTSTREAM_SUBJECT
     name = RAW if kind == "raw" else FASTSTREAM
-    async with running(echo_child(kind, servers.nats_url, subject, servers.folder)) as child:
-        await wait_answering(nc, child, subject, encode(agent_body("ping")))
-        calls = [echo_call(nc, subject) for _ in range(config.inflight)]
-        return await measure(name, calls, config, probes_for(servers, child))
+    child = echo_child(kind, servers.nats_url, subject, servers.folder)
+    try:
+        async with running(child):
+            await wait_answering(nc, child, subject, encode(agent_body("ping")))
+            calls = [echo_call(nc, subject) for _ in range(config.inflight)]
+            return await measure(name, calls, config, probes_for(servers, child))
+    finally:
+        notes += child.notes
 
 
 async def create_agents(nc: Client, count: int, prefix: str, limit: int) -> list[str]:
@@ -631,7 +656,9 @@ async def measure_service(
     return result
 
 
-async def bench_service(nc: Client, servers: Servers, config: Config) -> list[Result]:
+async def bench_service(
+    nc: Client, servers: Servers, config: Config, notes: list[str]
+) -> list[Result]:
     """Run agent-orchestrator serve; measure agent.get, agent.create and pause/activate."""
     child = service_child(servers.nats_url, servers.database_url, servers.folder)
     probe = encode({"agent_id": str(uuid.uuid4())})
@@ -656,6 +683,7 @@ async def bench_service(nc: Client, servers: Servers, config: Config) -> list[Re
             ]
     finally:
         await conn.close()
+        notes += [*child.notes, child.log_summary()]
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -725,29 +753,44 @@ def error_lines(results: Sequence[Result]) -> list[str]:
     return lines
 
 
-def print_report(settings: dict[str, Any], results: Sequence[Result]) -> None:
-    """Settings, main table, CPU table, relay lag, errors."""
+@dataclass
+class Report:
+    """Everything a run found."""
+
+    settings: dict[str, Any]
+    results: list[Result]
+    notes: list[str]
+
+    @property
+    def flagged(self) -> bool:
+        """True when any reply was an error or wrong."""
+        return any(r.errors for r in self.results)
+
+
+def print_report(report: Report) -> None:
+    """Settings, main table, CPU table, relay lag, process notes, errors."""
     print("\nsettings:")
-    for key, value in settings.items():
+    for key, value in report.settings.items():
         print(f"  {key}: {value}")
     print()
-    print(table(results))
+    print(table(report.results))
     print()
-    print(cpu_table(results))
+    print(cpu_table(report.results))
     print()
-    for line in outbox_lines(results) + error_lines(results):
+    for line in outbox_lines(report.results) + report.notes + error_lines(report.results):
         print(line)
-    if any(r.errors for r in results):
+    if report.flagged:
         print("\nFLAGGED: some replies were errors or wrong; those scenarios' figures are suspect.")
 
 
-def write_json(path: Path, settings: dict[str, Any], results: Sequence[Result]) -> None:
+def write_json(path: Path, report: Report) -> None:
     """The same figures as the tables, as JSON."""
     document = {
-        "settings": settings,
+        "settings": report.settings,
         "targets": {name: f">= {ratio}x {FASTSTREAM}" for name, ratio in TARGETS.items()},
-        "results": [asdict(r) for r in results],
-        "flagged": any(r.errors for r in results),
+        "results": [asdict(r) for r in report.results],
+        "notes": report.notes,
+        "flagged": report.flagged,
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
@@ -797,22 +840,23 @@ def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]
     }
 
 
-async def run_all(config: Config, servers: Servers) -> tuple[dict[str, Any], list[Result]]:
+async def run_all(config: Config, servers: Servers) -> Report:
     """Every scenario in order; the baselines first."""
     nc = await nats.connect(servers.nats_url, name="bench-load")
+    notes: list[str] = []
     try:
         settings = describe(
             config, str(nc.connected_server_version), await postgres_settings(servers.database_url)
         )
         results = [
-            await bench_echo(nc, servers, config, "raw"),
-            await bench_echo(nc, servers, config, "faststream"),
-            *await bench_service(nc, servers, config),
+            await bench_echo(nc, servers, config, "raw", notes),
+            await bench_echo(nc, servers, config, "faststream", notes),
+            *await bench_service(nc, servers, config, notes),
         ]
     finally:
         await nc.close()
     apply_ratios(results)
-    return settings, results
+    return Report(settings, results, notes)
 
 
 # --- entry point -----------------------------------------------------------------------------
@@ -825,17 +869,24 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds a scenario")
     parser.add_argument("--inflight", type=int, default=50, help="requests in flight")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp folder (server logs, data) afterwards"
+    )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0 or args.inflight < 1:
         parser.error("--seconds must be > 0, --warmup >= 0, --inflight >= 1")
-    return Config(args.seconds, args.warmup, args.inflight, args.json)
+    return Config(args.seconds, args.warmup, args.inflight, args.json, args.keep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the servers, run every scenario, print the report, stop everything."""
     config = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="ao-bench-") as tmp, contextlib.ExitStack() as stack:
-        folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        folder = Path(tempfile.mkdtemp(prefix="ao-bench-"))
+        if config.keep:
+            stack.callback(print, f"kept {folder} (server logs and data)")
+        else:
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
         print(f"starting nats-server and PostgreSQL in {folder} ...", flush=True)
         nats_server = EmbeddedNats(folder)
         stack.callback(nats_server.stop)
@@ -845,15 +896,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder
         )
         try:
-            settings, results = asyncio.run(run_all(config, servers))
+            report = asyncio.run(run_all(config, servers))
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    print_report(settings, results)
+    print_report(report)
     if config.json_path is not None:
-        write_json(config.json_path, settings, results)
+        write_json(config.json_path, report)
         print(f"\nwrote {config.json_path}")
-    return 1 if any(r.errors for r in results) else 0
+    return 1 if report.flagged else 0
 
 
 if __name__ == "__main__":
