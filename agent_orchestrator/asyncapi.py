@@ -14,6 +14,7 @@ from agent_orchestrator import __version__
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.errors import ErrorReply
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.templates import TemplateEvent, TemplateEventKind
 from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 
@@ -55,6 +56,22 @@ ERROR_HEADERS = {
         subjects.SERVICE_ERROR_HEADER: {"type": "string", "description": "The message."},
     },
 }
+
+
+EVENT_CHANNELS: list[tuple[str, type[BaseModel], list[str], str]] = [
+    (
+        "agent.event",
+        Event,
+        [str(k) for k in EventKind],
+        "Stream AGENT_EVENTS: every lifecycle and data event of an agent.",
+    ),
+    (
+        "template.event",
+        TemplateEvent,
+        [str(k) for k in TemplateEventKind],
+        "Stream TEMPLATE_EVENTS: templates created, updated (new version), deleted.",
+    ),
+]
 
 
 def _add_schema(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
@@ -124,21 +141,23 @@ def asyncapi_document() -> dict[str, Any]:
         "messages": replies,
     }
 
-    channels["agent.event"] = {
-        "address": "agent.event.{agent_id}.{kind}",
-        "description": "Stream AGENT_EVENTS: every lifecycle and data event of an agent.",
-        "parameters": {
-            "agent_id": {"description": "The agent's id (UUIDv7)."},
-            "kind": {"enum": [str(k) for k in EventKind], "description": "Event kind."},
-        },
-        "messages": {"Event": _add_message(doc, Event)},
-    }
-    operations["agent.event"] = {
-        "action": "send",
-        "channel": {"$ref": "#/channels/agent.event"},
-        "summary": "Published (via the outbox) once per committed change; subscribe to watch.",
-        "messages": [{"$ref": "#/channels/agent.event/messages/Event"}],
-    }
+    for name, model, kinds, what in EVENT_CHANNELS:
+        id_param = name.split(".")[0] + "_id"
+        channels[name] = {
+            "address": f"{name}.{{{id_param}}}.{{kind}}",
+            "description": what,
+            "parameters": {
+                id_param: {"description": "Id (UUIDv7) of what the event is about."},
+                "kind": {"enum": kinds, "description": "Event kind."},
+            },
+            "messages": {model.__name__: _add_message(doc, model)},
+        }
+        operations[name] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}"},
+            "summary": "Published (via the outbox) once per committed change; subscribe to watch.",
+            "messages": [{"$ref": f"#/channels/{name}/messages/{model.__name__}"}],
+        }
     return _sorted(doc)  # type: ignore[no-any-return]
 
 

@@ -5,7 +5,6 @@ JetStream topology, starts the handlers and the outbox relay; ``stop()`` undoes 
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
@@ -26,10 +26,12 @@ from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstre
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
 from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.templates import TemplateRepository
 
 log = logging.getLogger(__name__)
 
 BROKER_LOGGER = "agent_orchestrator.broker"
+STOP_TIMEOUT_S = 5.0
 
 
 class Service:
@@ -43,6 +45,7 @@ class Service:
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
         self.agents = AgentRepository(self.db)
+        self.templates = TemplateRepository(self.db)
         self.broker = NatsBroker(
             settings.nats_url.split(","),
             name=SERVICE_NAME,
@@ -68,7 +71,8 @@ class Service:
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
         )
-        register_agent_commands(server, self.agents)
+        register_agent_commands(server, self.agents, self.templates)
+        register_template_commands(server, self.templates)
         register_lifecycle_commands(server, self.agents)
         self.commands = server.specs
         return router
@@ -108,9 +112,11 @@ class Service:
 
     async def stop(self) -> None:
         """Stop serving and close connections; in-flight requests finish first."""
-        if self._relay_task is not None:
+        if self.relay is not None and self._relay_task is not None:
+            self.relay.stop()
             self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+            done, _ = await asyncio.wait({self._relay_task}, timeout=STOP_TIMEOUT_S)
+            if not done:
+                log.warning("outbox relay did not stop within %.0f s", STOP_TIMEOUT_S)
         await self.broker.stop()
         await self.db.close()

@@ -846,7 +846,9 @@ async def run_all(config: Config, servers: Servers) -> Report:
     notes: list[str] = []
     try:
         settings = describe(
-            config, str(nc.connected_server_version), await postgres_settings(servers.database_url)
+            config,
+            str(nc.connected_server_version).strip("<>"),
+            await postgres_settings(servers.database_url),
         )
         results = [
             await bench_echo(nc, servers, config, "raw", notes),

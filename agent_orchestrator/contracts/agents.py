@@ -63,10 +63,18 @@ class Agent(Reply):
 
 
 class CreateAgent(Request):
-    """Create an agent in status CREATED."""
+    """Create an agent in status CREATED, from a template or from scratch."""
 
     name: Name
-    type: AgentType
+    type: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            max_length=100,
+            description="Kind of agent; required without a template, else must match it.",
+        ),
+    ] = None
     description: Description
     project_id: ProjectId
     template_id: UUID | None = None

@@ -20,10 +20,18 @@ AGENT_ACTIVATE: Final = "agent.activate"
 AGENT_PAUSE: Final = "agent.pause"
 AGENT_TERMINATE: Final = "agent.terminate"
 AGENT_HISTORY: Final = "agent.history"
+TEMPLATE_CREATE: Final = "template.create"
+TEMPLATE_GET: Final = "template.get"
+TEMPLATE_LIST: Final = "template.list"
+TEMPLATE_UPDATE: Final = "template.update"
+TEMPLATE_VERSIONS: Final = "template.versions"
+TEMPLATE_DELETE: Final = "template.delete"
 
 # Streams.
 EVENTS_STREAM: Final = "AGENT_EVENTS"
 EVENTS_SUBJECTS: Final = "agent.event.>"
+TEMPLATE_EVENTS_STREAM: Final = "TEMPLATE_EVENTS"
+TEMPLATE_EVENTS_SUBJECTS: Final = "template.event.>"
 JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
 
@@ -41,6 +49,11 @@ TRACE_ID_HEADER: Final = "Trace-Id"
 def event_subject(agent_id: str, kind: str) -> str:
     """Subject of one agent event: ``agent.event.<agent_id>.<kind>``."""
     return f"agent.event.{agent_id}.{kind}"
+
+
+def template_event_subject(template_id: str, kind: str) -> str:
+    """Subject of one template event: ``template.event.<template_id>.<kind>``."""
+    return f"template.event.{template_id}.{kind}"
 
 
 def initialize_job_subject(agent_id: str) -> str:

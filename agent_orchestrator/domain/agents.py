@@ -12,9 +12,11 @@ from agent_orchestrator.contracts.agents import (
     UpdateAgent,
 )
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.templates import Template
 from agent_orchestrator.domain.errors import Conflict, ValidationFailed
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable, check_transition, event_kind_for
+from agent_orchestrator.domain.templates import apply_template, deep_merge, validate_configuration
 
 UPDATABLE_FIELDS = ("name", "description", "configuration", "prompt_template", "metadata")
 
@@ -41,15 +43,36 @@ def new_event(agent: Agent, kind: EventKind, data: dict[str, Any], now: datetime
     )
 
 
-def create_agent(request: CreateAgent, *, actor: str, now: datetime) -> Change:
-    """A new agent in CREATED at version 1, with its creation record and event."""
+def create_agent(
+    request: CreateAgent, *, template: Template | None = None, actor: str, now: datetime
+) -> Change:
+    """A new agent in CREATED at version 1, with its creation record and event.
+
+    With a template: its type, its prompt_template unless the request has one, and its
+    defaults deep-merged with the request's configuration, validated against its schema.
+    """
+    fields = request.model_dump()
+    if template is not None:
+        fields["configuration"] = apply_template(
+            template, agent_type=request.type, configuration=request.configuration
+        )
+        fields["type"] = template.agent_type
+        fields["template_version"] = template.version
+        if request.prompt_template is None:
+            fields["prompt_template"] = template.prompt_template
+    elif request.template_version is not None:
+        raise ValidationFailed(
+            "template_version needs template_id", details=[{"path": "template_version"}]
+        )
+    elif request.type is None:
+        raise ValidationFailed("type is required without a template", details=[{"path": "type"}])
     agent = Agent(
         agent_id=new_id(),
         status=AgentStatus.CREATED,
         version=1,
         created_at=now,
         updated_at=now,
-        **request.model_dump(),
+        **fields,
     )
     transition = Transition(
         from_status=None, to_status=AgentStatus.CREATED, actor=actor, at=now, version=1
@@ -67,14 +90,28 @@ def check_expected_version(agent: Agent, expected_version: int | None) -> None:
         )
 
 
-def update_agent(agent: Agent, request: UpdateAgent, *, now: datetime) -> Change | None:
-    """Apply the fields the request sets; None when nothing would change."""
+def update_agent(
+    agent: Agent, request: UpdateAgent, *, template: Template | None = None, now: datetime
+) -> Change | None:
+    """Apply the fields the request sets; None when nothing would change.
+
+    A new configuration of an agent made from a template is merged over that template
+    version's defaults and validated against its schema, as at creation.
+    """
     check_mutable(agent.status)
     check_expected_version(agent, request.expected_version)
+    requested = {name: getattr(request, name) for name in request.model_fields_set}
+    if template is not None and requested.get("configuration") is not None:
+        requested["configuration"] = deep_merge(
+            template.default_configuration, requested["configuration"]
+        )
+        validate_configuration(
+            template.config_schema, requested["configuration"], field="configuration"
+        )
     changes = {
-        name: getattr(request, name)
+        name: requested[name]
         for name in UPDATABLE_FIELDS
-        if name in request.model_fields_set and getattr(request, name) != getattr(agent, name)
+        if name in requested and requested[name] != getattr(agent, name)
     }
     if "name" in changes and changes["name"] is None:
         raise ValidationFailed("name cannot be null", details=[{"path": "name"}])

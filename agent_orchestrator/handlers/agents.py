@@ -13,6 +13,7 @@ from agent_orchestrator.contracts.agents import (
     ListAgents,
     UpdateAgent,
 )
+from agent_orchestrator.contracts.templates import Template
 from agent_orchestrator.domain import agents as rules
 from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
 from agent_orchestrator.domain.errors import Conflict
@@ -20,10 +21,18 @@ from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent,
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.templates import TemplateRepository
 
 
-def register_agent_commands(server: CommandServer, agents: AgentRepository) -> None:
+def register_agent_commands(
+    server: CommandServer, agents: AgentRepository, templates: TemplateRepository
+) -> None:
     """Serve the agent CRUD subjects."""
+
+    async def template_of(agent: Agent) -> Template | None:
+        if agent.template_id is None or agent.template_version is None:
+            return None
+        return await templates.get(agent.template_id, agent.template_version)
 
     @server.serve(
         subjects.AGENT_CREATE,
@@ -33,7 +42,10 @@ def register_agent_commands(server: CommandServer, agents: AgentRepository) -> N
         description="Create an agent in status CREATED.",
     )
     async def create_agent(body: CreateAgent, ctx: CommandContext) -> Agent:
-        change = rules.create_agent(body, actor=ctx.actor, now=ctx.now)
+        template = None
+        if body.template_id is not None:
+            template = await templates.get(body.template_id, body.template_version)
+        change = rules.create_agent(body, template=template, actor=ctx.actor, now=ctx.now)
         await agents.insert(
             change, outbox=outbox_for(change), idempotency=ctx.idempotency_for(change.agent)
         )
@@ -70,10 +82,13 @@ def register_agent_commands(server: CommandServer, agents: AgentRepository) -> N
         description="Change name, description, configuration, prompt_template or metadata.",
     )
     async def update_agent(body: UpdateAgent, ctx: CommandContext) -> Agent:
+        template = None
+        if body.configuration is not None:
+            template = await template_of(await agents.get(body.agent_id))
         return await change_agent(
             agents,
             body.agent_id,
-            lambda agent: rules.update_agent(agent, body, now=ctx.now),
+            lambda agent: rules.update_agent(agent, body, template=template, now=ctx.now),
             idempotency=ctx.idempotency_for,
         )
 

@@ -7,7 +7,8 @@ AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.e
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,6 +27,10 @@ DEFAULT_ACTOR = "caller"
 MAX_KEY_LENGTH = 200
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
+
+# The headers of the request being handled. The decoder sets them; asking FastStream for the
+# message as a handler argument instead costs a thread hop per request.
+_request_headers: ContextVar[Mapping[str, str] | None] = ContextVar("request_headers", default=None)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ def make_decoder(max_bytes: int) -> Callable[[NatsMessage], Awaitable[Any]]:
     """A decoder that accepts only a JSON body within the size limit."""
 
     async def decode(msg: NatsMessage) -> Any:
+        _request_headers.set(msg.headers or {})
         body = msg.body
         if len(body) > max_bytes:
             raise PayloadTooLarge(
@@ -99,8 +105,9 @@ class CommandServer:
         """Decorator: serve ``subject`` with the decorated handler."""
 
         def register(handler: Handler[RequestT]) -> Handler[RequestT]:
-            async def endpoint(body: Any, msg: NatsMessage) -> Any:
-                ctx = self._context(subject, body, msg, mutating=mutating)
+            async def endpoint(body: Any) -> Any:
+                headers = _request_headers.get() or {}
+                ctx = self._context(subject, body, headers, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)
                     if stored is not None:
@@ -121,9 +128,6 @@ class CommandServer:
                     inspect.Parameter(
                         "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=request
                     ),
-                    inspect.Parameter(
-                        "msg", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=NatsMessage
-                    ),
                 ],
                 return_annotation=reply,
             )
@@ -142,9 +146,8 @@ class CommandServer:
 
     @staticmethod
     def _context(
-        subject: str, body: BaseModel, msg: NatsMessage, *, mutating: bool
+        subject: str, body: BaseModel, headers: Mapping[str, str], *, mutating: bool
     ) -> CommandContext:
-        headers = msg.headers or {}
         actor = headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
         record = None
         key = headers.get(IDEMPOTENCY_KEY_HEADER)

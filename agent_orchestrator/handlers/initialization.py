@@ -70,7 +70,8 @@ def register_initializer(
         subjects.initialize_job_subject("*"),
         stream=JStream(subjects.JOBS_STREAM, declare=False),
         durable=subjects.INITIALIZE_JOB_CONSUMER,
-        pull_sub=PullSub(batch_size=16, timeout=1.0),
+        # batch_size=1: nats-py raises a TimeoutError FastStream does not expect for larger ones.
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
         title="agent.job.initialize",
         description="Durable job: prepare an INITIALIZING agent, then READY or ERROR.",

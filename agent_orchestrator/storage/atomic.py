@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from pydantic import BaseModel
 
 from agent_orchestrator.contracts.agents import Transition
 from agent_orchestrator.contracts.events import Event
@@ -31,11 +32,12 @@ class OutboxMessage:
     @classmethod
     def for_event(cls, event: Event) -> "OutboxMessage":
         """The outbox row of an agent event."""
-        return cls(
-            event.event_id,
-            event_subject(str(event.agent_id), event.type),
-            event.model_dump_json().encode(),
-        )
+        return cls.of(event.event_id, event_subject(str(event.agent_id), event.type), event)
+
+    @classmethod
+    def of(cls, msg_id: UUID, subject: str, body: BaseModel) -> "OutboxMessage":
+        """The outbox row of any message with a JSON body."""
+        return cls(msg_id, subject, body.model_dump_json().encode())
 
 
 @dataclass(frozen=True)
@@ -60,26 +62,30 @@ class AtomicWrite:
         self.args.append(value)
         return f"${len(self.args)}{'::' + cast if cast else ''}"
 
+    def with_row(self, table: str, values: dict[str, tuple[Any, str]]) -> "AtomicWrite":
+        """Insert one row (column -> (value, SQL type)) if the main write touched a row."""
+        columns = ", ".join(values)
+        params = ", ".join(self._param(value, cast) for value, cast in values.values())
+        self.companions.append(f"INSERT INTO {table} ({columns}) SELECT {params} FROM changed")
+        return self
+
     def with_transition(self, agent_id: UUID, transition: Transition | None) -> "AtomicWrite":
         """Record a lifecycle transition."""
-        if transition is not None:
-            t = transition
-            typed = (
-                (agent_id, "uuid"),
-                (t.version, "int"),
-                (t.from_status, "text"),
-                (t.to_status, "text"),
-                (t.reason, "text"),
-                (t.actor, "text"),
-                (t.at, "timestamptz"),
-            )
-            values = ", ".join(self._param(v, cast) for v, cast in typed)
-            self.companions.append(
-                "INSERT INTO agent_transitions "
-                "(agent_id, version, from_status, to_status, reason, actor, at) "
-                f"SELECT {values} FROM changed"
-            )
-        return self
+        if transition is None:
+            return self
+        t = transition
+        return self.with_row(
+            "agent_transitions",
+            {
+                "agent_id": (agent_id, "uuid"),
+                "version": (t.version, "int"),
+                "from_status": (t.from_status, "text"),
+                "to_status": (t.to_status, "text"),
+                "reason": (t.reason, "text"),
+                "actor": (t.actor, "text"),
+                "at": (t.at, "timestamptz"),
+            },
+        )
 
     def with_outbox(self, messages: list[OutboxMessage]) -> "AtomicWrite":
         """Queue messages for the relay."""
@@ -97,19 +103,17 @@ class AtomicWrite:
 
     def with_idempotency(self, record: IdempotencyRecord | None) -> "AtomicWrite":
         """Store the Idempotency-Key and its reply."""
-        if record is not None:
-            typed = (
-                (record.subject, "text"),
-                (record.key, "text"),
-                (record.fingerprint, "text"),
-                (record.reply, "jsonb"),
-            )
-            values = ", ".join(self._param(v, cast) for v, cast in typed)
-            self.companions.append(
-                "INSERT INTO idempotency_keys (subject, key, fingerprint, reply) "
-                f"SELECT {values} WHERE EXISTS (SELECT 1 FROM changed)"
-            )
-        return self
+        if record is None:
+            return self
+        return self.with_row(
+            "idempotency_keys",
+            {
+                "subject": (record.subject, "text"),
+                "key": (record.key, "text"),
+                "fingerprint": (record.fingerprint, "text"),
+                "reply": (record.reply, "jsonb"),
+            },
+        )
 
     def sql(self) -> str:
         """The whole statement."""
@@ -117,7 +121,7 @@ class AtomicWrite:
         parts += [f"c{i} AS ({sql})" for i, sql in enumerate(self.companions)]
         return "WITH " + ",\n".join(parts) + "\nSELECT count(*) FROM changed"
 
-    async def execute(self, conn: asyncpg.Pool | asyncpg.Connection) -> bool:
+    async def execute(self, conn: Any) -> bool:
         """Run it; True when the main write touched a row.
 
         Raises IdempotencyKeyTaken when a request with the same key committed first.

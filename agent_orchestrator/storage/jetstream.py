@@ -42,6 +42,16 @@ class JetStreamLayout:
                 description="Every agent lifecycle and data event; Nats-Msg-Id = event_id.",
             ),
             StreamConfig(
+                name=subjects.TEMPLATE_EVENTS_STREAM,
+                subjects=[subjects.TEMPLATE_EVENTS_SUBJECTS],
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=float(self.events_max_age_s),
+                duplicate_window=float(self.duplicate_window_s),
+                num_replicas=self.replicas,
+                description="Template created / updated / deleted events.",
+            ),
+            StreamConfig(
                 name=subjects.JOBS_STREAM,
                 subjects=[subjects.JOBS_SUBJECTS],
                 retention=RetentionPolicy.WORK_QUEUE,

@@ -48,10 +48,16 @@ class OutboxRelay:
         self._settings = settings
         self.is_leader = False
         self.published = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Ask ``run`` to return at its next step (cancellation alone can be swallowed by
+        libraries that turn a cancelled wait into a timeout)."""
+        self._stopping = True
 
     async def run(self) -> None:
-        """Lead when possible, publish while leading; never returns unless cancelled."""
-        while True:
+        """Lead when possible, publish while leading; returns after ``stop()``."""
+        while not self._stopping:
             try:
                 conn = await connect(self._dsn)
             except Unavailable as exc:
@@ -70,7 +76,9 @@ class OutboxRelay:
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
         # Followers poll the lock slowly: PostgreSQL cannot notify its release.
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):  # noqa: ASYNC110
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
+            if self._stopping:
+                return
             await asyncio.sleep(self._settings.lock_retry_s)
         self.is_leader = True
         log.info("outbox relay is leading")
@@ -83,7 +91,7 @@ class OutboxRelay:
         conn.add_termination_listener(on_notify)
         loop = asyncio.get_running_loop()
         next_cleanup = loop.time()
-        while True:
+        while not self._stopping:
             if conn.is_closed():
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
             wake.clear()
@@ -98,7 +106,8 @@ class OutboxRelay:
                 next_cleanup = loop.time() + self._settings.cleanup_every_s
             if sent < self._settings.batch_size:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout=self._settings.sweep_s)
+                    async with asyncio.timeout(self._settings.sweep_s):
+                        await wake.wait()
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
@@ -109,6 +118,8 @@ class OutboxRelay:
         done: list[int] = []
         try:
             for row in rows:
+                if self._stopping:
+                    break
                 # One at a time, in id order: a failure can never publish a later row first.
                 await self._js.publish(
                     row["subject"], row["payload"], headers={MSG_ID_HEADER: str(row["msg_id"])}

@@ -32,8 +32,10 @@ async def agent_count(db: asyncpg.Pool) -> int:
     return int(await db.fetchval("SELECT count(*) FROM agents"))
 
 
-async def outbox_count(db: asyncpg.Pool) -> int:
-    return int(await db.fetchval("SELECT count(*) FROM outbox"))
+async def outbox_count(db: asyncpg.Pool, agent_id: str = "%") -> int:
+    """Outbox rows of one agent, or creation events of all (background jobs add others)."""
+    pattern = "agent.event.%.created" if agent_id == "%" else f"agent.event.{agent_id}.%"
+    return int(await db.fetchval("SELECT count(*) FROM outbox WHERE subject LIKE $1", pattern))
 
 
 BAD_CREATES: list[tuple[str, bytes]] = [
@@ -93,10 +95,10 @@ async def test_a_bad_cursor_is_a_validation_error(nc: NC) -> None:
 async def test_an_unknown_agent_is_not_found(
     nc: NC, db: asyncpg.Pool, subject: str, extra: dict[str, Any]
 ) -> None:
-    before = await outbox_count(db)
-    reply = await call(nc, subject, {"agent_id": str(uuid.uuid4()), **extra})
+    agent_id = str(uuid.uuid4())
+    reply = await call(nc, subject, {"agent_id": agent_id, **extra})
     assert_error(reply, "not_found", 404)
-    assert await outbox_count(db) == before
+    assert await outbox_count(db, agent_id) == 0
 
 
 async def test_a_stale_expected_version_is_a_conflict_and_changes_nothing(nc: NC) -> None:
@@ -113,12 +115,12 @@ async def test_an_illegal_transition_is_refused_and_changes_nothing(
     nc: NC, db: asyncpg.Pool
 ) -> None:
     agent = await ok(nc, "agent.create", {"name": "a", "type": "echo"})
-    before = await outbox_count(db)
+    before = await outbox_count(db, agent["agent_id"])
     reply = await call(nc, "agent.pause", {"agent_id": agent["agent_id"]})
     assert_error(reply, "invalid_transition", 409)
     assert reply.body["error"]["details"]["allowed"] == ["INITIALIZING", "TERMINATED"]
     assert await ok(nc, "agent.get", {"agent_id": agent["agent_id"]}) == agent
-    assert await outbox_count(db) == before
+    assert await outbox_count(db, agent["agent_id"]) == before
 
 
 async def test_a_request_over_the_size_limit_is_payload_too_large(

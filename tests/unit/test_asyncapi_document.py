@@ -36,4 +36,5 @@ def test_every_command_subject_is_documented_with_its_reply() -> None:
         refs = [m["$ref"] for m in operation["reply"]["messages"]]
         assert refs[-1].endswith("/ErrorReply")
     assert doc["channels"]["agent.event"]["address"] == "agent.event.{agent_id}.{kind}"
+    assert doc["channels"]["template.event"]["address"] == "template.event.{template_id}.{kind}"
     assert yaml.safe_load(asyncapi_yaml()) == doc
