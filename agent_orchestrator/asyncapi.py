@@ -125,8 +125,11 @@ def asyncapi_document() -> dict[str, Any]:
     error = _add_message(doc, ErrorReply, ERROR_HEADERS)
     replies: dict[str, Any] = {"ErrorReply": error}
     for spec in service.commands:
+        request = messages[f"{spec.subject}:SubscribeMessage"]
+        # Handlers validate in their decoder, so FastStream sees no typed body: add it here.
+        request["payload"] = _add_schema(doc, spec.request)
         if spec.mutating:
-            messages[f"{spec.subject}:SubscribeMessage"]["headers"] = REQUEST_HEADERS
+            request["headers"] = REQUEST_HEADERS
         replies[spec.reply.__name__] = _add_message(doc, spec.reply)
         operations[spec.subject]["reply"] = {
             "channel": {"$ref": "#/channels/_INBOX"},

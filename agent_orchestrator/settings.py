@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
     max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     handler_max_workers: int = Field(
-        default=32, ge=1, le=1024, description="Requests one subject handles concurrently."
+        default=8,
+        ge=1,
+        le=1024,
+        description="Requests one subject handles concurrently (1: one at a time, cheapest).",
     )
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=20, ge=1, le=500)

@@ -5,8 +5,6 @@ FastStream subscriber on the subject, in the service's queue group, whose body s
 AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.errors``).
 """
 
-import inspect
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -14,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from faststream.nats import NatsMessage, NatsRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from agent_orchestrator.contracts.subjects import IDEMPOTENCY_KEY_HEADER, QUEUE_GROUP
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
@@ -52,8 +50,14 @@ class CommandContext:
 Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
 
 
-def make_decoder(max_bytes: int) -> Callable[[NatsMessage], Awaitable[Any]]:
-    """A decoder that accepts only a JSON body within the size limit."""
+def make_decoder(
+    request: type[BaseModel], max_bytes: int
+) -> Callable[[NatsMessage], Awaitable[Any]]:
+    """A decoder that accepts only a JSON body within the size limit, valid for ``request``.
+
+    Validating here, straight from the bytes, is several times cheaper than letting the
+    handler's signature do it; a failure still becomes a ``validation_error`` reply.
+    """
 
     async def decode(msg: NatsMessage) -> Any:
         _request_headers.set(msg.headers or {})
@@ -64,11 +68,13 @@ def make_decoder(max_bytes: int) -> Callable[[NatsMessage], Awaitable[Any]]:
                 details={"size": len(body), "limit": max_bytes},
             )
         if not body.strip():
-            return {}
+            body = b"{}"
         try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationFailed(f"body is not valid JSON: {exc}") from exc
+            return request.model_validate_json(body)
+        except ValidationError as exc:
+            if any(err["type"] == "json_invalid" for err in exc.errors()):
+                raise ValidationFailed(f"body is not valid JSON: {exc.errors()[0]['msg']}") from exc
+            raise
 
     return decode
 
@@ -123,19 +129,12 @@ class CommandServer:
 
             endpoint.__name__ = handler.__name__
             endpoint.__doc__ = handler.__doc__
-            endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-                [
-                    inspect.Parameter(
-                        "body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=request
-                    ),
-                ],
-                return_annotation=reply,
-            )
             self.router.subscriber(
                 subject,
                 queue=QUEUE_GROUP,
-                decoder=make_decoder(self.max_request_bytes),
-                max_workers=self.max_workers,
+                decoder=make_decoder(request, self.max_request_bytes),
+                # Concurrency costs a task per message: only when asked for.
+                max_workers=self.max_workers if self.max_workers > 1 else None,
                 title=subject,
                 description=description,
             )(endpoint)

@@ -33,6 +33,8 @@ def test_every_command_subject_is_documented_with_its_reply() -> None:
     for subject in commands:
         operation = doc["operations"][subject]
         assert operation["action"] == "receive"
+        message = doc["components"]["messages"][f"{subject}:SubscribeMessage"]
+        assert message["payload"]["$ref"].startswith("#/components/schemas/"), subject
         refs = [m["$ref"] for m in operation["reply"]["messages"]]
         assert refs[-1].endswith("/ErrorReply")
     assert doc["channels"]["agent.event"]["address"] == "agent.event.{agent_id}.{kind}"
