@@ -18,14 +18,17 @@ from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.events import EventLog
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
 from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,12 @@ class Service:
         )
         self.agents = AgentRepository(self.db)
         self.templates = TemplateRepository(self.db)
+        self.events = EventLog(self.db)
+        self.states = StateStore(
+            history=settings.state_history,
+            max_value_bytes=settings.max_state_bytes,
+            replicas=settings.js_replicas,
+        )
         self.broker = NatsBroker(
             settings.nats_url.split(","),
             name=SERVICE_NAME,
@@ -71,8 +80,15 @@ class Service:
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
         )
-        register_agent_commands(server, self.agents, self.templates)
+        register_agent_commands(server, self.agents, self.templates, self.states)
         register_template_commands(server, self.templates)
+        register_state_commands(
+            server,
+            self.agents,
+            self.states,
+            self.events,
+            max_state_bytes=self.settings.max_state_bytes,
+        )
         register_lifecycle_commands(server, self.agents)
         self.commands = server.specs
         return router
@@ -95,7 +111,9 @@ class Service:
         async with self.db.pool.acquire() as conn:
             await apply_migrations(conn)
         await self.broker.connect()
-        await ensure_jetstream(self.broker.connection.jetstream(), self.layout())
+        js = self.broker.connection.jetstream()
+        await ensure_jetstream(js, self.layout())
+        await self.states.open(js)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(

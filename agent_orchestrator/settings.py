@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     events_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
     max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    max_state_bytes: int = Field(
+        default=512 * 1024,
+        ge=1024,
+        le=8 * 1024 * 1024,
+        description="Largest stored state; larger updates get payload_too_large.",
+    )
+    state_history: int = Field(
+        default=16, ge=1, le=64, description="Revisions of each state kept for history."
+    )
     handler_max_workers: int = Field(
         default=8,
         ge=1,

@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     PAUSED = "paused"
     ERROR = "error"
     TERMINATED = "terminated"
+    STATE_UPDATED = "state_updated"
 
 
 class Event(Reply):

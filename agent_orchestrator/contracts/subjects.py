@@ -20,6 +20,9 @@ AGENT_ACTIVATE: Final = "agent.activate"
 AGENT_PAUSE: Final = "agent.pause"
 AGENT_TERMINATE: Final = "agent.terminate"
 AGENT_HISTORY: Final = "agent.history"
+AGENT_STATE_GET: Final = "agent.state.get"
+AGENT_STATE_UPDATE: Final = "agent.state.update"
+AGENT_STATE_HISTORY: Final = "agent.state.history"
 TEMPLATE_CREATE: Final = "template.create"
 TEMPLATE_GET: Final = "template.get"
 TEMPLATE_LIST: Final = "template.list"
@@ -34,6 +37,9 @@ TEMPLATE_EVENTS_STREAM: Final = "TEMPLATE_EVENTS"
 TEMPLATE_EVENTS_SUBJECTS: Final = "template.event.>"
 JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
+
+# Key-value buckets.
+STATE_BUCKET: Final = "agent_state"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"

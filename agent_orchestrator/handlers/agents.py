@@ -1,5 +1,6 @@
 """agent.create / get / list / update / delete."""
 
+import logging
 from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
@@ -16,16 +17,22 @@ from agent_orchestrator.contracts.agents import (
 from agent_orchestrator.contracts.templates import Template
 from agent_orchestrator.domain import agents as rules
 from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
-from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent, outbox_for
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
+
+log = logging.getLogger(__name__)
 
 
 def register_agent_commands(
-    server: CommandServer, agents: AgentRepository, templates: TemplateRepository
+    server: CommandServer,
+    agents: AgentRepository,
+    templates: TemplateRepository,
+    states: StateStore,
 ) -> None:
     """Serve the agent CRUD subjects."""
 
@@ -112,5 +119,9 @@ def register_agent_commands(
                 outbox=[OutboxMessage.for_event(event)],
                 idempotency=ctx.idempotency_for(reply),
             ):
+                try:
+                    await states.purge(agent.agent_id)
+                except Unavailable:
+                    log.warning("state of deleted agent %s could not be purged", agent.agent_id)
                 return reply
         raise Conflict(f"agent {body.agent_id} is being changed by others too often; retry")

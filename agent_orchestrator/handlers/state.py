@@ -1,0 +1,126 @@
+"""agent.state.get / update / history: runtime state in KV with compare-and-set."""
+
+import uuid
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.contracts.state import (
+    AgentState,
+    GetState,
+    StateHistory,
+    StateHistoryRequest,
+    StateMode,
+    StateRevision,
+    UpdateState,
+)
+from agent_orchestrator.domain.agents import new_event
+from agent_orchestrator.domain.errors import Conflict, PayloadTooLarge
+from agent_orchestrator.domain.lifecycle import check_mutable
+from agent_orchestrator.domain.merge import merge_patch
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.events import EventLog
+from agent_orchestrator.storage.state import StaleRevision, StateStore, encode_state
+
+MAX_CAS_ATTEMPTS = 100
+STATE_EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-5b7a-4c55-9c1e-7a0c6d5e4b3a")
+
+
+def register_state_commands(
+    server: CommandServer,
+    agents: AgentRepository,
+    states: StateStore,
+    events: EventLog,
+    *,
+    max_state_bytes: int,
+) -> None:
+    """Serve the state subjects."""
+
+    @server.serve(
+        subjects.AGENT_STATE_GET,
+        GetState,
+        AgentState,
+        mutating=False,
+        description="Read an agent's runtime state and its revision (0: never written).",
+    )
+    async def get_state(body: GetState, ctx: CommandContext) -> AgentState:
+        await agents.get(body.agent_id)
+        stored = await states.read(body.agent_id)
+        return AgentState(
+            agent_id=body.agent_id,
+            state=stored.state,
+            revision=stored.revision,
+            updated_at=stored.updated_at,
+        )
+
+    @server.serve(
+        subjects.AGENT_STATE_UPDATE,
+        UpdateState,
+        AgentState,
+        mutating=True,
+        description="Merge (RFC 7396, default) or replace an agent's state; concurrent merges "
+        "never lose an update; `expected_revision` makes it a compare-and-set.",
+    )
+    async def update_state(body: UpdateState, ctx: CommandContext) -> AgentState:
+        agent = await agents.get(body.agent_id)
+        check_mutable(agent.status)
+        for _ in range(MAX_CAS_ATTEMPTS):
+            current = await states.read(body.agent_id)
+            if body.expected_revision is not None and body.expected_revision != current.revision:
+                raise Conflict(
+                    f"state is at revision {current.revision}, not {body.expected_revision}",
+                    details={
+                        "expected_revision": body.expected_revision,
+                        "revision": current.revision,
+                    },
+                )
+            if body.mode is StateMode.MERGE:
+                new_state = merge_patch(current.state, body.state)
+            else:
+                new_state = body.state
+            value = encode_state(new_state, ctx.now)
+            if len(value) > max_state_bytes:
+                raise PayloadTooLarge(
+                    f"state would be {len(value)} bytes; the limit is {max_state_bytes}",
+                    details={"size": len(value), "limit": max_state_bytes},
+                )
+            try:
+                revision = await states.write(body.agent_id, value, last_revision=current.revision)
+            except StaleRevision:
+                if body.expected_revision is not None:
+                    raise Conflict("state changed concurrently; read it and retry") from None
+                continue
+            reply = AgentState(
+                agent_id=body.agent_id, state=new_state, revision=revision, updated_at=ctx.now
+            )
+            event = new_event(
+                agent,
+                EventKind.STATE_UPDATED,
+                {"revision": revision, "mode": body.mode, "actor": ctx.actor},
+                ctx.now,
+            ).model_copy(
+                update={
+                    "event_id": uuid.uuid5(STATE_EVENT_NAMESPACE, f"{agent.agent_id}:{revision}")
+                }
+            )
+            await events.record([OutboxMessage.for_event(event)], ctx.idempotency_for(reply))
+            return reply
+        raise Conflict(f"state of {body.agent_id} is being changed too often; retry")
+
+    @server.serve(
+        subjects.AGENT_STATE_HISTORY,
+        StateHistoryRequest,
+        StateHistory,
+        mutating=False,
+        description="Earlier revisions of an agent's state, newest first.",
+    )
+    async def state_history(body: StateHistoryRequest, ctx: CommandContext) -> StateHistory:
+        await agents.get(body.agent_id)
+        items = await states.history(body.agent_id, body.limit)
+        return StateHistory(
+            items=[
+                StateRevision(state=s.state, revision=s.revision, updated_at=s.updated_at)
+                for s in items
+            ]
+        )

@@ -1,0 +1,126 @@
+"""Agent runtime state in JetStream KV bucket ``agent_state`` (key = agent id).
+
+Each write is a compare-and-set on the key's revision, so concurrent writers never overwrite
+each other blindly; the bucket keeps a configurable number of earlier revisions as history.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from agent_orchestrator.contracts.subjects import STATE_BUCKET
+from agent_orchestrator.domain.errors import Unavailable
+
+
+class StaleRevision(Exception):
+    """The key moved past the revision the write was based on."""
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """One revision of an agent's state (revision 0: never written)."""
+
+    state: dict[str, Any]
+    revision: int
+    updated_at: datetime | None
+
+
+def _decode(value: bytes | None, revision: int) -> StoredState:
+    doc = json.loads(value or b"{}")
+    updated = doc.get("updated_at")
+    return StoredState(
+        doc.get("state", {}), revision, datetime.fromisoformat(updated) if updated else None
+    )
+
+
+def encode_state(state: dict[str, Any], updated_at: datetime) -> bytes:
+    """The stored form of a state: the document and when it was written."""
+    return json.dumps(
+        {"state": state, "updated_at": updated_at.isoformat()}, separators=(",", ":")
+    ).encode()
+
+
+class StateStore:
+    """CAS reads and writes of agent state; NATS failures become Unavailable."""
+
+    def __init__(self, *, history: int, max_value_bytes: int, replicas: int = 1) -> None:
+        self._config = KeyValueConfig(
+            bucket=STATE_BUCKET,
+            description="Runtime state of agents, by agent id.",
+            history=history,
+            max_value_size=max_value_bytes,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        )
+        self._kv: KeyValue | None = None
+
+    async def open(self, js: JetStreamContext) -> None:
+        """Declare the bucket with its limits (updating them if it exists) and bind to it."""
+        try:
+            await js.key_value(STATE_BUCKET)
+        except BucketNotFoundError:
+            self._kv = await js.create_key_value(self._config)
+            return
+        stream = await js.stream_info(f"KV_{STATE_BUCKET}")
+        config = stream.config
+        config.max_msgs_per_subject = self._config.history
+        config.max_msg_size = self._config.max_value_size
+        await js.update_stream(config)
+        self._kv = await js.key_value(STATE_BUCKET)
+
+    @property
+    def kv(self) -> KeyValue:
+        """The bound bucket."""
+        if self._kv is None:
+            raise Unavailable("the agent_state bucket is not open")
+        return self._kv
+
+    async def read(self, agent_id: UUID) -> StoredState:
+        """The current state; revision 0 and ``{}`` when never written."""
+        try:
+            entry = await self.kv.get(str(agent_id))
+        except KeyNotFoundError:
+            return StoredState({}, 0, None)
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable("JetStream is unavailable; retry shortly") from exc
+        return _decode(entry.value, entry.revision or 0)
+
+    async def write(self, agent_id: UUID, value: bytes, *, last_revision: int) -> int:
+        """Store ``value`` if the key is still at ``last_revision``; the new revision."""
+        key = str(agent_id)
+        try:
+            if last_revision == 0:
+                return await self.kv.create(key, value)
+            return await self.kv.update(key, value, last=last_revision)
+        except KeyWrongLastSequenceError as exc:
+            raise StaleRevision from exc
+        except (NatsError, TimeoutError) as exc:
+            if "wrong last sequence" in str(exc):
+                raise StaleRevision from exc
+            raise Unavailable("JetStream is unavailable; retry shortly") from exc
+
+    async def history(self, agent_id: UUID, limit: int) -> list[StoredState]:
+        """Earlier revisions, newest first (as many as the bucket keeps)."""
+        try:
+            entries = await self.kv.history(str(agent_id))
+        except KeyNotFoundError:
+            return []
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable("JetStream is unavailable; retry shortly") from exc
+        kept = [e for e in entries if e.operation in (None, "PUT") and e.value]
+        return [_decode(e.value, e.revision or 0) for e in reversed(kept)][:limit]
+
+    async def purge(self, agent_id: UUID) -> None:
+        """Forget an agent's state and its history."""
+        try:
+            await self.kv.purge(str(agent_id))
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable("JetStream is unavailable; retry shortly") from exc

@@ -1,0 +1,145 @@
+"""Agent runtime state over NATS: concurrent merges, compare-and-set, history, limits."""
+
+import asyncio
+import json
+from typing import Any
+
+import nats.aio.client
+from nats.js.errors import KeyNotFoundError
+
+from agent_orchestrator.settings import Settings
+from tests.support.calls import call, ok
+
+NC = nats.aio.client.Client
+
+
+async def new_agent(nc: NC) -> str:
+    return str((await ok(nc, "agent.create", {"name": "stateful", "type": "t"}))["agent_id"])
+
+
+async def test_state_starts_empty_and_merges_by_rfc_7396(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    empty = await ok(nc, "agent.state.get", {"agent_id": agent_id})
+    assert (empty["state"], empty["revision"], empty["updated_at"]) == ({}, 0, None)
+    first = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"goal": "read", "memory": {"a": 1, "b": 2}}},
+    )
+    second = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"memory": {"b": None, "c": 3}, "step": 1}},
+    )
+    assert second["state"] == {"goal": "read", "memory": {"a": 1, "c": 3}, "step": 1}
+    assert second["revision"] > first["revision"] > 0
+    replaced = await ok(
+        nc, "agent.state.update", {"agent_id": agent_id, "state": {"only": True}, "mode": "replace"}
+    )
+    assert replaced["state"] == {"only": True}
+    assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"] == {"only": True}
+
+
+async def test_fifty_concurrent_merges_of_distinct_keys_all_survive(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    replies = await asyncio.gather(
+        *(
+            ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {f"k{i}": i}})
+            for i in range(50)
+        )
+    )
+    assert len({r["revision"] for r in replies}) == 50
+    state = (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"]
+    assert state == {f"k{i}": i for i in range(50)}
+
+
+async def test_a_stale_expected_revision_is_a_conflict_and_changes_nothing(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    first = await ok(
+        nc, "agent.state.update", {"agent_id": agent_id, "state": {"x": 1}, "expected_revision": 0}
+    )
+    reply = await call(
+        nc, "agent.state.update", {"agent_id": agent_id, "state": {"x": 2}, "expected_revision": 0}
+    )
+    assert reply.error_code == "conflict"
+    assert reply.body["error"]["details"] == {"expected_revision": 0, "revision": first["revision"]}
+    current = await ok(nc, "agent.state.get", {"agent_id": agent_id})
+    assert (current["state"], current["revision"]) == ({"x": 1}, first["revision"])
+    ok_cas = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"x": 3}, "expected_revision": first["revision"]},
+    )
+    assert ok_cas["state"] == {"x": 3}
+
+
+async def test_history_lists_earlier_revisions_newest_first(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    for step in range(3):
+        await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"step": step}})
+    history = await ok(nc, "agent.state.history", {"agent_id": agent_id, "limit": 2})
+    assert [item["state"] for item in history["items"]] == [{"step": 2}, {"step": 1}]
+    revisions = [item["revision"] for item in history["items"]]
+    assert revisions == sorted(revisions, reverse=True)
+
+
+async def test_state_of_a_terminated_agent_is_read_only(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"kept": 1}})
+    await ok(nc, "agent.terminate", {"agent_id": agent_id})
+    reply = await call(nc, "agent.state.update", {"agent_id": agent_id, "state": {"kept": 2}})
+    assert reply.error_code == "invalid_transition"
+    assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"] == {"kept": 1}
+
+
+async def test_a_state_over_the_limit_is_payload_too_large(nc: NC, settings: Settings) -> None:
+    agent_id = await new_agent(nc)
+    chunk = "x" * (settings.max_request_bytes // 2)
+    for i in range(settings.max_state_bytes // len(chunk)):
+        reply = await call(
+            nc, "agent.state.update", {"agent_id": agent_id, "state": {f"c{i}": chunk}}
+        )
+        if reply.error_code is not None:
+            break
+    assert reply.error_code == "payload_too_large"
+    state = (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"]
+    assert f"c{i}" not in state
+
+
+async def test_unknown_agents_have_no_state(nc: NC) -> None:
+    unknown = "01a2137c-0000-7000-8000-000000000000"
+    for subject, body in [
+        ("agent.state.get", {}),
+        ("agent.state.update", {"state": {}}),
+        ("agent.state.history", {}),
+    ]:
+        reply = await call(nc, subject, {"agent_id": unknown, **body})
+        assert reply.error_code == "not_found", subject
+
+
+async def test_each_update_publishes_one_state_updated_event(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    revisions = [
+        (await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"n": n}}))["revision"]
+        for n in range(3)
+    ]
+    sub = await nc.jetstream().subscribe(
+        f"agent.event.{agent_id}.state_updated", ordered_consumer=True
+    )
+    seen: list[Any] = []
+    for _ in range(3):
+        seen.append(json.loads((await sub.next_msg(timeout=5)).data)["data"]["revision"])
+    assert seen == revisions
+    await sub.unsubscribe()
+
+
+async def test_deleting_an_agent_removes_its_state(nc: NC) -> None:
+    agent_id = await new_agent(nc)
+    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"secret": 1}})
+    await ok(nc, "agent.delete", {"agent_id": agent_id})
+    kv = await nc.jetstream().key_value("agent_state")
+    try:
+        entries = await kv.history(agent_id)
+    except KeyNotFoundError:
+        entries = []
+    assert [e for e in entries if e.value] == []
