@@ -14,6 +14,7 @@ from agent_orchestrator import __version__
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agents import register_agent_commands
+from agent_orchestrator.handlers.checkpoints import register_checkpoint_commands
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
@@ -22,6 +23,7 @@ from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
 from agent_orchestrator.storage.events import EventLog
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
@@ -50,6 +52,10 @@ class Service:
         self.agents = AgentRepository(self.db)
         self.templates = TemplateRepository(self.db)
         self.events = EventLog(self.db)
+        self.checkpoints = CheckpointRepository(self.db)
+        self.checkpoint_blobs = CheckpointBlobs(
+            inline_max_bytes=settings.checkpoint_inline_max_bytes, replicas=settings.js_replicas
+        )
         self.states = StateStore(
             history=settings.state_history,
             max_value_bytes=settings.max_state_bytes,
@@ -80,8 +86,25 @@ class Service:
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
         )
-        register_agent_commands(server, self.agents, self.templates, self.states)
+        register_agent_commands(
+            server,
+            self.agents,
+            self.templates,
+            self.states,
+            self.checkpoints,
+            self.checkpoint_blobs,
+        )
         register_template_commands(server, self.templates)
+        register_checkpoint_commands(
+            server,
+            self.agents,
+            self.states,
+            self.checkpoints,
+            self.checkpoint_blobs,
+            self.events,
+            max_checkpoint_bytes=self.settings.max_checkpoint_bytes,
+            max_state_bytes=self.settings.max_state_bytes,
+        )
         register_state_commands(
             server,
             self.agents,
@@ -114,6 +137,7 @@ class Service:
         js = self.broker.connection.jetstream()
         await ensure_jetstream(js, self.layout())
         await self.states.open(js)
+        await self.checkpoint_blobs.open(js)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(

@@ -24,10 +24,23 @@ class Settings(BaseSettings):
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
     max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
     max_state_bytes: int = Field(
-        default=512 * 1024,
+        default=6 * 1024 * 1024,
         ge=1024,
-        le=8 * 1024 * 1024,
-        description="Largest stored state; larger updates get payload_too_large.",
+        le=64 * 1024 * 1024,
+        description="Largest stored state; larger updates get payload_too_large. The NATS "
+        "server's max_payload must be larger (the embedded one allows 8 MiB).",
+    )
+    max_checkpoint_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="Largest checkpoint; larger ones get payload_too_large.",
+    )
+    checkpoint_inline_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Checkpoints up to this size are KV values; larger go to the object store.",
     )
     state_history: int = Field(
         default=16, ge=1, le=64, description="Revisions of each state kept for history."

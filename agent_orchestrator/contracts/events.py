@@ -21,6 +21,9 @@ class EventKind(StrEnum):
     ERROR = "error"
     TERMINATED = "terminated"
     STATE_UPDATED = "state_updated"
+    CHECKPOINT_CREATED = "checkpoint_created"
+    CHECKPOINT_RESTORED = "checkpoint_restored"
+    CHECKPOINT_DELETED = "checkpoint_deleted"
 
 
 class Event(Reply):

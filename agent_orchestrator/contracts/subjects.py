@@ -23,6 +23,10 @@ AGENT_HISTORY: Final = "agent.history"
 AGENT_STATE_GET: Final = "agent.state.get"
 AGENT_STATE_UPDATE: Final = "agent.state.update"
 AGENT_STATE_HISTORY: Final = "agent.state.history"
+AGENT_CHECKPOINT_CREATE: Final = "agent.checkpoint.create"
+AGENT_CHECKPOINT_LIST: Final = "agent.checkpoint.list"
+AGENT_CHECKPOINT_RESTORE: Final = "agent.checkpoint.restore"
+AGENT_CHECKPOINT_DELETE: Final = "agent.checkpoint.delete"
 TEMPLATE_CREATE: Final = "template.create"
 TEMPLATE_GET: Final = "template.get"
 TEMPLATE_LIST: Final = "template.list"
@@ -40,6 +44,8 @@ JOBS_SUBJECTS: Final = "agent.job.>"
 
 # Key-value buckets.
 STATE_BUCKET: Final = "agent_state"
+CHECKPOINT_BUCKET: Final = "agent_checkpoints"
+CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"

@@ -22,6 +22,7 @@ from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent,
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
 
@@ -33,6 +34,8 @@ def register_agent_commands(
     agents: AgentRepository,
     templates: TemplateRepository,
     states: StateStore,
+    checkpoints: CheckpointRepository,
+    blobs: CheckpointBlobs,
 ) -> None:
     """Serve the agent CRUD subjects."""
 
@@ -110,6 +113,7 @@ def register_agent_commands(
         reply = AgentDeleted(agent_id=body.agent_id, deleted=True)
         for _ in range(MAX_ATTEMPTS):
             agent = await agents.get(body.agent_id)
+            snapshots = await checkpoints.all_of(agent.agent_id)  # rows go with the agent
             event = rules.delete_agent(
                 agent, actor=ctx.actor, expected_version=body.expected_version, now=ctx.now
             )
@@ -121,7 +125,8 @@ def register_agent_commands(
             ):
                 try:
                     await states.purge(agent.agent_id)
+                    await blobs.delete(snapshots)
                 except Unavailable:
-                    log.warning("state of deleted agent %s could not be purged", agent.agent_id)
+                    log.warning("runtime data of deleted agent %s remains", agent.agent_id)
                 return reply
         raise Conflict(f"agent {body.agent_id} is being changed by others too often; retry")

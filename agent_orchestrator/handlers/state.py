@@ -1,9 +1,14 @@
 """agent.state.get / update / history: runtime state in KV with compare-and-set."""
 
 import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.contracts.agents import Agent
+from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.state import (
     AgentState,
     GetState,
@@ -25,6 +30,51 @@ from agent_orchestrator.storage.state import StaleRevision, StateStore, encode_s
 
 MAX_CAS_ATTEMPTS = 100
 STATE_EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-5b7a-4c55-9c1e-7a0c6d5e4b3a")
+
+
+def state_event(
+    agent: Agent, kind: EventKind, revision: int, data: dict[str, Any], now: datetime
+) -> Event:
+    """An event about a state revision; its id is derived from the revision, so recording it
+    twice (a retried request) cannot publish it twice."""
+    event = new_event(agent, kind, data, now)
+    event_id = uuid.uuid5(STATE_EVENT_NAMESPACE, f"{agent.agent_id}:{kind}:{revision}")
+    return event.model_copy(update={"event_id": event_id})
+
+
+async def write_state(
+    states: StateStore,
+    agent_id: UUID,
+    apply: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    expected_revision: int | None,
+    now: datetime,
+    max_bytes: int,
+) -> AgentState:
+    """Compare-and-set ``apply(current)`` as the next revision, re-applying it on top of any
+    concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``)."""
+    for _ in range(MAX_CAS_ATTEMPTS):
+        current = await states.read(agent_id)
+        if expected_revision is not None and expected_revision != current.revision:
+            raise Conflict(
+                f"state is at revision {current.revision}, not {expected_revision}",
+                details={"expected_revision": expected_revision, "revision": current.revision},
+            )
+        new_state = apply(current.state)
+        value = encode_state(new_state, now)
+        if len(value) > max_bytes:
+            raise PayloadTooLarge(
+                f"state would be {len(value)} bytes; the limit is {max_bytes}",
+                details={"size": len(value), "limit": max_bytes},
+            )
+        try:
+            revision = await states.write(agent_id, value, last_revision=current.revision)
+        except StaleRevision:
+            if expected_revision is not None:
+                raise Conflict("state changed concurrently; read it and retry") from None
+            continue
+        return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
+    raise Conflict(f"state of {agent_id} is being changed too often; retry")
 
 
 def register_state_commands(
@@ -65,48 +115,29 @@ def register_state_commands(
     async def update_state(body: UpdateState, ctx: CommandContext) -> AgentState:
         agent = await agents.get(body.agent_id)
         check_mutable(agent.status)
-        for _ in range(MAX_CAS_ATTEMPTS):
-            current = await states.read(body.agent_id)
-            if body.expected_revision is not None and body.expected_revision != current.revision:
-                raise Conflict(
-                    f"state is at revision {current.revision}, not {body.expected_revision}",
-                    details={
-                        "expected_revision": body.expected_revision,
-                        "revision": current.revision,
-                    },
-                )
+
+        def apply(current: dict[str, Any]) -> dict[str, Any]:
             if body.mode is StateMode.MERGE:
-                new_state = merge_patch(current.state, body.state)
-            else:
-                new_state = body.state
-            value = encode_state(new_state, ctx.now)
-            if len(value) > max_state_bytes:
-                raise PayloadTooLarge(
-                    f"state would be {len(value)} bytes; the limit is {max_state_bytes}",
-                    details={"size": len(value), "limit": max_state_bytes},
-                )
-            try:
-                revision = await states.write(body.agent_id, value, last_revision=current.revision)
-            except StaleRevision:
-                if body.expected_revision is not None:
-                    raise Conflict("state changed concurrently; read it and retry") from None
-                continue
-            reply = AgentState(
-                agent_id=body.agent_id, state=new_state, revision=revision, updated_at=ctx.now
-            )
-            event = new_event(
-                agent,
-                EventKind.STATE_UPDATED,
-                {"revision": revision, "mode": body.mode, "actor": ctx.actor},
-                ctx.now,
-            ).model_copy(
-                update={
-                    "event_id": uuid.uuid5(STATE_EVENT_NAMESPACE, f"{agent.agent_id}:{revision}")
-                }
-            )
-            await events.record([OutboxMessage.for_event(event)], ctx.idempotency_for(reply))
-            return reply
-        raise Conflict(f"state of {body.agent_id} is being changed too often; retry")
+                return dict(merge_patch(current, body.state))
+            return body.state
+
+        reply = await write_state(
+            states,
+            body.agent_id,
+            apply,
+            expected_revision=body.expected_revision,
+            now=ctx.now,
+            max_bytes=max_state_bytes,
+        )
+        event = state_event(
+            agent,
+            EventKind.STATE_UPDATED,
+            reply.revision,
+            {"revision": reply.revision, "mode": body.mode, "actor": ctx.actor},
+            ctx.now,
+        )
+        await events.record([OutboxMessage.for_event(event)], ctx.idempotency_for(reply))
+        return reply
 
     @server.serve(
         subjects.AGENT_STATE_HISTORY,

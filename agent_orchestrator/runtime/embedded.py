@@ -371,9 +371,22 @@ class EmbeddedNats(_ServerProcess):
         """JetStream store folder."""
         return self.data_dir / "nats"
 
+    #: Largest message the embedded server accepts (NATS' own default is 1 MiB): room for
+    #: multi-MiB agent state and checkpoints.
+    max_payload = 8 * 1024 * 1024
+
+    @property
+    def config_path(self) -> Path:
+        """Settings that have no command-line flag."""
+        return self.data_dir / "nats.conf"
+
     def _command(self) -> list[str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(f"max_payload: {self.max_payload}\n", encoding="utf-8")
         return [
             nats_server_executable(),
+            "--config",
+            str(self.config_path),
             "--jetstream",
             "--store_dir",
             str(self.store_dir),

@@ -66,7 +66,9 @@ class AtomicWrite:
         """Insert one row (column -> (value, SQL type)) if the main write touched a row."""
         columns = ", ".join(values)
         params = ", ".join(self._param(value, cast) for value, cast in values.values())
-        self.companions.append(f"INSERT INTO {table} ({columns}) SELECT {params} FROM changed")
+        self.companions.append(
+            f"INSERT INTO {table} ({columns}) SELECT {params} WHERE EXISTS (SELECT 1 FROM changed)"
+        )
         return self
 
     def with_transition(self, agent_id: UUID, transition: Transition | None) -> "AtomicWrite":

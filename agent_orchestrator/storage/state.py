@@ -11,13 +11,14 @@ from typing import Any
 from uuid import UUID
 
 from nats.errors import Error as NatsError
+from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agent_orchestrator.contracts.subjects import STATE_BUCKET
-from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.errors import PayloadTooLarge, Unavailable
 
 
 class StaleRevision(Exception):
@@ -102,6 +103,10 @@ class StateStore:
             return await self.kv.update(key, value, last=last_revision)
         except KeyWrongLastSequenceError as exc:
             raise StaleRevision from exc
+        except MaxPayloadError as exc:
+            raise PayloadTooLarge(
+                f"state of {len(value)} bytes is over the NATS server's max_payload"
+            ) from exc
         except (NatsError, TimeoutError) as exc:
             if "wrong last sequence" in str(exc):
                 raise StaleRevision from exc

@@ -1,0 +1,85 @@
+"""Checkpoints: snapshots of an agent's state that it can be restored to."""
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.common import JsonObject, Reply, Request, Timestamp
+
+
+class CheckpointStorage(StrEnum):
+    """Where the snapshot's bytes live."""
+
+    KV = "kv"
+    OBJECT_STORE = "object_store"
+
+
+class CreateCheckpoint(Request):
+    """Snapshot the agent's current state."""
+
+    agent_id: UUID
+    label: str | None = Field(default=None, max_length=200)
+    recoverable: bool = Field(
+        default=True, description="Whether a restore without checkpoint_id may pick it."
+    )
+
+
+class Checkpoint(Reply):
+    """A stored snapshot (its state is returned by agent.checkpoint.restore)."""
+
+    checkpoint_id: UUID = Field(description="UUIDv7.")
+    agent_id: UUID
+    label: str | None = None
+    recoverable: bool
+    state_revision: int = Field(description="Revision of the state that was copied.")
+    agent_status: AgentStatus
+    agent_version: int
+    size_bytes: int
+    storage: CheckpointStorage
+    created_at: Timestamp
+
+
+class ListCheckpoints(Request):
+    """An agent's checkpoints, newest first."""
+
+    agent_id: UUID
+
+
+class CheckpointList(Reply):
+    """Reply to agent.checkpoint.list."""
+
+    items: list[Checkpoint]
+
+
+class RestoreCheckpoint(Request):
+    """Make a checkpoint's state the agent's current state (a new revision)."""
+
+    agent_id: UUID
+    checkpoint_id: UUID | None = Field(
+        default=None, description="Default: the latest recoverable checkpoint."
+    )
+
+
+class RestoredState(Reply):
+    """Reply to agent.checkpoint.restore."""
+
+    agent_id: UUID
+    state: JsonObject
+    revision: int = Field(description="The new state revision; restoring again can undo it.")
+    restored_from: UUID
+
+
+class DeleteCheckpoints(Request):
+    """Delete one checkpoint, or all of the agent's."""
+
+    agent_id: UUID
+    checkpoint_id: UUID | None = None
+
+
+class CheckpointsDeleted(Reply):
+    """Reply to agent.checkpoint.delete."""
+
+    agent_id: UUID
+    deleted: int = Field(description="How many checkpoints were deleted.")
