@@ -14,7 +14,11 @@ from agent_orchestrator import __version__
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agents import register_agent_commands
-from agent_orchestrator.handlers.checkpoints import register_checkpoint_commands
+from agent_orchestrator.handlers.checkpoint_schedules import (
+    register_checkpoint_scheduler,
+    register_schedule_command,
+)
+from agent_orchestrator.handlers.checkpoints import Checkpointer, register_checkpoint_commands
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
@@ -30,6 +34,7 @@ from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstre
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
 from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
 
@@ -53,14 +58,21 @@ class Service:
         self.templates = TemplateRepository(self.db)
         self.events = EventLog(self.db)
         self.checkpoints = CheckpointRepository(self.db)
-        self.checkpoint_blobs = CheckpointBlobs(
-            inline_max_bytes=settings.checkpoint_inline_max_bytes, replicas=settings.js_replicas
-        )
         self.states = StateStore(
             history=settings.state_history,
             max_value_bytes=settings.max_state_bytes,
             replicas=settings.js_replicas,
         )
+        self.checkpointer = Checkpointer(
+            self.states,
+            self.checkpoints,
+            CheckpointBlobs(
+                inline_max_bytes=settings.checkpoint_inline_max_bytes,
+                replicas=settings.js_replicas,
+            ),
+            max_checkpoint_bytes=settings.max_checkpoint_bytes,
+        )
+        self.schedules = CheckpointSchedules()
         self.broker = NatsBroker(
             settings.nats_url.split(","),
             name=SERVICE_NAME,
@@ -74,6 +86,7 @@ class Service:
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
         register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
+        register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         self.broker.include_router(jobs)
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -91,20 +104,19 @@ class Service:
             self.agents,
             self.templates,
             self.states,
-            self.checkpoints,
-            self.checkpoint_blobs,
+            self.checkpointer,
+            self.schedules,
         )
         register_template_commands(server, self.templates)
         register_checkpoint_commands(
             server,
             self.agents,
             self.states,
-            self.checkpoints,
-            self.checkpoint_blobs,
+            self.checkpointer,
             self.events,
-            max_checkpoint_bytes=self.settings.max_checkpoint_bytes,
             max_state_bytes=self.settings.max_state_bytes,
         )
+        register_schedule_command(server, self.agents, self.schedules)
         register_state_commands(
             server,
             self.agents,
@@ -112,7 +124,7 @@ class Service:
             self.events,
             max_state_bytes=self.settings.max_state_bytes,
         )
-        register_lifecycle_commands(server, self.agents)
+        register_lifecycle_commands(server, self.agents, self.schedules)
         self.commands = server.specs
         return router
 
@@ -137,7 +149,8 @@ class Service:
         js = self.broker.connection.jetstream()
         await ensure_jetstream(js, self.layout())
         await self.states.open(js)
-        await self.checkpoint_blobs.open(js)
+        await self.checkpointer.blobs.open(js)
+        self.schedules.open(js)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(

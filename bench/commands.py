@@ -706,17 +706,23 @@ def verdict(result: Result) -> str:
     return f"{text} (ERRORS)" if result.errors else text
 
 
+def name_width(results: Sequence[Result]) -> int:
+    """Width of the scenario column: at least 17, room for the longest name."""
+    return max([17, *(len(r.scenario) + 2 for r in results)])
+
+
 def table(results: Sequence[Result]) -> str:
     """The main table."""
+    w = name_width(results)
     header = (
-        f"{'scenario':<17}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'scenario':<{w}}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'x raw':>7}{'x FS':>7}{'errors':>7}  {'target':<11}verdict"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         target = f">= {r.target:.1f}x FS" if r.target is not None else "-"
         lines.append(
-            f"{r.scenario:<17}{r.requests:>9}{r.req_per_s:>9.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
+            f"{r.scenario:<{w}}{r.requests:>9}{r.req_per_s:>9.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
             f"{r.ratio_to_raw or 0:>7.2f}{r.ratio_to_faststream or 0:>7.2f}{r.errors:>7}  "
             f"{target:<11}{verdict(r)}"
         )
@@ -726,11 +732,12 @@ def table(results: Sequence[Result]) -> str:
 def cpu_table(results: Sequence[Result]) -> str:
     """Where the CPU went: µs per request of each process, and how busy the machine was."""
     names = list(results[0].cpu_us_per_request)
-    header = f"{'CPU us/request':<17}" + "".join(f"{n:>12}" for n in names) + f"{'busy %':>9}"
+    w = name_width(results)
+    header = f"{'CPU us/request':<{w}}" + "".join(f"{n:>12}" for n in names) + f"{'busy %':>9}"
     lines = [header, "-" * len(header)]
     for r in results:
         cells = "".join(f"{r.cpu_us_per_request[n]:>12.0f}" for n in names)
-        lines.append(f"{r.scenario:<17}{cells}{r.cpu_busy_pct:>9.0f}")
+        lines.append(f"{r.scenario:<{w}}{cells}{r.cpu_busy_pct:>9.0f}")
     return "\n".join(lines)
 
 

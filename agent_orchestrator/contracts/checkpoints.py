@@ -1,9 +1,10 @@
 """Checkpoints: snapshots of an agent's state that it can be restored to."""
 
+from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.common import JsonObject, Reply, Request, Timestamp
@@ -38,6 +39,7 @@ class Checkpoint(Reply):
     agent_version: int
     size_bytes: int
     storage: CheckpointStorage
+    scheduled: bool = Field(default=False, description="Taken by a schedule (keep_last applies).")
     created_at: Timestamp
 
 
@@ -83,3 +85,36 @@ class CheckpointsDeleted(Reply):
 
     agent_id: UUID
     deleted: int = Field(description="How many checkpoints were deleted.")
+
+
+class ScheduleCheckpoints(Request):
+    """Take checkpoints every ``interval_s`` seconds, or once ``at`` a time; 0 cancels."""
+
+    agent_id: UUID
+    interval_s: int | None = Field(
+        default=None, ge=0, le=366 * 24 * 3600, description="Period in seconds; 0 cancels."
+    )
+    at: datetime | None = Field(default=None, description="One checkpoint at this time.")
+    keep_last: int | None = Field(
+        default=None, ge=1, le=1000, description="Keep only this many scheduled checkpoints."
+    )
+    label: str | None = Field(default=None, max_length=200)
+    recoverable: bool = True
+
+    @model_validator(mode="after")
+    def _one_timing(self) -> "ScheduleCheckpoints":
+        if (self.interval_s is None) == (self.at is None):
+            raise ValueError("give exactly one of interval_s and at")
+        return self
+
+
+class Schedule(Reply):
+    """An agent's checkpoint schedule, as the server runs it."""
+
+    agent_id: UUID
+    active: bool = Field(description="False once cancelled.")
+    interval_s: int | None = None
+    at: datetime | None = None
+    keep_last: int | None = None
+    label: str | None = None
+    recoverable: bool = True

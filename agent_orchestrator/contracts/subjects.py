@@ -27,6 +27,7 @@ AGENT_CHECKPOINT_CREATE: Final = "agent.checkpoint.create"
 AGENT_CHECKPOINT_LIST: Final = "agent.checkpoint.list"
 AGENT_CHECKPOINT_RESTORE: Final = "agent.checkpoint.restore"
 AGENT_CHECKPOINT_DELETE: Final = "agent.checkpoint.delete"
+AGENT_CHECKPOINT_SCHEDULE: Final = "agent.checkpoint.schedule"
 TEMPLATE_CREATE: Final = "template.create"
 TEMPLATE_GET: Final = "template.get"
 TEMPLATE_LIST: Final = "template.list"
@@ -39,6 +40,8 @@ EVENTS_STREAM: Final = "AGENT_EVENTS"
 EVENTS_SUBJECTS: Final = "agent.event.>"
 TEMPLATE_EVENTS_STREAM: Final = "TEMPLATE_EVENTS"
 TEMPLATE_EVENTS_SUBJECTS: Final = "template.event.>"
+SCHEDULES_STREAM: Final = "AGENT_SCHEDULES"
+SCHEDULES_SUBJECTS: Final = ("agent.schedule.>", "agent.scheduled.>")
 JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
 
@@ -49,6 +52,7 @@ CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"
+CHECKPOINT_SCHEDULER_CONSUMER: Final = "checkpoint-scheduler"
 
 # Headers.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -71,3 +75,13 @@ def template_event_subject(template_id: str, kind: str) -> str:
 def initialize_job_subject(agent_id: str) -> str:
     """Subject of the durable job that finishes an agent's initialization."""
     return f"agent.job.initialize.{agent_id}"
+
+
+def checkpoint_schedule_subject(agent_id: str) -> str:
+    """Where an agent's checkpoint schedule message lives (one per agent)."""
+    return f"agent.schedule.checkpoint.{agent_id}"
+
+
+def scheduled_checkpoint_subject(agent_id: str) -> str:
+    """Where the server publishes each firing of an agent's checkpoint schedule."""
+    return f"agent.scheduled.checkpoint.{agent_id}"

@@ -19,10 +19,11 @@ from agent_orchestrator.domain import agents as rules
 from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
 from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent, outbox_for
+from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
-from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
+from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
 
@@ -34,8 +35,8 @@ def register_agent_commands(
     agents: AgentRepository,
     templates: TemplateRepository,
     states: StateStore,
-    checkpoints: CheckpointRepository,
-    blobs: CheckpointBlobs,
+    checkpointer: Checkpointer,
+    schedules: CheckpointSchedules,
 ) -> None:
     """Serve the agent CRUD subjects."""
 
@@ -113,7 +114,8 @@ def register_agent_commands(
         reply = AgentDeleted(agent_id=body.agent_id, deleted=True)
         for _ in range(MAX_ATTEMPTS):
             agent = await agents.get(body.agent_id)
-            snapshots = await checkpoints.all_of(agent.agent_id)  # rows go with the agent
+            # Checkpoint rows go with the agent; their bytes and schedule are removed after.
+            snapshots = await checkpointer.checkpoints.all_of(agent.agent_id)
             event = rules.delete_agent(
                 agent, actor=ctx.actor, expected_version=body.expected_version, now=ctx.now
             )
@@ -124,8 +126,9 @@ def register_agent_commands(
                 idempotency=ctx.idempotency_for(reply),
             ):
                 try:
+                    await schedules.cancel(str(agent.agent_id))
                     await states.purge(agent.agent_id)
-                    await blobs.delete(snapshots)
+                    await checkpointer.blobs.delete(snapshots)
                 except Unavailable:
                     log.warning("runtime data of deleted agent %s remains", agent.agent_id)
                 return reply

@@ -1,9 +1,13 @@
 """agent.checkpoint.create / list / restore / delete."""
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.contracts.checkpoints import (
     Checkpoint,
     CheckpointList,
@@ -15,30 +19,116 @@ from agent_orchestrator.contracts.checkpoints import (
     RestoredState,
 )
 from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.domain.agents import new_event
 from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.handlers.state import state_event, write_state
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
 from agent_orchestrator.storage.events import EventLog
 from agent_orchestrator.storage.state import StateStore
+
+
+@dataclass(frozen=True)
+class Checkpointer:
+    """Takes and prunes checkpoints; shared by the commands and the scheduled job."""
+
+    states: StateStore
+    checkpoints: CheckpointRepository
+    blobs: CheckpointBlobs
+    max_checkpoint_bytes: int
+
+    async def take(
+        self,
+        agent: Agent,
+        *,
+        label: str | None,
+        recoverable: bool,
+        scheduled: bool,
+        now: datetime,
+        idempotency: Callable[[Checkpoint], IdempotencyRecord | None] = lambda _: None,
+    ) -> Checkpoint:
+        """Snapshot the agent's current state: bytes first, then the record and its event."""
+        current = await self.states.read(agent.agent_id)
+        data = json.dumps(current.state, separators=(",", ":")).encode()
+        if len(data) > self.max_checkpoint_bytes:
+            raise PayloadTooLarge(
+                f"checkpoint would be {len(data)} bytes; the limit is {self.max_checkpoint_bytes}",
+                details={"size": len(data), "limit": self.max_checkpoint_bytes},
+            )
+        checkpoint_id = new_id()
+        storage = await self.blobs.put(agent.agent_id, checkpoint_id, data)
+        checkpoint = Checkpoint(
+            checkpoint_id=checkpoint_id,
+            agent_id=agent.agent_id,
+            label=label,
+            recoverable=recoverable,
+            state_revision=current.revision,
+            agent_status=agent.status,
+            agent_version=agent.version,
+            size_bytes=len(data),
+            storage=storage,
+            scheduled=scheduled,
+            created_at=now,
+        )
+        event = new_event(
+            agent,
+            EventKind.CHECKPOINT_CREATED,
+            {"checkpoint": checkpoint.model_dump(mode="json")},
+            now,
+        ).model_copy(update={"event_id": checkpoint_id})
+        outbox = [OutboxMessage.for_event(event)]
+        if not await self.checkpoints.insert(checkpoint, outbox, idempotency(checkpoint)):
+            await self.blobs.delete([checkpoint])
+            raise NotFound(f"agent {agent.agent_id} does not exist")
+        return checkpoint
+
+    async def delete(
+        self,
+        agent: Agent,
+        doomed: list[Checkpoint],
+        *,
+        now: datetime,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> None:
+        """Delete records (with one event each), then their bytes."""
+        if not doomed:
+            return
+        outbox = [
+            OutboxMessage.for_event(
+                new_event(
+                    agent,
+                    EventKind.CHECKPOINT_DELETED,
+                    {"checkpoint_id": str(cp.checkpoint_id)},
+                    now,
+                )
+            )
+            for cp in doomed
+        ]
+        ids = [cp.checkpoint_id for cp in doomed]
+        await self.checkpoints.delete(agent.agent_id, ids, outbox, idempotency)
+        await self.blobs.delete(doomed)
+
+    async def prune(self, agent: Agent, keep_last: int, *, now: datetime) -> None:
+        """Delete the agent's scheduled checkpoints beyond the newest ``keep_last``."""
+        doomed = await self.checkpoints.beyond_newest_scheduled(agent.agent_id, keep_last)
+        await self.delete(agent, doomed, now=now)
 
 
 def register_checkpoint_commands(
     server: CommandServer,
     agents: AgentRepository,
     states: StateStore,
-    checkpoints: CheckpointRepository,
-    blobs: CheckpointBlobs,
+    checkpointer: Checkpointer,
     events: EventLog,
     *,
-    max_checkpoint_bytes: int,
     max_state_bytes: int,
 ) -> None:
     """Serve the checkpoint subjects."""
+    checkpoints = checkpointer.checkpoints
 
     @server.serve(
         subjects.AGENT_CHECKPOINT_CREATE,
@@ -50,41 +140,14 @@ def register_checkpoint_commands(
     )
     async def create_checkpoint(body: CreateCheckpoint, ctx: CommandContext) -> Checkpoint:
         agent = await agents.get(body.agent_id)
-        current = await states.read(body.agent_id)
-        data = json.dumps(current.state, separators=(",", ":")).encode()
-        if len(data) > max_checkpoint_bytes:
-            raise PayloadTooLarge(
-                f"checkpoint would be {len(data)} bytes; the limit is {max_checkpoint_bytes}",
-                details={"size": len(data), "limit": max_checkpoint_bytes},
-            )
-        checkpoint_id = new_id()
-        storage = await blobs.put(agent.agent_id, checkpoint_id, data)
-        checkpoint = Checkpoint(
-            checkpoint_id=checkpoint_id,
-            agent_id=agent.agent_id,
+        return await checkpointer.take(
+            agent,
             label=body.label,
             recoverable=body.recoverable,
-            state_revision=current.revision,
-            agent_status=agent.status,
-            agent_version=agent.version,
-            size_bytes=len(data),
-            storage=storage,
-            created_at=ctx.now,
+            scheduled=False,
+            now=ctx.now,
+            idempotency=ctx.idempotency_for,
         )
-        event = state_event(
-            agent,
-            EventKind.CHECKPOINT_CREATED,
-            current.revision,
-            {"checkpoint": checkpoint.model_dump(mode="json")},
-            ctx.now,
-        ).model_copy(update={"event_id": checkpoint_id})
-        stored = await checkpoints.insert(
-            checkpoint, [OutboxMessage.for_event(event)], ctx.idempotency_for(checkpoint)
-        )
-        if not stored:
-            await blobs.delete([checkpoint])
-            raise NotFound(f"agent {body.agent_id} does not exist")
-        return checkpoint
 
     @server.serve(
         subjects.AGENT_CHECKPOINT_LIST,
@@ -109,7 +172,7 @@ def register_checkpoint_commands(
         agent = await agents.get(body.agent_id)
         check_mutable(agent.status)
         checkpoint = await checkpoints.find(body.agent_id, body.checkpoint_id)
-        snapshot: dict[str, Any] = json.loads(await blobs.get(checkpoint))
+        snapshot: dict[str, Any] = json.loads(await checkpointer.blobs.get(checkpoint))
         written = await write_state(
             states,
             body.agent_id,
@@ -150,24 +213,7 @@ def register_checkpoint_commands(
         else:
             doomed = await checkpoints.all_of(body.agent_id)
         reply = CheckpointsDeleted(agent_id=body.agent_id, deleted=len(doomed))
-        if doomed:
-            outbox = [
-                OutboxMessage.for_event(
-                    state_event(
-                        agent,
-                        EventKind.CHECKPOINT_DELETED,
-                        cp.state_revision,
-                        {"checkpoint_id": str(cp.checkpoint_id)},
-                        ctx.now,
-                    ).model_copy(update={"event_id": new_id()})
-                )
-                for cp in doomed
-            ]
-            await checkpoints.delete(
-                body.agent_id,
-                [cp.checkpoint_id for cp in doomed],
-                outbox,
-                ctx.idempotency_for(reply),
-            )
-            await blobs.delete(doomed)
+        await checkpointer.delete(
+            agent, doomed, now=ctx.now, idempotency=ctx.idempotency_for(reply)
+        )
         return reply

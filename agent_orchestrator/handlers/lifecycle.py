@@ -1,5 +1,7 @@
 """agent.status / initialize / activate / pause / terminate / history."""
 
+import contextlib
+
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import (
     Agent,
@@ -11,9 +13,11 @@ from agent_orchestrator.contracts.agents import (
 )
 from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
 from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.schedules import CheckpointSchedules
 
 LIFECYCLE_COMMANDS = {
     subjects.AGENT_INITIALIZE: (
@@ -27,13 +31,15 @@ LIFECYCLE_COMMANDS = {
 }
 
 
-def register_lifecycle_commands(server: CommandServer, agents: AgentRepository) -> None:
+def register_lifecycle_commands(
+    server: CommandServer, agents: AgentRepository, schedules: CheckpointSchedules
+) -> None:
     """Serve the lifecycle subjects."""
 
     async def move(
         body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
     ) -> Agent:
-        return await change_agent(
+        agent = await change_agent(
             agents,
             body.agent_id,
             lambda agent: transition_agent(
@@ -46,6 +52,11 @@ def register_lifecycle_commands(server: CommandServer, agents: AgentRepository) 
             ),
             idempotency=ctx.idempotency_for,
         )
+        if agent.status is AgentStatus.TERMINATED:
+            # Also done by the scheduled job itself, should this fail now.
+            with contextlib.suppress(Unavailable):
+                await schedules.cancel(str(agent.agent_id))
+        return agent
 
     @server.serve(
         subjects.AGENT_STATUS,

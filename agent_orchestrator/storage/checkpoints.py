@@ -25,7 +25,7 @@ from agent_orchestrator.storage.postgres import Database, translate_errors
 
 COLUMNS = (
     "checkpoint_id, agent_id, label, recoverable, state_revision, agent_status, "
-    "agent_version, size_bytes, storage, created_at"
+    "agent_version, size_bytes, storage, scheduled, created_at"
 )
 JETSTREAM_DOWN = "JetStream is unavailable; retry shortly"
 
@@ -141,7 +141,7 @@ class CheckpointRepository:
         c = checkpoint
         write = AtomicWrite(
             f"""INSERT INTO checkpoints ({COLUMNS})
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
                 WHERE EXISTS (SELECT 1 FROM agents WHERE agent_id = $2)
                 RETURNING checkpoint_id""",
             [
@@ -154,6 +154,7 @@ class CheckpointRepository:
                 c.agent_version,
                 c.size_bytes,
                 c.storage,
+                c.scheduled,
                 c.created_at,
             ],
         )
@@ -199,3 +200,14 @@ class CheckpointRepository:
             [agent_id, checkpoint_ids],
         )
         await write.with_outbox(outbox).with_idempotency(idempotency).execute(self._db.pool)
+
+    @translate_errors
+    async def beyond_newest_scheduled(self, agent_id: UUID, keep: int) -> list[Checkpoint]:
+        """Scheduled checkpoints of an agent other than its ``keep`` newest."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM checkpoints WHERE agent_id = $1 AND scheduled
+                ORDER BY checkpoint_id DESC OFFSET $2""",
+            agent_id,
+            keep,
+        )
+        return [_checkpoint(row) for row in rows]

@@ -52,6 +52,17 @@ class JetStreamLayout:
                 description="Template created / updated / deleted events.",
             ),
             StreamConfig(
+                name=subjects.SCHEDULES_STREAM,
+                subjects=list(subjects.SCHEDULES_SUBJECTS),
+                # Work queue: a firing is gone once handled. No age or count limits: they
+                # would silently delete the schedule messages themselves.
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                allow_msg_schedules=True,
+                num_replicas=self.replicas,
+                description="Checkpoint schedules (server-run) and their firings.",
+            ),
+            StreamConfig(
                 name=subjects.JOBS_STREAM,
                 subjects=[subjects.JOBS_SUBJECTS],
                 retention=RetentionPolicy.WORK_QUEUE,
@@ -77,7 +88,20 @@ class JetStreamLayout:
                     max_ack_pending=1000,
                     description="Finishes agent initialization.",
                 ),
-            )
+            ),
+            (
+                subjects.SCHEDULES_STREAM,
+                ConsumerConfig(
+                    durable_name=subjects.CHECKPOINT_SCHEDULER_CONSUMER,
+                    # Firings only: acking a schedule message would delete the schedule.
+                    filter_subject=subjects.scheduled_checkpoint_subject("*"),
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=30.0,
+                    max_deliver=-1,
+                    max_ack_pending=1000,
+                    description="Takes scheduled checkpoints.",
+                ),
+            ),
         ]
 
 

@@ -1,0 +1,104 @@
+"""agent.checkpoint.schedule, and the durable job that takes each scheduled checkpoint.
+
+nats-server fires the schedule (see ``storage.schedules``); every firing lands once on the
+work-queue consumer shared by all instances, so a period yields one checkpoint however many
+instances run, and schedules survive restarts of the service.
+"""
+
+import logging
+from datetime import UTC, datetime
+
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.checkpoints import Schedule, ScheduleCheckpoints
+from agent_orchestrator.domain.errors import NotFound, Unavailable
+from agent_orchestrator.domain.lifecycle import check_mutable
+from agent_orchestrator.handlers.checkpoints import Checkpointer
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.schedules import CheckpointSchedules
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+
+
+def register_schedule_command(
+    server: CommandServer, agents: AgentRepository, schedules: CheckpointSchedules
+) -> None:
+    """Serve agent.checkpoint.schedule."""
+
+    @server.serve(
+        subjects.AGENT_CHECKPOINT_SCHEDULE,
+        ScheduleCheckpoints,
+        Schedule,
+        mutating=True,
+        description="Checkpoint every interval_s seconds (or once at a time), keeping the last "
+        "keep_last scheduled ones; interval_s 0 cancels. Run by nats-server, so it survives "
+        "service restarts and fires once per period with any number of instances.",
+    )
+    async def schedule_checkpoints(body: ScheduleCheckpoints, ctx: CommandContext) -> Schedule:
+        agent = await agents.get(body.agent_id)
+        schedule = Schedule(
+            agent_id=agent.agent_id,
+            active=body.interval_s != 0,
+            interval_s=body.interval_s or None,
+            at=body.at,
+            keep_last=body.keep_last,
+            label=body.label,
+            recoverable=body.recoverable,
+        )
+        if not schedule.active:
+            await schedules.cancel(str(agent.agent_id))
+            return schedule
+        check_mutable(agent.status)
+        await schedules.set(schedule)
+        return schedule
+
+
+def register_checkpoint_scheduler(
+    router: NatsRouter,
+    agents: AgentRepository,
+    schedules: CheckpointSchedules,
+    checkpointer: Checkpointer,
+) -> None:
+    """Take a checkpoint for every firing; stop the schedule of a gone or TERMINATED agent."""
+
+    @router.subscriber(
+        subjects.scheduled_checkpoint_subject("*"),
+        stream=JStream(subjects.SCHEDULES_STREAM, declare=False),
+        durable=subjects.CHECKPOINT_SCHEDULER_CONSUMER,
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+        title="agent.scheduled.checkpoint",
+        description="Durable job: one firing of a checkpoint schedule (published by the server).",
+    )
+    async def take_scheduled_checkpoint(schedule: Schedule, msg: NatsMessage) -> None:
+        agent_id = str(schedule.agent_id)
+        now = datetime.now(UTC)
+        try:
+            try:
+                agent = await agents.get(schedule.agent_id)
+            except NotFound:
+                await schedules.cancel(agent_id)
+            else:
+                if agent.status is AgentStatus.TERMINATED:
+                    await schedules.cancel(agent_id)
+                else:
+                    await checkpointer.take(
+                        agent,
+                        label=schedule.label or "scheduled",
+                        recoverable=schedule.recoverable,
+                        scheduled=True,
+                        now=now,
+                    )
+                    if schedule.keep_last:
+                        await checkpointer.prune(agent, schedule.keep_last, now=now)
+        except Unavailable:
+            log.warning("scheduled checkpoint of %s postponed: a dependency is down", agent_id)
+            await msg.nack(delay=RETRY_DELAY_S)
+            return
+        await msg.ack()
