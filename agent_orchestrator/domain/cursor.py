@@ -29,3 +29,13 @@ def decode_cursor(cursor: str, key: str, convert: Callable[[Any], T]) -> T:
         raise ValidationFailed(
             "cursor is not one this service issued", details=[{"path": "cursor"}]
         ) from exc
+
+
+def split_page(
+    fetched: list[T], limit: int, key: str, position: Callable[[T], Any]
+) -> tuple[list[T], str | None]:
+    """From ``limit + 1`` fetched items: the page, and the cursor of the next (None at the end)."""
+    if len(fetched) <= limit:
+        return fetched, None
+    page = fetched[:limit]
+    return page, encode_cursor(key, position(page[-1]))

@@ -16,7 +16,7 @@ from agent_orchestrator.contracts.agents import (
 )
 from agent_orchestrator.contracts.templates import Template
 from agent_orchestrator.domain import agents as rules
-from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent, outbox_for
 from agent_orchestrator.handlers.checkpoints import Checkpointer
@@ -78,11 +78,8 @@ def register_agent_commands(
     async def list_agents(body: ListAgents, ctx: CommandContext) -> AgentPage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
         where = AgentFilter(body.project_id, body.status, body.type, body.template_id)
-        items = await agents.page(where, limit=body.limit + 1, before=before)
-        next_cursor = None
-        if len(items) > body.limit:
-            items = items[: body.limit]
-            next_cursor = encode_cursor("before", str(items[-1].agent_id))
+        fetched = await agents.page(where, limit=body.limit + 1, before=before)
+        items, next_cursor = split_page(fetched, body.limit, "before", lambda a: str(a.agent_id))
         return AgentPage(items=items, next_cursor=next_cursor)
 
     @server.serve(

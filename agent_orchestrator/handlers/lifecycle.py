@@ -12,7 +12,7 @@ from agent_orchestrator.contracts.agents import (
     TransitionPage,
 )
 from agent_orchestrator.domain.agents import transition_agent
-from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
@@ -90,9 +90,6 @@ def register_lifecycle_commands(
     )
     async def history(body: GetHistory, ctx: CommandContext) -> TransitionPage:
         after = decode_cursor(body.cursor, "after", int) if body.cursor else 0
-        items = await agents.history(body.agent_id, limit=body.limit + 1, after=after)
-        next_cursor = None
-        if len(items) > body.limit:
-            items = items[: body.limit]
-            next_cursor = encode_cursor("after", items[-1].version)
+        fetched = await agents.history(body.agent_id, limit=body.limit + 1, after=after)
+        items, next_cursor = split_page(fetched, body.limit, "after", lambda t: t.version)
         return TransitionPage(items=items, next_cursor=next_cursor)

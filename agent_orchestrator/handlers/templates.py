@@ -17,7 +17,7 @@ from agent_orchestrator.contracts.templates import (
     UpdateTemplate,
 )
 from agent_orchestrator.domain import templates as rules
-from agent_orchestrator.domain.cursor import decode_cursor, encode_cursor
+from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.templates import TemplateRepository
 
@@ -57,11 +57,8 @@ def register_template_commands(server: CommandServer, templates: TemplateReposit
     )
     async def list_templates(body: ListTemplates, ctx: CommandContext) -> TemplatePage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
-        items = await templates.page(body.agent_type, limit=body.limit + 1, before=before)
-        next_cursor = None
-        if len(items) > body.limit:
-            items = items[: body.limit]
-            next_cursor = encode_cursor("before", str(items[-1].template_id))
+        fetched = await templates.page(body.agent_type, limit=body.limit + 1, before=before)
+        items, next_cursor = split_page(fetched, body.limit, "before", lambda t: str(t.template_id))
         return TemplatePage(items=items, next_cursor=next_cursor)
 
     @server.serve(
