@@ -95,7 +95,7 @@ PIECE_BYTES = 200 * KIB
 #: (state size in bytes, measured samples, warm-up samples) of the latency comparison.
 SIZES = ((KIB, 200, 20), (100 * KIB, 100, 10), (1024 * KIB, 50, 5))
 LANGGRAPH_DB = "langgraph"
-LANGGRAPH_PACKAGES = "langgraph-checkpoint-postgres psycopg[binary]"
+LANGGRAPH_PACKAGES = "langgraph-checkpoint-postgres 'psycopg[binary]'"
 VOCABULARY = (
     "agent state checkpoint restore merge revision snapshot token plan step tool call result "
     "observation summary source report draft review memory context goal task note fact claim"
@@ -628,6 +628,7 @@ async def run_all(config: Config, servers: Servers, only: str | None) -> Report:
             await postgres_settings(servers.database_url),
         )
         del settings["transitions"]
+        settings["load"] = settings["load"].replace("JSON body", "JSON body for the echoes")
         if only != "langgraph":
             results += [
                 await bench_echo(nc, servers, config, "raw", notes),
@@ -769,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             report = asyncio.run(run_all(config, servers, only))
-        except BenchError as exc:
+        except (BenchError, ReplyError) as exc:  # a ReplyError here: set-up failed
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print_report(report)

@@ -24,7 +24,7 @@ from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
-from agent_orchestrator.handlers.state import state_event, write_state
+from agent_orchestrator.handlers.state import replace_state, state_event
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
@@ -173,13 +173,8 @@ def register_checkpoint_commands(
         check_mutable(agent.status)
         checkpoint = await checkpoints.find(body.agent_id, body.checkpoint_id)
         snapshot: dict[str, Any] = json.loads(await checkpointer.blobs.get(checkpoint))
-        written = await write_state(
-            states,
-            body.agent_id,
-            lambda _current: snapshot,
-            expected_revision=None,
-            now=ctx.now,
-            max_bytes=max_state_bytes,
+        written = await replace_state(
+            states, body.agent_id, snapshot, now=ctx.now, max_bytes=max_state_bytes
         )
         reply = RestoredState(
             agent_id=body.agent_id,

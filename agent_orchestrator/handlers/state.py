@@ -42,6 +42,24 @@ def state_event(
     return event.model_copy(update={"event_id": event_id})
 
 
+def _encoded(state: dict[str, Any], now: datetime, max_bytes: int) -> bytes:
+    value = encode_state(state, now)
+    if len(value) > max_bytes:
+        raise PayloadTooLarge(
+            f"state would be {len(value)} bytes; the limit is {max_bytes}",
+            details={"size": len(value), "limit": max_bytes},
+        )
+    return value
+
+
+async def replace_state(
+    states: StateStore, agent_id: UUID, new_state: dict[str, Any], *, now: datetime, max_bytes: int
+) -> AgentState:
+    """Write ``new_state`` as the next revision, whatever the current one (no read needed)."""
+    revision = await states.put(agent_id, _encoded(new_state, now, max_bytes))
+    return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
+
+
 async def write_state(
     states: StateStore,
     agent_id: UUID,
@@ -61,12 +79,7 @@ async def write_state(
                 details={"expected_revision": expected_revision, "revision": current.revision},
             )
         new_state = apply(current.state)
-        value = encode_state(new_state, now)
-        if len(value) > max_bytes:
-            raise PayloadTooLarge(
-                f"state would be {len(value)} bytes; the limit is {max_bytes}",
-                details={"size": len(value), "limit": max_bytes},
-            )
+        value = _encoded(new_state, now, max_bytes)
         try:
             revision = await states.write(agent_id, value, last_revision=current.revision)
         except StaleRevision:
@@ -95,8 +108,9 @@ def register_state_commands(
         description="Read an agent's runtime state and its revision (0: never written).",
     )
     async def get_state(body: GetState, ctx: CommandContext) -> AgentState:
-        await agents.get(body.agent_id)
         stored = await states.read(body.agent_id)
+        if stored.revision == 0:
+            await agents.get(body.agent_id)  # not_found, unless the agent has no state yet
         return AgentState(
             agent_id=body.agent_id,
             state=stored.state,
@@ -116,19 +130,25 @@ def register_state_commands(
         agent = await agents.get(body.agent_id)
         check_mutable(agent.status)
 
-        def apply(current: dict[str, Any]) -> dict[str, Any]:
-            if body.mode is StateMode.MERGE:
-                return dict(merge_patch(current, body.state))
-            return body.state
+        if body.mode is StateMode.REPLACE and body.expected_revision is None:
+            reply = await replace_state(
+                states, body.agent_id, body.state, now=ctx.now, max_bytes=max_state_bytes
+            )
+        else:
 
-        reply = await write_state(
-            states,
-            body.agent_id,
-            apply,
-            expected_revision=body.expected_revision,
-            now=ctx.now,
-            max_bytes=max_state_bytes,
-        )
+            def apply(current: dict[str, Any]) -> dict[str, Any]:
+                if body.mode is StateMode.MERGE:
+                    return dict(merge_patch(current, body.state))
+                return body.state
+
+            reply = await write_state(
+                states,
+                body.agent_id,
+                apply,
+                expected_revision=body.expected_revision,
+                now=ctx.now,
+                max_bytes=max_state_bytes,
+            )
         event = state_event(
             agent,
             EventKind.STATE_UPDATED,

@@ -112,6 +112,17 @@ class StateStore:
                 raise StaleRevision from exc
             raise Unavailable("JetStream is unavailable; retry shortly") from exc
 
+    async def put(self, agent_id: UUID, value: bytes) -> int:
+        """Store ``value`` whatever the key holds (last writer wins); the new revision."""
+        try:
+            return await self.kv.put(str(agent_id), value)
+        except MaxPayloadError as exc:
+            raise PayloadTooLarge(
+                f"state of {len(value)} bytes is over the NATS server's max_payload"
+            ) from exc
+        except (NatsError, TimeoutError) as exc:
+            raise Unavailable("JetStream is unavailable; retry shortly") from exc
+
     async def history(self, agent_id: UUID, limit: int) -> list[StoredState]:
         """Earlier revisions, newest first (as many as the bucket keeps)."""
         try:
