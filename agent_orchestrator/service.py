@@ -20,6 +20,11 @@ from agent_orchestrator.handlers.checkpoint_schedules import (
 )
 from agent_orchestrator.handlers.checkpoints import Checkpointer, register_checkpoint_commands
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
+from agent_orchestrator.handlers.discovery import (
+    ServiceStatsBook,
+    register_discovery,
+    stats_middleware,
+)
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
@@ -88,11 +93,15 @@ class Service:
         register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         self.broker.include_router(jobs)
+        discovery = NatsRouter()
+        register_discovery(discovery, self.stats)
+        self.broker.include_router(discovery)
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
 
     def _command_router(self) -> NatsRouter:
-        router = NatsRouter(middlewares=[build_error_middleware()])
+        self.stats = ServiceStatsBook(subjects=[], version=__version__)
+        router = NatsRouter(middlewares=[stats_middleware(self.stats), build_error_middleware()])
         server = CommandServer(
             router,
             IdempotencyStore(self.db),
@@ -126,6 +135,7 @@ class Service:
         )
         register_lifecycle_commands(server, self.agents, self.schedules)
         self.commands = server.specs
+        self.stats.subjects = [spec.subject for spec in server.specs]
         return router
 
     def layout(self) -> JetStreamLayout:
