@@ -29,11 +29,11 @@ from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
 from agent_orchestrator.handlers.state import register_state_commands
+from agent_orchestrator.handlers.state_events import register_state_events
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
-from agent_orchestrator.storage.events import EventLog
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
@@ -61,7 +61,7 @@ class Service:
         )
         self.agents = AgentRepository(self.db)
         self.templates = TemplateRepository(self.db)
-        self.events = EventLog(self.db)
+        self.idempotency = IdempotencyStore(self.db)
         self.checkpoints = CheckpointRepository(self.db)
         self.states = StateStore(
             history=settings.state_history,
@@ -92,6 +92,7 @@ class Service:
         jobs = NatsRouter()
         register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
+        register_state_events(jobs, lambda: self.broker.connection.jetstream())
         self.broker.include_router(jobs)
         discovery = NatsRouter()
         register_discovery(discovery, self.stats)
@@ -104,7 +105,7 @@ class Service:
         router = NatsRouter(middlewares=[stats_middleware(self.stats), build_error_middleware()])
         server = CommandServer(
             router,
-            IdempotencyStore(self.db),
+            self.idempotency,
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
         )
@@ -122,7 +123,7 @@ class Service:
             self.agents,
             self.states,
             self.checkpointer,
-            self.events,
+            self.idempotency,
             max_state_bytes=self.settings.max_state_bytes,
         )
         register_schedule_command(server, self.agents, self.schedules)
@@ -130,7 +131,7 @@ class Service:
             server,
             self.agents,
             self.states,
-            self.events,
+            self.idempotency,
             max_state_bytes=self.settings.max_state_bytes,
         )
         register_lifecycle_commands(server, self.agents, self.schedules)

@@ -24,11 +24,11 @@ from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
-from agent_orchestrator.handlers.state import replace_state, state_event
+from agent_orchestrator.handlers.state import replace_state
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
-from agent_orchestrator.storage.events import EventLog
+from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.state import StateStore
 
 
@@ -123,7 +123,7 @@ def register_checkpoint_commands(
     agents: AgentRepository,
     states: StateStore,
     checkpointer: Checkpointer,
-    events: EventLog,
+    idempotency: IdempotencyStore,
     *,
     max_state_bytes: int,
 ) -> None:
@@ -173,8 +173,14 @@ def register_checkpoint_commands(
         check_mutable(agent.status)
         checkpoint = await checkpoints.find(body.agent_id, body.checkpoint_id)
         snapshot: dict[str, Any] = json.loads(await checkpointer.blobs.get(checkpoint))
+        event = new_event(
+            agent,
+            EventKind.CHECKPOINT_RESTORED,
+            {"checkpoint_id": str(checkpoint.checkpoint_id), "actor": ctx.actor},
+            ctx.now,
+        )
         written = await replace_state(
-            states, body.agent_id, snapshot, now=ctx.now, max_bytes=max_state_bytes
+            states, body.agent_id, snapshot, event=event, now=ctx.now, max_bytes=max_state_bytes
         )
         reply = RestoredState(
             agent_id=body.agent_id,
@@ -182,14 +188,7 @@ def register_checkpoint_commands(
             revision=written.revision,
             restored_from=checkpoint.checkpoint_id,
         )
-        event = state_event(
-            agent,
-            EventKind.CHECKPOINT_RESTORED,
-            written.revision,
-            {"checkpoint_id": str(checkpoint.checkpoint_id), "revision": written.revision},
-            ctx.now,
-        )
-        await events.record([OutboxMessage.for_event(event)], ctx.idempotency_for(reply))
+        await idempotency.remember(ctx.idempotency_for(reply))
         return reply
 
     @server.serve(

@@ -1,13 +1,11 @@
 """agent.state.get / update / history: runtime state in KV with compare-and-set."""
 
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.state import (
     AgentState,
@@ -24,26 +22,14 @@ from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.domain.merge import merge_patch
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.atomic import OutboxMessage
-from agent_orchestrator.storage.events import EventLog
+from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.state import StaleRevision, StateStore, encode_state
 
 MAX_CAS_ATTEMPTS = 100
-STATE_EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-5b7a-4c55-9c1e-7a0c6d5e4b3a")
 
 
-def state_event(
-    agent: Agent, kind: EventKind, revision: int, data: dict[str, Any], now: datetime
-) -> Event:
-    """An event about a state revision; its id is derived from the revision, so recording it
-    twice (a retried request) cannot publish it twice."""
-    event = new_event(agent, kind, data, now)
-    event_id = uuid.uuid5(STATE_EVENT_NAMESPACE, f"{agent.agent_id}:{kind}:{revision}")
-    return event.model_copy(update={"event_id": event_id})
-
-
-def _encoded(state: dict[str, Any], now: datetime, max_bytes: int) -> bytes:
-    value = encode_state(state, now)
+def _encoded(state: dict[str, Any], now: datetime, event: Event, max_bytes: int) -> bytes:
+    value = encode_state(state, now, event)
     if len(value) > max_bytes:
         raise PayloadTooLarge(
             f"state would be {len(value)} bytes; the limit is {max_bytes}",
@@ -53,10 +39,18 @@ def _encoded(state: dict[str, Any], now: datetime, max_bytes: int) -> bytes:
 
 
 async def replace_state(
-    states: StateStore, agent_id: UUID, new_state: dict[str, Any], *, now: datetime, max_bytes: int
+    states: StateStore,
+    agent_id: UUID,
+    new_state: dict[str, Any],
+    *,
+    event: Event,
+    now: datetime,
+    max_bytes: int,
 ) -> AgentState:
-    """Write ``new_state`` as the next revision, whatever the current one (no read needed)."""
-    revision = await states.put(agent_id, _encoded(new_state, now, max_bytes))
+    """Write ``new_state`` as the next revision, whatever the current one (no read needed).
+
+    ``event`` is stored with the revision; the state-events job publishes it."""
+    revision = await states.put(agent_id, _encoded(new_state, now, event, max_bytes))
     return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
 
@@ -65,12 +59,15 @@ async def write_state(
     agent_id: UUID,
     apply: Callable[[dict[str, Any]], dict[str, Any]],
     *,
+    event: Event,
     expected_revision: int | None,
     now: datetime,
     max_bytes: int,
 ) -> AgentState:
     """Compare-and-set ``apply(current)`` as the next revision, re-applying it on top of any
-    concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``)."""
+    concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``).
+
+    ``event`` is stored with the revision; the state-events job publishes it."""
     for _ in range(MAX_CAS_ATTEMPTS):
         current = await states.read(agent_id)
         if expected_revision is not None and expected_revision != current.revision:
@@ -79,7 +76,7 @@ async def write_state(
                 details={"expected_revision": expected_revision, "revision": current.revision},
             )
         new_state = apply(current.state)
-        value = _encoded(new_state, now, max_bytes)
+        value = _encoded(new_state, now, event, max_bytes)
         try:
             revision = await states.write(agent_id, value, last_revision=current.revision)
         except StaleRevision:
@@ -94,7 +91,7 @@ def register_state_commands(
     server: CommandServer,
     agents: AgentRepository,
     states: StateStore,
-    events: EventLog,
+    idempotency: IdempotencyStore,
     *,
     max_state_bytes: int,
 ) -> None:
@@ -129,10 +126,17 @@ def register_state_commands(
     async def update_state(body: UpdateState, ctx: CommandContext) -> AgentState:
         agent = await agents.get(body.agent_id)
         check_mutable(agent.status)
-
+        event = new_event(
+            agent, EventKind.STATE_UPDATED, {"mode": body.mode, "actor": ctx.actor}, ctx.now
+        )
         if body.mode is StateMode.REPLACE and body.expected_revision is None:
             reply = await replace_state(
-                states, body.agent_id, body.state, now=ctx.now, max_bytes=max_state_bytes
+                states,
+                body.agent_id,
+                body.state,
+                event=event,
+                now=ctx.now,
+                max_bytes=max_state_bytes,
             )
         else:
 
@@ -145,18 +149,12 @@ def register_state_commands(
                 states,
                 body.agent_id,
                 apply,
+                event=event,
                 expected_revision=body.expected_revision,
                 now=ctx.now,
                 max_bytes=max_state_bytes,
             )
-        event = state_event(
-            agent,
-            EventKind.STATE_UPDATED,
-            reply.revision,
-            {"revision": reply.revision, "mode": body.mode, "actor": ctx.actor},
-            ctx.now,
-        )
-        await events.record([OutboxMessage.for_event(event)], ctx.idempotency_for(reply))
+        await idempotency.remember(ctx.idempotency_for(reply))
         return reply
 
     @server.serve(

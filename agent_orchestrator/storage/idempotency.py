@@ -5,6 +5,7 @@ Keys are written by each change's AtomicWrite, in the same statement as the chan
 
 from typing import Any
 
+from agent_orchestrator.storage.atomic import IdempotencyRecord
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 
@@ -23,3 +24,17 @@ class IdempotencyStore:
             key,
         )
         return None if row is None else (row["fingerprint"], row["reply"])
+
+    @translate_errors
+    async def remember(self, record: IdempotencyRecord | None) -> None:
+        """Store the reply of a change made outside PostgreSQL (a KV write)."""
+        if record is None:
+            return
+        await self._db.pool.execute(
+            """INSERT INTO idempotency_keys (subject, key, fingerprint, reply)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            record.subject,
+            record.key,
+            record.fingerprint,
+            record.reply,
+        )

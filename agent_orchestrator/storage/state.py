@@ -13,12 +13,16 @@ from uuid import UUID
 from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.contracts.subjects import STATE_BUCKET
 from agent_orchestrator.domain.errors import PayloadTooLarge, Unavailable
+
+STATE_STREAM = f"KV_{STATE_BUCKET}"
+STATE_EVENTS_CONSUMER = "state-events"
 
 
 class StaleRevision(Exception):
@@ -42,11 +46,23 @@ def _decode(value: bytes | None, revision: int) -> StoredState:
     )
 
 
-def encode_state(state: dict[str, Any], updated_at: datetime) -> bytes:
-    """The stored form of a state: the document and when it was written."""
+def encode_state(state: dict[str, Any], updated_at: datetime, event: Event) -> bytes:
+    """The stored form of a state: the document, when it was written, and the event that the
+    state-events consumer publishes for this revision (so a write can never lose its event)."""
     return json.dumps(
-        {"state": state, "updated_at": updated_at.isoformat()}, separators=(",", ":")
+        {
+            "state": state,
+            "updated_at": updated_at.isoformat(),
+            "event": event.model_dump(mode="json"),
+        },
+        separators=(",", ":"),
     ).encode()
+
+
+def decode_event(value: bytes) -> dict[str, Any] | None:
+    """The event stored with a state revision, if any."""
+    event = json.loads(value).get("event")
+    return event if isinstance(event, dict) else None
 
 
 class StateStore:
@@ -69,13 +85,27 @@ class StateStore:
             await js.key_value(STATE_BUCKET)
         except BucketNotFoundError:
             self._kv = await js.create_key_value(self._config)
-            return
-        stream = await js.stream_info(f"KV_{STATE_BUCKET}")
-        config = stream.config
-        config.max_msgs_per_subject = self._config.history
-        config.max_msg_size = self._config.max_value_size
-        await js.update_stream(config)
-        self._kv = await js.key_value(STATE_BUCKET)
+        else:
+            stream = await js.stream_info(STATE_STREAM)
+            config = stream.config
+            config.max_msgs_per_subject = self._config.history
+            config.max_msg_size = self._config.max_value_size
+            await js.update_stream(config)
+            self._kv = await js.key_value(STATE_BUCKET)
+        await js.add_consumer(
+            STATE_STREAM,
+            ConsumerConfig(
+                durable_name=STATE_EVENTS_CONSUMER,
+                filter_subject=f"$KV.{STATE_BUCKET}.>",
+                # From now on when first made; then it keeps its place.
+                deliver_policy=DeliverPolicy.NEW,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30.0,
+                max_deliver=-1,
+                max_ack_pending=1,  # one at a time, so events keep the revisions' order
+                description="Publishes one event per state revision.",
+            ),
+        )
 
     @property
     def kv(self) -> KeyValue:

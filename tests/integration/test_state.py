@@ -2,12 +2,18 @@
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.aio.client
+import nats.errors
+import pytest
 from nats.js.errors import KeyNotFoundError
 
+from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.settings import Settings
+from agent_orchestrator.storage.state import encode_state
 from tests.support.calls import call, ok
 
 NC = nats.aio.client.Client
@@ -143,3 +149,30 @@ async def test_deleting_an_agent_removes_its_state(nc: NC) -> None:
     except KeyNotFoundError:
         entries = []
     assert [e for e in entries if e.value] == []
+
+
+async def test_a_written_revision_gets_its_event_even_if_the_writer_died_right_after(
+    nc: NC,
+) -> None:
+    """The event travels with the revision: writing the KV value alone (as a service killed
+    just after its write would have) still publishes it, once."""
+    agent = await ok(nc, "agent.create", {"name": "orphan-write", "type": "t"})
+    now = datetime.now(UTC)
+    event = Event(
+        event_id=uuid.uuid4(),
+        type=EventKind.STATE_UPDATED,
+        agent_id=agent["agent_id"],
+        occurred_at=now,
+        version=1,
+        data={"mode": "merge", "actor": "crashed-writer"},
+    )
+    kv = await nc.jetstream().key_value("agent_state")
+    revision = await kv.put(agent["agent_id"], encode_state({"k": 1}, now, event))
+    sub = await nc.jetstream().subscribe(
+        f"agent.event.{agent['agent_id']}.state_updated", ordered_consumer=True
+    )
+    published = json.loads((await sub.next_msg(timeout=5)).data)
+    assert published["data"] == {"mode": "merge", "actor": "crashed-writer", "revision": revision}
+    with pytest.raises(nats.errors.TimeoutError):
+        await sub.next_msg(timeout=1)
+    await sub.unsubscribe()
