@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 
 from faststream.nats import NatsBroker, NatsRouter
+from nats.errors import Error as NatsError
 
 from agent_orchestrator import __version__
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 BROKER_LOGGER = "agent_orchestrator.broker"
 STOP_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 class Service:
@@ -156,7 +158,11 @@ class Service:
         await self.db.open()
         async with self.db.pool.acquire() as conn:
             await apply_migrations(conn)
-        await self.broker.connect()
+        try:
+            await asyncio.wait_for(self.broker.connect(), timeout=CONNECT_TIMEOUT_S)
+        except (OSError, NatsError, TimeoutError) as exc:
+            await self.db.close()
+            raise Unavailable(f"NATS is not reachable at {self.settings.nats_url}") from exc
         js = self.broker.connection.jetstream()
         await ensure_jetstream(js, self.layout())
         await self.states.open(js)
