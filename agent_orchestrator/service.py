@@ -27,7 +27,11 @@ from agent_orchestrator.handlers.discovery import (
     stats_middleware,
 )
 from agent_orchestrator.handlers.errors import build_error_middleware
-from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
+from agent_orchestrator.handlers.initialization import (
+    InitializationStep,
+    register_initializer,
+    standard_steps,
+)
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
@@ -57,6 +61,8 @@ class Service:
     def __init__(
         self, settings: Settings, *, init_steps: Sequence[InitializationStep] = ()
     ) -> None:
+        """``init_steps`` run after the standard initialization steps (tests add failing ones;
+        a deployment could add its own preparation)."""
         self.settings = settings
         self.db = Database(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -92,7 +98,8 @@ class Service:
         self.commands: list[CommandSpec] = []
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
-        register_initializer(jobs, self.agents, init_steps, max_attempts=settings.init_max_attempts)
+        steps = [*standard_steps(self.templates), *init_steps]
+        register_initializer(jobs, self.agents, steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         register_state_events(jobs, lambda: self.broker.connection.jetstream())
         self.broker.include_router(jobs)

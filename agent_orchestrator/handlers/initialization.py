@@ -23,9 +23,12 @@ from agent_orchestrator.domain.errors import (
     InvalidTransition,
     NotFound,
     Unavailable,
+    ValidationFailed,
 )
+from agent_orchestrator.domain.templates import validate_configuration
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.templates import TemplateRepository
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +110,25 @@ def register_initializer(
                 f"initialization failed after {attempt} attempts: {exc!r}"[:2000],
             )
         await msg.ack()
+
+
+def standard_steps(templates: TemplateRepository) -> list[InitializationStep]:
+    """What initialization always does before any steps a deployment adds."""
+
+    async def check_configuration(agent: Agent) -> None:
+        """The configuration must still satisfy the agent's template version."""
+        if agent.template_id is None or agent.template_version is None:
+            return
+        try:
+            template = await templates.get(agent.template_id, agent.template_version)
+        except NotFound as exc:
+            raise InitializationFailed(exc.message) from exc
+        try:
+            validate_configuration(
+                template.config_schema, agent.configuration, field="configuration"
+            )
+        except ValidationFailed as exc:
+            paths = ", ".join(d["path"] for d in exc.details)
+            raise InitializationFailed(f"{exc.message} ({paths})") from exc
+
+    return [check_configuration]

@@ -261,3 +261,28 @@ async def test_unknown_templates_and_versions_are_not_found(nc: NC) -> None:
     ]:
         reply = await call(nc, subject, body)
         assert reply.error_code == "not_found", (subject, reply.body)
+
+
+async def test_initialization_checks_the_configuration_against_the_template(
+    nc: NC, db: asyncpg.Pool
+) -> None:
+    template = await new_template(nc)
+    good = await ok(nc, "agent.create", {"name": "good", "template_id": template["template_id"]})
+    bad = await ok(nc, "agent.create", {"name": "drifted", "template_id": template["template_id"]})
+    # A configuration changed behind the service's back no longer fits the schema.
+    await db.execute(
+        "UPDATE agents SET configuration = '{\"model\": 42}' WHERE agent_id = $1",
+        uuid.UUID(bad["agent_id"]),
+    )
+    for agent in (good, bad):
+        await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        states = [await ok(nc, "agent.get", {"agent_id": a["agent_id"]}) for a in (good, bad)]
+        if all(s["status"] != "INITIALIZING" for s in states):
+            break
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert states[0]["status"] == "READY"
+    assert states[1]["status"] == "ERROR"
+    assert "configuration.model" in states[1]["status_reason"]
