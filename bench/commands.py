@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -887,12 +887,13 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     return Config(args.seconds, args.warmup, args.inflight, args.json, args.keep)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the servers, run every scenario, print the report, stop everything."""
-    config = parse_args(argv)
+@contextlib.contextmanager
+def bench_servers(prefix: str, *, keep: bool) -> Iterator[Servers]:
+    """nats-server and PostgreSQL in a fresh temp folder, stopped (and the folder removed
+    unless ``keep``) on exit."""
     with contextlib.ExitStack() as stack:
-        folder = Path(tempfile.mkdtemp(prefix="ao-bench-"))
-        if config.keep:
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+        if keep:
             stack.callback(print, f"kept {folder} (server logs and data)")
         else:
             stack.callback(shutil.rmtree, folder, ignore_errors=True)
@@ -901,9 +902,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(nats_server.stop)
         postgres = EmbeddedPostgres(folder)
         stack.callback(postgres.stop)
-        servers = Servers(
-            nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder
-        )
+        yield Servers(nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the servers, run every scenario, print the report, stop everything."""
+    config = parse_args(argv)
+    with bench_servers("ao-bench-", keep=config.keep) as servers:
         try:
             report = asyncio.run(run_all(config, servers))
         except BenchError as exc:

@@ -32,9 +32,7 @@ import contextlib
 import importlib.metadata
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +54,7 @@ from commands import (
     Result,
     Servers,
     bench_echo,
+    bench_servers,
     bounded_map,
     cpu_snapshot,
     cpu_table,
@@ -78,7 +77,6 @@ from commands import (
 from nats.aio.client import Client
 
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
 
 STATE_GET, STATE_UPDATE = "state.get", "state.update"
 CKPT_CREATE, CKPT_RESTORE = "checkpoint.create", "checkpoint.restore"
@@ -754,20 +752,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, only = parse_args(argv)
     if only != "throughput" and (why := langgraph_missing()):
         print(why, flush=True)
-    with contextlib.ExitStack() as stack:
-        folder = Path(tempfile.mkdtemp(prefix="ao-bench-state-"))
-        if config.keep:
-            stack.callback(print, f"kept {folder} (server logs and data)")
-        else:
-            stack.callback(shutil.rmtree, folder, ignore_errors=True)
-        print(f"starting nats-server and PostgreSQL in {folder} ...", flush=True)
-        nats_server = EmbeddedNats(folder)
-        stack.callback(nats_server.stop)
-        postgres = EmbeddedPostgres(folder)
-        stack.callback(postgres.stop)
-        servers = Servers(
-            nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder
-        )
+    with bench_servers("ao-bench-state-", keep=config.keep) as servers:
         try:
             report = asyncio.run(run_all(config, servers, only))
         except (BenchError, ReplyError) as exc:  # a ReplyError here: set-up failed

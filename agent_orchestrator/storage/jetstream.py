@@ -28,28 +28,30 @@ class JetStreamLayout:
     duplicate_window_s: int = 300
     init_job_ack_wait_s: float = 30.0
 
+    def _event_stream(self, name: str, subject: str, description: str) -> StreamConfig:
+        return StreamConfig(
+            name=name,
+            subjects=[subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=float(self.events_max_age_s),
+            duplicate_window=float(self.duplicate_window_s),
+            num_replicas=self.replicas,
+            description=description,
+        )
+
     def streams(self) -> list[StreamConfig]:
-        """AGENT_EVENTS (history, replayable) and AGENT_JOBS (work queue)."""
+        """Event streams (replayable history), schedules, and the jobs work queue."""
         return [
-            StreamConfig(
-                name=subjects.EVENTS_STREAM,
-                subjects=[subjects.EVENTS_SUBJECTS],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=float(self.events_max_age_s),
-                duplicate_window=float(self.duplicate_window_s),
-                num_replicas=self.replicas,
-                description="Every agent lifecycle and data event; Nats-Msg-Id = event_id.",
+            self._event_stream(
+                subjects.EVENTS_STREAM,
+                subjects.EVENTS_SUBJECTS,
+                "Every agent lifecycle and data event; Nats-Msg-Id = event_id.",
             ),
-            StreamConfig(
-                name=subjects.TEMPLATE_EVENTS_STREAM,
-                subjects=[subjects.TEMPLATE_EVENTS_SUBJECTS],
-                retention=RetentionPolicy.LIMITS,
-                storage=StorageType.FILE,
-                max_age=float(self.events_max_age_s),
-                duplicate_window=float(self.duplicate_window_s),
-                num_replicas=self.replicas,
-                description="Template created / updated / deleted events.",
+            self._event_stream(
+                subjects.TEMPLATE_EVENTS_STREAM,
+                subjects.TEMPLATE_EVENTS_SUBJECTS,
+                "Template created / updated / deleted events.",
             ),
             StreamConfig(
                 name=subjects.SCHEDULES_STREAM,
