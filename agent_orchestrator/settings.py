@@ -72,4 +72,8 @@ class Settings(BaseSettings):
             raise ValueError("db_pool_min must not exceed db_pool_max")
         if self.duplicate_window_s > self.events_max_age_s:
             raise ValueError("duplicate_window_s must not exceed events_max_age_s")
+        if self.checkpoint_inline_max_bytes > self.max_checkpoint_bytes:
+            raise ValueError("checkpoint_inline_max_bytes must not exceed max_checkpoint_bytes")
+        if self.max_request_bytes > self.max_state_bytes:
+            raise ValueError("max_request_bytes must not exceed max_state_bytes")
         return self
