@@ -1,5 +1,6 @@
 """agent.checkpoint.create / list / restore / delete."""
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,9 +170,10 @@ def register_checkpoint_commands(
         "state, as a new revision.",
     )
     async def restore_checkpoint(body: RestoreCheckpoint, ctx: CommandContext) -> RestoredState:
-        agent = await agents.get(body.agent_id)
+        agent, checkpoint = await asyncio.gather(
+            agents.get(body.agent_id), checkpoints.find(body.agent_id, body.checkpoint_id)
+        )
         check_mutable(agent.status)
-        checkpoint = await checkpoints.find(body.agent_id, body.checkpoint_id)
         snapshot: dict[str, Any] = json.loads(await checkpointer.blobs.get(checkpoint))
         event = new_event(
             agent,
