@@ -1,4 +1,4 @@
-"""The ``agent-orchestrator`` command: ``dev`` (everything embedded) and ``serve``."""
+"""The ``agent-orchestrator`` command: ``dev`` (everything embedded), ``serve`` and ``bridge``."""
 
 import asyncio
 import contextlib
@@ -11,6 +11,8 @@ import typer
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
+from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge.server import BridgeStartError, EmbeddedBridge, run_bridge
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from agent_orchestrator.service import BROKER_LOGGER, Service
@@ -30,19 +32,26 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("faststream").setLevel(quiet)
 
 
-async def _serve_until_signalled(settings: Settings, banner: str = "") -> None:
+async def _serve_until_signalled(settings: Settings, banner: str = "", http_port: int = 0) -> None:
     service = Service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
-    if banner:
-        print(banner, flush=True)
+    bridge: EmbeddedBridge | None = None
     try:
+        if http_port:
+            bridge = EmbeddedBridge(BridgeSettings(nats_url=settings.nats_url), port=http_port)
+            url = await bridge.start()
+            banner = banner.replace("{http}", f"{url} (API docs: {url}/docs)")
+        if banner:
+            print(banner, flush=True)
         await stop.wait()
     finally:
         print("stopping agent-orchestrator ...", flush=True)
+        if bridge is not None:
+            await bridge.stop()
         await service.stop()
 
 
@@ -67,6 +76,9 @@ def dev(
     postgres_port: Annotated[
         int, typer.Option(help="PostgreSQL port; 0 picks a free one once and keeps it.")
     ] = 0,
+    http_port: Annotated[
+        int, typer.Option(help="Port of the HTTP bridge (127.0.0.1); 0 disables it.")
+    ] = 8000,
 ) -> None:
     """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service."""
     data_dir = data_dir.resolve()
@@ -82,19 +94,32 @@ def dev(
             f"agent-orchestrator {__version__} is up (Ctrl-C stops it)\n"
             f"  NATS:       {nats_url}\n"
             f"  PostgreSQL: {database_url}\n"
-            f"  data:       {data_dir}\n"
+            + ("  HTTP:       {http}\n" if http_port else "")
+            + f"  data:       {data_dir}\n"
             f"  try:        nats --server {nats_url} req agent.create "
             '\'{"name":"demo","type":"echo"}\''
         )
-        asyncio.run(_serve_until_signalled(settings, banner))
+        asyncio.run(_serve_until_signalled(settings, banner, http_port))
     except Unavailable as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except BridgeStartError as exc:
+        typer.echo(f"error: {exc} (choose another --http-port, or 0)", err=True)
         raise typer.Exit(1) from exc
     finally:
         with contextlib.suppress(Exception):
             postgres.stop()
         with contextlib.suppress(Exception):
             nats.stop()
+
+
+@app.command()
+def bridge(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+) -> None:
+    """Serve the HTTP bridge (REST → one NATS request per call) against NATS_URL."""
+    run_bridge(BridgeSettings(), host, port)
 
 
 def _remembered_port(data_dir: Path, requested: int) -> int:

@@ -6,11 +6,13 @@ Tests isolate themselves by the unique ids of what they create, so they share on
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import httpx
 import nats
 import nats.aio.client
 import pytest
 import pytest_asyncio
 
+from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 from tests.support.servers import ServerUrls, session_servers
@@ -58,3 +60,12 @@ async def db(service: Service, servers: ServerUrls) -> AsyncIterator[asyncpg.Poo
     assert pool is not None
     yield pool
     await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def http(nc: nats.aio.client.Client, servers: ServerUrls) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the bridge app, in process, sharing the session's NATS connection."""
+    app = create_app(BridgeSettings(nats_url=servers.nats_url), nc=nc)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
+        yield client

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import nats
 import pytest
 
@@ -34,14 +35,25 @@ def processes_using(data_dir: Path) -> list[int]:
     return found
 
 
-def start_dev(data_dir: Path, nats_port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_dev(
+    data_dir: Path, nats_port: int, log: Path, http_port: int = 0
+) -> subprocess.Popen[bytes]:
     def banners() -> int:
         return log.read_text(errors="replace").count("is up") if log.exists() else 0
 
     before = banners()
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [CLI, "dev", "--data-dir", str(data_dir), "--nats-port", str(nats_port)],
+            [
+                CLI,
+                "dev",
+                "--data-dir",
+                str(data_dir),
+                "--nats-port",
+                str(nats_port),
+                "--http-port",
+                str(http_port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=data_dir.parent,
@@ -72,10 +84,16 @@ async def test_dev_serves_keeps_data_and_leaves_no_process(tmp_path: Path) -> No
     data_dir = tmp_path / "data"
     log = tmp_path / "dev.log"
     port = free_port()
+    http_port = free_port()
     url = f"nats://127.0.0.1:{port}"
-    proc = start_dev(data_dir, port, log)
+    http_url = f"http://127.0.0.1:{http_port}"
+    proc = start_dev(data_dir, port, log, http_port)
     try:
         assert url in log.read_text()
+        assert http_url in log.read_text()
+        async with httpx.AsyncClient(base_url=http_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 200
         agent = await request(url, "agent.create", {"name": "kept", "type": "echo"})
         assert agent["status"] == "CREATED"
         assert stop_dev(proc, signal.SIGINT) == 0

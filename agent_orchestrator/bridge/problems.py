@@ -1,0 +1,82 @@
+"""RFC 9457 problem details: the body of every error the bridge answers."""
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from agent_orchestrator.contracts.errors import ErrorCode
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:agent-orchestrator:problem:"
+
+
+class Problem(BaseModel):
+    """An error, as ``application/problem+json`` (RFC 9457)."""
+
+    type: str = Field(description="URN naming the error code, e.g. `…:problem:not_found`.")
+    title: str = Field(description="Short summary of the error type.")
+    status: int = Field(description="The HTTP status.")
+    detail: str = Field(description="What went wrong this time.")
+    code: str = Field(description="The contract's error code (`not_found`, `conflict`, …).")
+    errors: Any = Field(
+        default=None, description="The error's details, e.g. every failing path of a body."
+    )
+    trace_id: str | None = Field(default=None, description="Set on internal errors; in logs.")
+
+
+class ProblemError(Exception):
+    """Raised inside the bridge to answer with a problem."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, errors: Any = None, trace_id: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.errors = errors
+        self.trace_id = trace_id
+
+
+class ProblemResponse(JSONResponse):
+    """A JSON response with the problem media type."""
+
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def _title(code: str, status: int) -> str:
+    try:
+        return ErrorCode(code).value.replace("_", " ").capitalize()
+    except ValueError:
+        try:
+            return HTTPStatus(status).phrase
+        except ValueError:
+            return "Error"
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    errors: Any = None,
+    trace_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    """Build the problem+json response of one error."""
+    body = Problem(
+        type=TYPE_PREFIX + code,
+        title=_title(code, status),
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors,
+        trace_id=trace_id,
+    )
+    return ProblemResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def from_error(error: ProblemError) -> ProblemResponse:
+    """The response of a :class:`ProblemError`."""
+    return problem_response(error.status, error.code, error.detail, error.errors, error.trace_id)

@@ -1,0 +1,305 @@
+"""Every REST route of the bridge in one table: method, path, NATS subject, models, status.
+
+Path parameters and, for GET/DELETE, query parameters (or, for POST/PUT, the JSON body) are
+merged into one request body, validated with the contract's request model and sent as ONE NATS
+request on ``subject``. To serve a new subject, add one row here.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from agent_orchestrator.contracts import subjects as s
+from agent_orchestrator.contracts.agents import (
+    Agent,
+    AgentDeleted,
+    AgentPage,
+    ChangeStatus,
+    CreateAgent,
+    DeleteAgent,
+    GetAgent,
+    GetHistory,
+    LifecycleCommand,
+    ListAgents,
+    TransitionPage,
+    UpdateAgent,
+)
+from agent_orchestrator.contracts.checkpoints import (
+    Checkpoint,
+    CheckpointList,
+    CheckpointsDeleted,
+    CreateCheckpoint,
+    DeleteCheckpoints,
+    ListCheckpoints,
+    RestoreCheckpoint,
+    RestoredState,
+    Schedule,
+    ScheduleCheckpoints,
+)
+from agent_orchestrator.contracts.common import Reply, Request
+from agent_orchestrator.contracts.state import (
+    AgentState,
+    GetState,
+    StateHistory,
+    StateHistoryRequest,
+    UpdateState,
+)
+from agent_orchestrator.contracts.templates import (
+    CreateTemplate,
+    DeleteTemplate,
+    GetTemplate,
+    ListTemplates,
+    ListTemplateVersions,
+    Template,
+    TemplateDeleted,
+    TemplatePage,
+    TemplateVersions,
+    UpdateTemplate,
+)
+
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST route and the NATS subject it becomes."""
+
+    method: Method
+    path: str
+    subject: str
+    request: type[Request]
+    reply: type[Reply]
+    summary: str
+    status: int = 200
+    tag: str = "agents"
+    # Reply field that becomes the ETag, and request field that If-Match fills.
+    etag: str | None = None
+    if_match: str | None = None
+    # For 201 replies: the created resource's path, formatted with the reply's fields.
+    location: str | None = None
+
+    @property
+    def operation_id(self) -> str:
+        """A stable OpenAPI operationId: the subject with dots as underscores."""
+        return self.subject.replace(".", "_")
+
+
+AGENT = "/api/agents/{agent_id}"
+TEMPLATE = "/api/templates/{template_id}"
+EXPECTED_VERSION = "expected_version"
+EXPECTED_REVISION = "expected_revision"
+
+
+def _lifecycle(verb: str, subject: str) -> Route:
+    return Route(
+        "POST",
+        f"{AGENT}/{verb}",
+        subject,
+        LifecycleCommand,
+        Agent,
+        f"{verb.capitalize()} an agent",
+        tag="lifecycle",
+        etag="version",
+        if_match=EXPECTED_VERSION,
+    )
+
+
+ROUTES: tuple[Route, ...] = (
+    # Agents.
+    Route(
+        "POST",
+        "/api/agents",
+        s.AGENT_CREATE,
+        CreateAgent,
+        Agent,
+        "Create an agent",
+        status=201,
+        etag="version",
+        location="/api/agents/{agent_id}",
+    ),
+    Route("GET", "/api/agents", s.AGENT_LIST, ListAgents, AgentPage, "List agents"),
+    Route("GET", AGENT, s.AGENT_GET, GetAgent, Agent, "Get an agent", etag="version"),
+    Route(
+        "PUT",
+        AGENT,
+        s.AGENT_UPDATE,
+        UpdateAgent,
+        Agent,
+        "Update an agent",
+        etag="version",
+        if_match=EXPECTED_VERSION,
+    ),
+    Route(
+        "DELETE",
+        AGENT,
+        s.AGENT_DELETE,
+        DeleteAgent,
+        AgentDeleted,
+        "Delete an agent",
+        if_match=EXPECTED_VERSION,
+    ),
+    # Lifecycle.
+    Route(
+        "POST",
+        f"{AGENT}/status",
+        s.AGENT_STATUS,
+        ChangeStatus,
+        Agent,
+        "Move an agent to a status",
+        tag="lifecycle",
+        etag="version",
+        if_match=EXPECTED_VERSION,
+    ),
+    _lifecycle("initialize", s.AGENT_INITIALIZE),
+    _lifecycle("activate", s.AGENT_ACTIVATE),
+    _lifecycle("pause", s.AGENT_PAUSE),
+    _lifecycle("terminate", s.AGENT_TERMINATE),
+    Route(
+        "GET",
+        f"{AGENT}/history",
+        s.AGENT_HISTORY,
+        GetHistory,
+        TransitionPage,
+        "An agent's transitions, oldest first",
+        tag="lifecycle",
+    ),
+    # Runtime state.
+    Route(
+        "GET",
+        f"{AGENT}/state",
+        s.AGENT_STATE_GET,
+        GetState,
+        AgentState,
+        "Get an agent's state",
+        tag="state",
+        etag="revision",
+    ),
+    Route(
+        "PUT",
+        f"{AGENT}/state",
+        s.AGENT_STATE_UPDATE,
+        UpdateState,
+        AgentState,
+        "Merge into (or replace) an agent's state",
+        tag="state",
+        etag="revision",
+        if_match=EXPECTED_REVISION,
+    ),
+    Route(
+        "GET",
+        f"{AGENT}/state/history",
+        s.AGENT_STATE_HISTORY,
+        StateHistoryRequest,
+        StateHistory,
+        "Earlier revisions of an agent's state, newest first",
+        tag="state",
+    ),
+    # Checkpoints.
+    Route(
+        "POST",
+        f"{AGENT}/checkpoint",
+        s.AGENT_CHECKPOINT_CREATE,
+        CreateCheckpoint,
+        Checkpoint,
+        "Checkpoint an agent's state",
+        status=201,
+        tag="checkpoints",
+    ),
+    Route(
+        "DELETE",
+        f"{AGENT}/checkpoint",
+        s.AGENT_CHECKPOINT_DELETE,
+        DeleteCheckpoints,
+        CheckpointsDeleted,
+        "Delete one checkpoint (checkpoint_id) or all of an agent's",
+        tag="checkpoints",
+    ),
+    Route(
+        "GET",
+        f"{AGENT}/checkpoints",
+        s.AGENT_CHECKPOINT_LIST,
+        ListCheckpoints,
+        CheckpointList,
+        "An agent's checkpoints, newest first",
+        tag="checkpoints",
+    ),
+    Route(
+        "POST",
+        f"{AGENT}/checkpoints/{{checkpoint_id}}/restore",
+        s.AGENT_CHECKPOINT_RESTORE,
+        RestoreCheckpoint,
+        RestoredState,
+        "Restore a checkpoint",
+        tag="checkpoints",
+        etag="revision",
+    ),
+    Route(
+        "POST",
+        f"{AGENT}/schedule-checkpoint",
+        s.AGENT_CHECKPOINT_SCHEDULE,
+        ScheduleCheckpoints,
+        Schedule,
+        "Schedule checkpoints (interval_s 0 cancels)",
+        tag="checkpoints",
+    ),
+    # Templates.
+    Route(
+        "POST",
+        "/api/templates",
+        s.TEMPLATE_CREATE,
+        CreateTemplate,
+        Template,
+        "Create a template (version 1)",
+        status=201,
+        tag="templates",
+        etag="version",
+        location="/api/templates/{template_id}",
+    ),
+    Route(
+        "GET",
+        "/api/templates",
+        s.TEMPLATE_LIST,
+        ListTemplates,
+        TemplatePage,
+        "List live templates",
+        tag="templates",
+    ),
+    Route(
+        "GET",
+        TEMPLATE,
+        s.TEMPLATE_GET,
+        GetTemplate,
+        Template,
+        "Get a template (latest version, or ?version=)",
+        tag="templates",
+        etag="version",
+    ),
+    Route(
+        "PUT",
+        TEMPLATE,
+        s.TEMPLATE_UPDATE,
+        UpdateTemplate,
+        Template,
+        "Update a template (makes a new version)",
+        tag="templates",
+        etag="version",
+        if_match=EXPECTED_VERSION,
+    ),
+    Route(
+        "DELETE",
+        TEMPLATE,
+        s.TEMPLATE_DELETE,
+        DeleteTemplate,
+        TemplateDeleted,
+        "Delete (retire) a template",
+        tag="templates",
+    ),
+    Route(
+        "GET",
+        f"{TEMPLATE}/versions",
+        s.TEMPLATE_VERSIONS,
+        ListTemplateVersions,
+        TemplateVersions,
+        "Every version of a template, oldest first",
+        tag="templates",
+    ),
+)

@@ -1,0 +1,75 @@
+"""Serving the bridge with uvicorn: alone (``agent-orchestrator bridge``) or inside ``dev``."""
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import nats.aio.client
+import uvicorn
+
+from agent_orchestrator.bridge.app import create_app
+from agent_orchestrator.bridge.settings import BridgeSettings
+
+
+class BridgeStartError(RuntimeError):
+    """The embedded bridge could not start serving (e.g. its port is taken)."""
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host's event loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class EmbeddedBridge:
+    """The bridge served as a task of an already running event loop (``dev``)."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        nc: nats.aio.client.Client | None = None,
+    ) -> None:
+        config = uvicorn.Config(
+            create_app(settings, nc=nc),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+        self.url = f"http://{host}:{port}"
+
+    async def _serve(self) -> None:
+        try:
+            await self._server.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind or start up
+            raise BridgeStartError(f"the HTTP bridge failed to start on {self.url}") from exc
+
+    async def start(self) -> str:
+        """Serve in the background; return the URL once it accepts connections."""
+        self._task = asyncio.create_task(self._serve(), name="http-bridge")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise BridgeStartError(f"the HTTP bridge stopped before serving on {self.url}")
+            await asyncio.sleep(0.02)
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop accepting, finish open requests, close the bridge's NATS connection."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            await self._task
+        self._task = None
+
+
+def run_bridge(settings: BridgeSettings, host: str, port: int) -> None:
+    """Serve the bridge alone until SIGINT/SIGTERM (uvicorn's own signal handling)."""
+    uvicorn.run(create_app(settings), host=host, port=port)

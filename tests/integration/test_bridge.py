@@ -1,0 +1,369 @@
+"""The HTTP bridge, through the real FastAPI app against the session's running service."""
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import nats.aio.client
+import pytest
+
+from agent_orchestrator.bridge import BridgeSettings, create_app
+from agent_orchestrator.bridge.app import BridgeState, nats_request
+from agent_orchestrator.bridge.problems import ProblemError
+from agent_orchestrator.bridge.routes import ROUTES
+from tests.support.servers import ServerUrls
+
+PROBLEM = "application/problem+json"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"].endswith(code)
+    assert body["title"]
+    assert "detail" in body
+    return body
+
+
+async def new_agent(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    response = await http.post("/api/agents", json={"name": unique("a"), "type": "t", **fields})
+    assert response.status_code == 201, response.text
+    agent: dict[str, Any] = response.json()
+    return agent
+
+
+async def wait_status(http: httpx.AsyncClient, agent_id: str, status: str) -> dict[str, Any]:
+    for _ in range(200):
+        agent: dict[str, Any] = (await http.get(f"/api/agents/{agent_id}")).json()
+        if agent["status"] == status:
+            return agent
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"agent never reached {status}: {agent}")
+
+
+async def test_agent_crud_with_etag_and_if_match(http: httpx.AsyncClient) -> None:
+    project = unique("p")
+    created = await http.post(
+        "/api/agents", json={"name": "one", "type": "t", "project_id": project}
+    )
+    assert created.status_code == 201
+    agent = created.json()
+    agent_id = agent["agent_id"]
+    assert created.headers["location"] == f"/api/agents/{agent_id}"
+    assert created.headers["etag"] == '"1"'
+
+    got = await http.get(f"/api/agents/{agent_id}")
+    assert got.status_code == 200
+    assert got.json() == agent
+    assert got.headers["etag"] == '"1"'
+
+    updated = await http.put(
+        f"/api/agents/{agent_id}", json={"description": "d"}, headers={"If-Match": '"1"'}
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["description"] == "d"
+    assert updated.headers["etag"] == '"2"'
+
+    stale = await http.put(
+        f"/api/agents/{agent_id}", json={"description": "e"}, headers={"If-Match": '"1"'}
+    )
+    problem(stale, 409, "conflict")
+    malformed = await http.put(
+        f"/api/agents/{agent_id}", json={"description": "e"}, headers={"If-Match": "W/one"}
+    )
+    problem(malformed, 400, "validation_error")
+
+    await new_agent(http, project_id=project)
+    listed = await http.get("/api/agents", params={"project_id": project, "limit": 1})
+    assert listed.status_code == 200
+    page = listed.json()
+    assert len(page["items"]) == 1
+    assert page["next_cursor"]
+    link = listed.headers["link"]
+    assert link.endswith('>; rel="next"')
+    next_url = link[1 : link.index(">")]
+    assert "cursor=" in next_url
+    assert f"project_id={project}" in next_url
+    second = (await http.get(next_url)).json()
+    assert len(second["items"]) == 1
+    assert second["next_cursor"] is None
+    assert {page["items"][0]["agent_id"], second["items"][0]["agent_id"]} >= {agent_id}
+
+    deleted = await http.delete(f"/api/agents/{agent_id}", headers={"If-Match": '"2"'})
+    assert deleted.status_code == 200
+    assert deleted.json() == {"agent_id": agent_id, "deleted": True}
+    problem(await http.get(f"/api/agents/{agent_id}"), 404, "not_found")
+
+
+async def test_lifecycle_walk_and_history(http: httpx.AsyncClient) -> None:
+    agent_id = (await new_agent(http))["agent_id"]
+    base = f"/api/agents/{agent_id}"
+    init = await http.post(f"{base}/initialize")
+    assert init.status_code == 200, init.text
+    assert init.json()["status"] == "INITIALIZING"
+    ready = await wait_status(http, agent_id, "READY")
+    activated = await http.post(
+        f"{base}/activate", headers={"If-Match": f'"{ready["version"]}"', "Actor": "alice"}
+    )
+    assert activated.json()["status"] == "ACTIVE"
+    paused = await http.post(f"{base}/pause", json={"reason": "lunch"})
+    assert paused.json()["status"] == "PAUSED"
+    assert paused.headers["etag"] == f'"{paused.json()["version"]}"'
+    bad = await http.post(f"{base}/initialize")
+    assert problem(bad, 409, "invalid_transition")["errors"]["from"] == "PAUSED"
+    moved = await http.post(f"{base}/status", json={"status": "ACTIVE"})
+    assert moved.json()["status"] == "ACTIVE"
+    done = await http.post(f"{base}/terminate", json={"reason": "done"})
+    assert done.json()["status"] == "TERMINATED"
+
+    history = await http.get(f"{base}/history", params={"limit": 3})
+    assert history.status_code == 200
+    assert [t["to"] for t in history.json()["items"]] == ["CREATED", "INITIALIZING", "READY"]
+    assert 'rel="next"' in history.headers["link"]
+    rest = await http.get(f"{base}/history", params={"cursor": history.json()["next_cursor"]})
+    items = rest.json()["items"]
+    assert [t["to"] for t in items] == ["ACTIVE", "PAUSED", "ACTIVE", "TERMINATED"]
+    assert items[0]["actor"] == "alice"
+    assert items[1]["reason"] == "lunch"
+
+
+async def test_state_with_if_match(http: httpx.AsyncClient) -> None:
+    base = f"/api/agents/{(await new_agent(http))['agent_id']}"
+    empty = await http.get(f"{base}/state")
+    assert empty.json()["revision"] == 0
+    assert empty.headers["etag"] == '"0"'
+    first = await http.put(
+        f"{base}/state", json={"state": {"goal": "g", "n": {"a": 1}}}, headers={"If-Match": '"0"'}
+    )
+    assert first.status_code == 200, first.text
+    rev1 = first.json()["revision"]
+    assert first.headers["etag"] == f'"{rev1}"'
+    merged = await http.put(f"{base}/state", json={"state": {"n": {"a": None, "b": 2}}})
+    assert merged.json()["state"] == {"goal": "g", "n": {"b": 2}}
+    rev2 = merged.json()["revision"]
+    stale = await http.put(
+        f"{base}/state", json={"state": {"x": 1}}, headers={"If-Match": f'"{rev1}"'}
+    )
+    problem(stale, 409, "conflict")
+    got = await http.get(f"{base}/state")
+    assert got.json()["state"] == {"goal": "g", "n": {"b": 2}}
+    assert got.headers["etag"] == f'"{rev2}"'
+    history = await http.get(f"{base}/state/history", params={"limit": 5})
+    assert [item["revision"] for item in history.json()["items"]] == [rev2, rev1]
+
+
+async def test_checkpoint_create_restore_delete_schedule(http: httpx.AsyncClient) -> None:
+    agent_id = (await new_agent(http))["agent_id"]
+    base = f"/api/agents/{agent_id}"
+    await http.put(f"{base}/state", json={"state": {"step": 1}})
+    created = await http.post(f"{base}/checkpoint", json={"label": "before"})
+    assert created.status_code == 201, created.text
+    checkpoint = created.json()
+    assert checkpoint["label"] == "before"
+    await http.put(f"{base}/state", json={"state": {"step": 2}})
+    listed = await http.get(f"{base}/checkpoints")
+    assert [c["checkpoint_id"] for c in listed.json()["items"]] == [checkpoint["checkpoint_id"]]
+
+    restored = await http.post(f"{base}/checkpoints/{checkpoint['checkpoint_id']}/restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["state"] == {"step": 1}
+    assert restored.json()["restored_from"] == checkpoint["checkpoint_id"]
+    assert restored.headers["etag"] == f'"{restored.json()["revision"]}"'
+    assert (await http.get(f"{base}/state")).json()["state"] == {"step": 1}
+
+    unknown = await http.post(f"{base}/checkpoints/{uuid.uuid4()}/restore")
+    problem(unknown, 404, "not_found")
+
+    schedule = await http.post(f"{base}/schedule-checkpoint", json={"interval_s": 3600})
+    assert schedule.status_code == 200, schedule.text
+    assert schedule.json()["active"] is True
+    neither = await http.post(f"{base}/schedule-checkpoint", json={})
+    problem(neither, 400, "validation_error")
+    cancelled = await http.post(f"{base}/schedule-checkpoint", json={"interval_s": 0})
+    assert cancelled.json()["active"] is False
+
+    deleted = await http.delete(
+        f"{base}/checkpoint", params={"checkpoint_id": checkpoint["checkpoint_id"]}
+    )
+    assert deleted.json() == {"agent_id": agent_id, "deleted": 1}
+    assert (await http.get(f"{base}/checkpoints")).json()["items"] == []
+
+
+async def test_template_and_agent_from_it(http: httpx.AsyncClient) -> None:
+    agent_type = unique("llm")
+    created = await http.post(
+        "/api/templates",
+        json={
+            "name": "researcher",
+            "agent_type": agent_type,
+            "config_schema": {
+                "type": "object",
+                "required": ["model"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                },
+            },
+            "default_configuration": {"model": "small", "temperature": 0.2},
+        },
+    )
+    assert created.status_code == 201, created.text
+    template = created.json()
+    template_id = template["template_id"]
+    assert created.headers["location"] == f"/api/templates/{template_id}"
+
+    agent = await new_agent(http, type=None, template_id=template_id, configuration={})
+    assert agent["type"] == agent_type
+    assert agent["configuration"] == {"model": "small", "temperature": 0.2}
+
+    refused = await http.post(
+        "/api/agents",
+        json={
+            "name": "r2",
+            "template_id": template_id,
+            "configuration": {"temperature": 9, "model": 3},
+        },
+    )
+    errors = problem(refused, 400, "validation_error")["errors"]
+    assert {e["path"] for e in errors} == {"configuration.model", "configuration.temperature"}
+
+    updated = await http.put(
+        f"/api/templates/{template_id}",
+        json={"description": "v2", "changelog": "describe"},
+        headers={"If-Match": '"1"'},
+    )
+    assert updated.json()["version"] == 2
+    assert updated.headers["etag"] == '"2"'
+    old = await http.get(f"/api/templates/{template_id}", params={"version": 1})
+    assert old.json()["version"] == 1
+    versions = await http.get(f"/api/templates/{template_id}/versions")
+    assert [v["version"] for v in versions.json()["items"]] == [1, 2]
+    listed = await http.get("/api/templates", params={"agent_type": agent_type})
+    assert [t["template_id"] for t in listed.json()["items"]] == [template_id]
+    deleted = await http.delete(f"/api/templates/{template_id}")
+    assert deleted.json() == {"template_id": template_id, "deleted": True}
+    problem(await http.get(f"/api/templates/{uuid.uuid4()}"), 404, "not_found")
+
+
+async def test_bad_requests_are_400_problems(http: httpx.AsyncClient) -> None:
+    bad_json = await http.post(
+        "/api/agents", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    problem(bad_json, 400, "validation_error")
+
+    wrong = await http.post("/api/agents", json={"name": "", "type": 3, "surprise": True})
+    paths = {e["path"] for e in problem(wrong, 400, "validation_error")["errors"]}
+    assert paths == {"name", "type", "surprise"}
+
+    bad_id = await http.get("/api/agents/not-a-uuid")
+    assert {e["path"] for e in problem(bad_id, 400, "validation_error")["errors"]} == {"agent_id"}
+    bad_query = await http.get("/api/agents", params={"limit": 0, "colour": "red"})
+    assert {e["path"] for e in problem(bad_query, 400, "validation_error")["errors"]} == {
+        "limit",
+        "colour",
+    }
+    problem(await http.get("/api/agents", params={"cursor": "garbage"}), 400, "validation_error")
+
+
+async def test_unknown_route_and_method(http: httpx.AsyncClient) -> None:
+    problem(await http.get("/api/nothing"), 404, "not_found")
+    wrong_method = await http.patch("/api/agents")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == PROBLEM
+
+
+async def test_idempotency_key_repeat_returns_first_reply(http: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": unique("key")}
+    body = {"name": unique("idem"), "type": "t"}
+    first = await http.post("/api/agents", json=body, headers=key)
+    again = await http.post("/api/agents", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    other = await http.post("/api/agents", json={**body, "name": "other"}, headers=key)
+    problem(other, 409, "conflict")
+
+
+async def test_body_too_large_is_413(nc: nats.aio.client.Client, servers: ServerUrls) -> None:
+    app = create_app(BridgeSettings(nats_url=servers.nats_url, max_body_bytes=1024), nc=nc)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        big = await c.post("/api/agents", json={"name": "x" * 2000, "type": "t"})
+        problem(big, 413, "payload_too_large")
+
+        async def chunks() -> Any:
+            for _ in range(3):
+                yield b" " * 600
+
+        streamed = await c.post(
+            "/api/agents", content=chunks(), headers={"content-type": "application/json"}
+        )
+        problem(streamed, 413, "payload_too_large")
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/healthz")).status_code == 200
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+
+    unconnected = create_app(BridgeSettings())
+    transport = httpx.ASGITransport(app=unconnected)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+        assert (await client.get("/healthz")).status_code == 200
+        problem(await client.get("/readyz"), 503, "unavailable")
+        problem(await client.get(f"/api/agents/{uuid.uuid4()}"), 503, "unavailable")
+
+
+async def test_lifespan_connects_and_closes(servers: ServerUrls, service: object) -> None:
+    app = create_app(BridgeSettings(nats_url=servers.nats_url))
+    state: BridgeState = app.state.bridge
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+            assert (await client.get("/readyz")).status_code == 200
+            agent = await client.post("/api/agents", json={"name": "via-lifespan", "type": "t"})
+            assert agent.status_code == 201
+        assert state.nc is not None
+    assert state.nc is None
+
+
+async def test_no_responders_is_503_and_timeout_is_504(
+    nc: nats.aio.client.Client, servers: ServerUrls
+) -> None:
+    state = BridgeState(BridgeSettings(nats_url=servers.nats_url, request_timeout_s=0.2), nc)
+    with pytest.raises(ProblemError) as nobody:
+        await nats_request(state, f"bridge.test.{uuid.uuid4().hex}", b"{}")
+    assert nobody.value.status == 503
+    silent = f"bridge.test.silent.{uuid.uuid4().hex}"
+    sub = await nc.subscribe(silent)
+    try:
+        with pytest.raises(ProblemError) as slow:
+            await nats_request(state, silent, b"{}")
+        assert slow.value.status == 504
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
+    spec = (await http.get("/openapi.json")).json()
+    for route in ROUTES:
+        operation = spec["paths"][route.path][route.method.lower()]
+        assert route.subject in operation["description"]
+        ok = operation["responses"][str(route.status)]["content"]["application/json"]["schema"]
+        assert ok["$ref"].endswith(f"/{route.reply.__name__}")
+        assert PROBLEM in operation["responses"]["400"]["content"]
+        assert "422" not in operation["responses"]
+        body_fields = {f for f in route.request.model_fields if f"{{{f}}}" not in route.path}
+        has_body = route.method in ("POST", "PUT") and bool(body_fields)
+        assert ("requestBody" in operation) == has_body, route.path
+    assert {"/healthz", "/readyz"} <= set(spec["paths"])
+    served = {(r.method, r.path) for r in ROUTES}
+    assert ("POST", "/api/agents/{agent_id}/execute") not in served
+    docs = await http.get("/docs")
+    assert docs.status_code == 200
