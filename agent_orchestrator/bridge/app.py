@@ -23,6 +23,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_orchestrator import __version__
+from agent_orchestrator.bridge.events import register_event_stream
 from agent_orchestrator.bridge.problems import (
     PROBLEM_MEDIA_TYPE,
     Problem,
@@ -407,6 +408,8 @@ def create_app(
             tags=[route.tag],
             responses=error_responses,
         )
+
+    register_event_stream(app, lambda: _nc(state))
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:

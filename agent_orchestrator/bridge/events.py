@@ -1,0 +1,90 @@
+"""``GET /api/events``: agent events as Server-Sent Events, replayed from AGENT_EVENTS.
+
+Each SSE message's ``id`` is the event's sequence in the stream, so a client that reconnects
+with ``Last-Event-ID`` resumes right after the last event it saw (the browser's EventSource
+does this by itself). Without it, the stream starts with the next event.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+from uuid import UUID
+
+import nats.aio.client
+import nats.errors
+from fastapi import FastAPI, Header, Query
+from fastapi.responses import StreamingResponse
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from starlette.requests import Request as HttpRequest
+
+from agent_orchestrator.bridge.problems import ProblemError
+from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.contracts.events import EventKind
+
+KEEPALIVE_S = 15.0
+
+
+def events_subject(agent_id: UUID | None, kind: EventKind | None) -> str:
+    """The subject filter for one agent and/or one kind (``*`` where not given)."""
+    return f"agent.event.{agent_id or '*'}.{kind or '*'}"
+
+
+def sse(event_id: int, kind: str, data: bytes) -> bytes:
+    """One SSE message (the JSON envelope has no line breaks)."""
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, kind.encode(), data)
+
+
+async def event_stream(
+    nc: nats.aio.client.Client, request: HttpRequest, subject: str, after: int | None
+) -> AsyncIterator[bytes]:
+    """Events on ``subject`` after stream sequence ``after`` (or from now), until disconnect."""
+    if after is None:
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    else:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+    sub = await nc.jetstream().subscribe(subject, ordered_consumer=True, config=config)
+    try:
+        yield b": connected\n\n"
+        while not await request.is_disconnected():
+            try:
+                msg = await sub.next_msg(timeout=KEEPALIVE_S)
+            except nats.errors.TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            yield sse(msg.metadata.sequence.stream, msg.subject.rsplit(".", 1)[-1], msg.data)
+    finally:
+        await sub.unsubscribe()
+
+
+def register_event_stream(app: FastAPI, connection: Callable[[], nats.aio.client.Client]) -> None:
+    """Add ``GET /api/events``."""
+
+    @app.get(
+        "/api/events",
+        tags=["events"],
+        summary="Agent events as Server-Sent Events (resumable with Last-Event-ID)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        request: HttpRequest,
+        agent_id: Annotated[UUID | None, Query(description="Only this agent's events.")] = None,
+        kind: Annotated[EventKind | None, Query(description="Only this kind.")] = None,
+        last_event_id: Annotated[
+            str | None, Header(description="Resume after this event id (stream sequence).")
+        ] = None,
+    ) -> StreamingResponse:
+        after = None
+        if last_event_id is not None:
+            if not last_event_id.strip().isdigit():
+                raise ProblemError(
+                    400, ErrorCode.VALIDATION_ERROR, "Last-Event-ID must be an event id (a number)"
+                )
+            after = int(last_event_id)
+        stream = event_stream(connection(), request, events_subject(agent_id, kind), after)
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )

@@ -1,0 +1,114 @@
+"""GET /api/events: Server-Sent Events from AGENT_EVENTS, filtered and resumable."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import nats.aio.client
+import pytest
+import pytest_asyncio
+
+from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge.server import EmbeddedBridge
+from agent_orchestrator.runtime import free_port
+from agent_orchestrator.service import Service
+from tests.support.calls import ok
+from tests.support.servers import ServerUrls
+
+NC = nats.aio.client.Client
+
+
+@pytest_asyncio.fixture(scope="module")
+async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIterator[str]:
+    """A real HTTP server (streaming needs one), sharing the session's NATS connection."""
+    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
+    url = await bridge.start()
+    yield url
+    await bridge.stop()
+
+
+async def read_events(
+    url: str, count: int, *, params: dict[str, str], last_event_id: str | None = None
+) -> list[dict[str, Any]]:
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream("GET", f"{url}/api/events", params=params, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                current["id"] = line[4:]
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif line == "" and current:
+                events.append(current)
+                current = {}
+                if len(events) == count:
+                    break
+    return events
+
+
+async def walked_agent(nc: NC) -> str:
+    agent = await ok(nc, "agent.create", {"name": "sse", "type": "t"})
+    await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
+    for _ in range(200):
+        if (await ok(nc, "agent.get", {"agent_id": agent["agent_id"]}))["status"] == "READY":
+            break
+        await asyncio.sleep(0.05)
+    return str(agent["agent_id"])
+
+
+async def test_events_replay_resume_and_filter(nc: NC, bridge_url: str) -> None:
+    agent_id = await walked_agent(nc)
+    everything = await asyncio.wait_for(
+        read_events(bridge_url, 3, params={"agent_id": agent_id}, last_event_id="0"), 15
+    )
+    assert [e["event"] for e in everything] == ["created", "initializing", "ready"]
+    assert all(e["data"]["agent_id"] == agent_id for e in everything)
+    ids = [int(e["id"]) for e in everything]
+    assert ids == sorted(ids)
+
+    resumed = await asyncio.wait_for(
+        read_events(bridge_url, 1, params={"agent_id": agent_id}, last_event_id=str(ids[1])), 15
+    )
+    assert [e["event"] for e in resumed] == ["ready"]
+
+    only_ready = await asyncio.wait_for(
+        read_events(
+            bridge_url, 1, params={"agent_id": agent_id, "kind": "ready"}, last_event_id="0"
+        ),
+        15,
+    )
+    assert only_ready[0]["id"] == everything[2]["id"]
+
+
+async def test_live_events_arrive_without_last_event_id(nc: NC, bridge_url: str) -> None:
+    agent_id = await walked_agent(nc)
+    reader = asyncio.create_task(
+        read_events(bridge_url, 1, params={"agent_id": agent_id, "kind": "active"})
+    )
+    await asyncio.sleep(0.5)  # the stream starts from "now"
+    await ok(nc, "agent.activate", {"agent_id": agent_id})
+    events = await asyncio.wait_for(reader, 15)
+    assert events[0]["event"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [({"agent_id": "nope"}, {}), ({"kind": "exploded"}, {}), ({}, {"Last-Event-ID": "abc"})],
+)
+async def test_bad_filters_are_problems(
+    bridge_url: str, params: dict[str, str], headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{bridge_url}/api/events", params=params, headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
