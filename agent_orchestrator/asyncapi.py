@@ -4,7 +4,7 @@ the replies (success and error), the request headers and the event channel.
 ``asyncapi.yaml`` at the repository root is this document; a test keeps the two equal.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from faststream.specification import AsyncAPI
@@ -15,8 +15,10 @@ from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.errors import ErrorReply
 from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.templates import TemplateEvent, TemplateEventKind
-from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from agent_orchestrator.service import Service
 
 DESCRIPTION = """\
 NATS-native orchestrator for AI agents.
@@ -108,9 +110,13 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def asyncapi_document() -> dict[str, Any]:
-    """The whole document as plain data (no I/O: nothing connects)."""
-    service = Service(Settings(database_url="postgresql://docs@localhost/docs"))
+def asyncapi_document(service: "Service | None" = None) -> dict[str, Any]:
+    """The whole document as plain data, of ``service`` or of a fresh, unconnected one."""
+    if service is None:
+        # Imported here: the service also serves this document, so it imports this module.
+        from agent_orchestrator.service import Service
+
+        service = Service(Settings(database_url="postgresql://docs@localhost/docs"))
     doc: dict[str, Any] = (
         AsyncAPI(
             service.broker, title="agent-orchestrator", version=__version__, description=DESCRIPTION
@@ -164,6 +170,7 @@ def asyncapi_document() -> dict[str, Any]:
     return _sorted(doc)  # type: ignore[no-any-return]
 
 
-def asyncapi_yaml() -> str:
+def asyncapi_yaml(service: "Service | None" = None) -> str:
     """The document as YAML, exactly as committed in ``asyncapi.yaml``."""
-    return yaml.safe_dump(asyncapi_document(), sort_keys=False, allow_unicode=True, width=100)
+    document = asyncapi_document(service)
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)

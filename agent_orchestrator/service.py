@@ -12,7 +12,8 @@ from faststream.nats import NatsBroker, NatsRouter
 from nats.errors import Error as NatsError
 
 from agent_orchestrator import __version__
-from agent_orchestrator.contracts.subjects import SERVICE_NAME
+from agent_orchestrator.asyncapi import asyncapi_yaml
+from agent_orchestrator.contracts.subjects import ASYNCAPI, SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agents import register_agent_commands
 from agent_orchestrator.handlers.checkpoint_schedules import (
@@ -105,7 +106,9 @@ class Service:
         self.broker.include_router(jobs)
         discovery = NatsRouter()
         register_discovery(discovery, self.stats)
+        discovery.subscriber(ASYNCAPI, include_in_schema=False)(self._asyncapi)
         self.broker.include_router(discovery)
+        self._asyncapi_yaml: str | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
 
@@ -147,6 +150,12 @@ class Service:
         self.commands = server.specs
         self.stats.subjects = [spec.subject for spec in server.specs]
         return router
+
+    async def _asyncapi(self) -> str:
+        """Reply to ``agent-orchestrator.asyncapi``: this service's AsyncAPI document."""
+        if self._asyncapi_yaml is None:
+            self._asyncapi_yaml = asyncapi_yaml(self)
+        return self._asyncapi_yaml
 
     def layout(self) -> JetStreamLayout:
         """Streams and consumers as configured."""

@@ -35,6 +35,7 @@ from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.bridge.settings import BridgeSettings
 from agent_orchestrator.contracts.errors import STATUS_BY_CODE, ErrorCode
 from agent_orchestrator.contracts.subjects import (
+    ASYNCAPI,
     IDEMPOTENCY_KEY_HEADER,
     SERVICE_ERROR_CODE_HEADER,
     SERVICE_NAME,
@@ -410,6 +411,17 @@ def create_app(
         )
 
     register_event_stream(app, lambda: _nc(state))
+
+    @app.get(
+        "/asyncapi",
+        tags=["docs"],
+        summary="The service's AsyncAPI document (its NATS subjects, messages and events)",
+        response_class=Response,
+        responses={200: {"content": {"application/yaml": {}}}},
+    )
+    async def asyncapi() -> Response:
+        msg = await nats_request(state, ASYNCAPI, b"")
+        return Response(msg.data, media_type="application/yaml")
 
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:

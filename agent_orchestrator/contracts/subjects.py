@@ -35,6 +35,9 @@ TEMPLATE_UPDATE: Final = "template.update"
 TEMPLATE_VERSIONS: Final = "template.versions"
 TEMPLATE_DELETE: Final = "template.delete"
 
+# The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
+ASYNCAPI: Final = "agent-orchestrator.asyncapi"
+
 # Streams.
 EVENTS_STREAM: Final = "AGENT_EVENTS"
 EVENTS_SUBJECTS: Final = "agent.event.>"

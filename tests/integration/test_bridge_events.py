@@ -3,6 +3,7 @@
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from tests.support.calls import ok
 from tests.support.servers import ServerUrls
 
 NC = nats.aio.client.Client
+COMMITTED_ASYNCAPI = Path(__file__).resolve().parents[2] / "asyncapi.yaml"
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -112,3 +114,16 @@ async def test_bad_filters_are_problems(
         response = await client.get(f"{bridge_url}/api/events", params=params, headers=headers)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_asyncapi_document_is_served_by_the_service_and_the_bridge(
+    nc: NC, bridge_url: str
+) -> None:
+    committed = COMMITTED_ASYNCAPI.read_text()
+    over_nats = (await nc.request("agent-orchestrator.asyncapi", b"", timeout=10)).data.decode()
+    assert over_nats == committed
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"{bridge_url}/asyncapi")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/yaml")
+    assert response.text == committed
