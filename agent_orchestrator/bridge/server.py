@@ -72,4 +72,5 @@ class EmbeddedBridge:
 
 def run_bridge(settings: BridgeSettings, host: str, port: int) -> None:
     """Serve the bridge alone until SIGINT/SIGTERM (uvicorn's own signal handling)."""
-    uvicorn.run(create_app(settings), host=host, port=port)
+    # No per-request access log: like the service, the bridge logs problems, not traffic.
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
