@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import Field
 
 from agent_orchestrator.contracts.common import (
+    MAX_VERSION,
     Cursor,
     ExpectedVersion,
     JsonObject,
@@ -78,7 +79,7 @@ class CreateAgent(Request):
     description: Description
     project_id: ProjectId
     template_id: UUID | None = None
-    template_version: int | None = Field(default=None, ge=1)
+    template_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     configuration: JsonObject = Field(default_factory=dict)
     prompt_template: PromptTemplate
     metadata: JsonObject = Field(default_factory=dict)

@@ -7,6 +7,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JsonObject = dict[str, Any]
 
+MAX_VERSION = 2**31 - 1
+"""Versions are PostgreSQL integers; anything larger is refused as invalid input."""
+MAX_REVISION = 2**63 - 1
+"""KV revisions are stream sequences (unsigned 64-bit; nats-py sends signed)."""
+
 
 class Request(BaseModel):
     """A command body: unknown fields are rejected, as the contract says."""
@@ -35,6 +40,7 @@ ExpectedVersion = Annotated[
     Field(
         default=None,
         ge=1,
+        le=MAX_VERSION,
         description="Fail with `conflict` unless the agent is at this version.",
     ),
 ]

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from agent_orchestrator.contracts.common import JsonObject, Reply, Request
+from agent_orchestrator.contracts.common import MAX_REVISION, JsonObject, Reply, Request
 
 
 class StateMode(StrEnum):
@@ -31,6 +31,7 @@ class UpdateState(Request):
     expected_revision: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_REVISION,
         description="Fail with `conflict` unless the state is at this revision (0: never set).",
     )
 

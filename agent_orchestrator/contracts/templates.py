@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import Field
 
 from agent_orchestrator.contracts.common import (
+    MAX_VERSION,
     Cursor,
     JsonObject,
     Limit,
@@ -62,7 +63,7 @@ class GetTemplate(Request):
     """Read a template: its latest version, or the given one."""
 
     template_id: UUID
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
 class ListTemplates(Request):
@@ -92,7 +93,10 @@ class UpdateTemplate(Request):
     prompt_template: Annotated[str | None, Field(default=None, max_length=100_000)]
     changelog: Changelog = None
     expected_version: int | None = Field(
-        default=None, ge=1, description="Fail with `conflict` unless this is the latest version."
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Fail with `conflict` unless this is the latest version.",
     )
 
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agent_orchestrator.contracts.common import MAX_VERSION
 from agent_orchestrator.domain.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -39,3 +40,10 @@ def split_page(
         return fetched, None
     page = fetched[:limit]
     return page, encode_cursor(key, position(page[-1]))
+
+
+def version_number(value: Any) -> int:
+    """A version in a cursor: a whole number that fits a PostgreSQL integer."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_VERSION:
+        raise ValueError("not a version number")
+    return value

@@ -5,6 +5,7 @@ FastStream subscriber on the subject, in the service's queue group, whose body s
 AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.errors``).
 """
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,26 @@ class CommandContext:
 Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
 
 
+def _contains_nul(body: bytes) -> bool:
+    """Whether a JSON body holds a NUL character, which PostgreSQL cannot store."""
+    if b"\\u0000" not in body:
+        return False
+    try:
+        return _has_nul(json.loads(body))
+    except ValueError:
+        return False  # not JSON: the model says so
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def make_decoder(
     request: type[BaseModel], max_bytes: int
 ) -> Callable[[NatsMessage], Awaitable[Any]]:
@@ -69,6 +90,8 @@ def make_decoder(
             )
         if not body.strip():
             body = b"{}"
+        if _contains_nul(body):
+            raise ValidationFailed("strings must not contain the NUL character (\\u0000)")
         try:
             return request.model_validate_json(body)
         except ValidationError as exc:

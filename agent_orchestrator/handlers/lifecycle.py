@@ -12,7 +12,7 @@ from agent_orchestrator.contracts.agents import (
     TransitionPage,
 )
 from agent_orchestrator.domain.agents import transition_agent
-from agent_orchestrator.domain.cursor import decode_cursor, split_page
+from agent_orchestrator.domain.cursor import decode_cursor, split_page, version_number
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
@@ -89,7 +89,7 @@ def register_lifecycle_commands(
         description="An agent's transitions, oldest first.",
     )
     async def history(body: GetHistory, ctx: CommandContext) -> TransitionPage:
-        after = decode_cursor(body.cursor, "after", int) if body.cursor else 0
+        after = decode_cursor(body.cursor, "after", version_number) if body.cursor else 0
         fetched = await agents.history(body.agent_id, limit=body.limit + 1, after=after)
         items, next_cursor = split_page(fetched, body.limit, "after", lambda t: t.version)
         return TransitionPage(items=items, next_cursor=next_cursor)

@@ -8,7 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import asyncpg
 
-from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.errors import Unavailable, ValidationFailed
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,7 +86,8 @@ async def connect(dsn: str) -> asyncpg.Connection:
 
 
 def translate_errors(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Turn connection-level failures of ``func`` into Unavailable; re-raise the rest."""
+    """Turn connection-level failures of ``func`` into Unavailable and values PostgreSQL
+    cannot hold into ValidationFailed; re-raise the rest."""
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -94,5 +95,8 @@ def translate_errors(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T
             return await func(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise Unavailable("PostgreSQL is unavailable; retry shortly") from exc
+        except (asyncpg.exceptions.DataError, OverflowError) as exc:
+            # Input the contract let through but PostgreSQL cannot hold (SQLSTATE class 22).
+            raise ValidationFailed(f"a value cannot be stored: {exc}") from exc
 
     return wrapper

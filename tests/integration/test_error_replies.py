@@ -143,3 +143,54 @@ async def test_an_idempotency_key_reused_for_another_body_is_a_conflict(
     assert_error(reply, "conflict", 409)
     assert await agent_count(db) == before
     assert (await ok(nc, "agent.create", {"name": "one", "type": "echo"}, headers=key)) == first
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        (
+            "agent.create",
+            {"name": "a", "template_id": str(uuid.uuid4()), "template_version": 2**70},
+        ),
+        ("agent.update", {"agent_id": str(uuid.uuid4()), "name": "b", "expected_version": 2**40}),
+        ("template.get", {"template_id": str(uuid.uuid4()), "version": 2**33}),
+        (
+            "agent.state.update",
+            {"agent_id": str(uuid.uuid4()), "state": {}, "expected_revision": 2**64},
+        ),
+    ],
+)
+async def test_numbers_beyond_what_is_stored_are_validation_errors(
+    nc: NC, subject: str, body: dict[str, Any]
+) -> None:
+    assert_error(await call(nc, subject, body), "validation_error", 400)
+
+
+async def test_a_forged_history_cursor_with_a_huge_version_is_a_validation_error(nc: NC) -> None:
+    from agent_orchestrator.domain.cursor import encode_cursor
+
+    agent = await ok(nc, "agent.create", {"name": "a", "type": "echo"})
+    cursor = encode_cursor("after", 2**40)
+    reply = await call(nc, "agent.history", {"agent_id": agent["agent_id"], "cursor": cursor})
+    assert_error(reply, "validation_error", 400)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"name": "a\\u0000b", "type": "echo"}',
+        b'{"name": "a", "type": "echo", "metadata": {"k\\u0000": 1}}',
+        b'{"name": "a", "type": "echo", "configuration": {"x": ["\\u0000"]}}',
+    ],
+)
+async def test_nul_characters_are_validation_errors_and_store_nothing(
+    nc: NC, db: asyncpg.Pool, payload: bytes
+) -> None:
+    before = await agent_count(db)
+    assert_error(await call(nc, "agent.create", raw=payload), "validation_error", 400)
+    assert await agent_count(db) == before
+
+
+async def test_a_literal_backslash_u_in_text_is_fine(nc: NC) -> None:
+    agent = await ok(nc, "agent.create", {"name": "\\u0000 is an escape", "type": "echo"})
+    assert agent["name"] == "\\u0000 is an escape"
