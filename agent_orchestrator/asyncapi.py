@@ -41,7 +41,7 @@ REQUEST_HEADERS = {
             "description": "Mutating commands: a repeat with the same key and body returns "
             "the first reply and changes nothing; another body is a `conflict`.",
         },
-        "Actor": {
+        subjects.ACTOR_HEADER: {
             "type": "string",
             "description": "Who is asking; recorded in the history. Default `caller`.",
         },

@@ -35,13 +35,13 @@ from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.bridge.settings import BridgeSettings
 from agent_orchestrator.contracts.errors import STATUS_BY_CODE, ErrorCode
 from agent_orchestrator.contracts.subjects import (
+    ACTOR_HEADER,
     ASYNCAPI,
     IDEMPOTENCY_KEY_HEADER,
     SERVICE_ERROR_CODE_HEADER,
     SERVICE_NAME,
 )
 
-ACTOR_HEADER = "Actor"
 PING_SUBJECT = f"$SRV.PING.{SERVICE_NAME}"
 _IF_MATCH = re.compile(r'^\s*"(\d{1,18})"\s*$')
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -166,6 +166,16 @@ def _sub_model(route: Route, suffix: str, exclude: set[str]) -> type[BaseModel] 
     return model
 
 
+def _header_param(name: str, alias: str, description: str) -> inspect.Parameter:
+    """An optional request header as an endpoint parameter."""
+    return inspect.Parameter(
+        name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[str | None, Header(alias=alias, description=description)],
+    )
+
+
 def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Response]]:
     """Build the endpoint of one route, with a signature FastAPI documents and validates."""
     path_names = _PATH_PARAM.findall(route.path)
@@ -203,45 +213,21 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
             )
     if route.if_match:
         params.append(
-            inspect.Parameter(
+            _header_param(
                 "if_match",
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[
-                    str | None,
-                    Header(
-                        alias="If-Match",
-                        description=f'`"<n>"`: sent as `{route.if_match}` (409 when stale).',
-                    ),
-                ],
+                "If-Match",
+                f'`"<n>"`: sent as `{route.if_match}` (409 when stale).',
             )
         )
     if route.method != "GET":
         params.append(
-            inspect.Parameter(
+            _header_param(
                 "idempotency_key",
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[
-                    str | None,
-                    Header(
-                        alias=IDEMPOTENCY_KEY_HEADER,
-                        description="A repeat with the same key and body returns the first reply.",
-                    ),
-                ],
+                IDEMPOTENCY_KEY_HEADER,
+                "A repeat with the same key and body returns the first reply.",
             )
         )
-        params.append(
-            inspect.Parameter(
-                "actor",
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[
-                    str | None,
-                    Header(alias=ACTOR_HEADER, description="Who acts; kept in the history."),
-                ],
-            )
-        )
+        params.append(_header_param("actor", ACTOR_HEADER, "Who acts; kept in the history."))
 
     async def endpoint(**kwargs: Any) -> Response:
         request: HttpRequest = kwargs["http_request"]

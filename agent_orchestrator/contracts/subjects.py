@@ -59,6 +59,7 @@ CHECKPOINT_SCHEDULER_CONSUMER: Final = "checkpoint-scheduler"
 
 # Headers.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+ACTOR_HEADER: Final = "Actor"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"

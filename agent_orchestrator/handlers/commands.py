@@ -15,13 +15,16 @@ from typing import Any, TypeVar
 from faststream.nats import NatsMessage, NatsRouter
 from pydantic import BaseModel, ValidationError
 
-from agent_orchestrator.contracts.subjects import IDEMPOTENCY_KEY_HEADER, QUEUE_GROUP
+from agent_orchestrator.contracts.subjects import (
+    ACTOR_HEADER,
+    IDEMPOTENCY_KEY_HEADER,
+    QUEUE_GROUP,
+)
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 
-ACTOR_HEADER = "Actor"
 DEFAULT_ACTOR = "caller"
 MAX_KEY_LENGTH = 200
 
