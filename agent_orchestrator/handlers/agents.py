@@ -1,6 +1,8 @@
 """agent.create / get / list / update / delete."""
 
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
 from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
@@ -122,11 +124,16 @@ def register_agent_commands(
                 outbox=[OutboxMessage.for_event(event)],
                 idempotency=ctx.idempotency_for(reply),
             ):
-                try:
-                    await schedules.cancel(str(agent.agent_id))
-                    await states.purge(agent.agent_id)
-                    await checkpointer.blobs.delete(snapshots)
-                except Unavailable:
-                    log.warning("runtime data of deleted agent %s remains", agent.agent_id)
+                # Each cleanup on its own: one that fails must not skip the others.
+                cleanups: dict[str, Callable[[], Awaitable[None]]] = {
+                    "checkpoint schedule": partial(schedules.cancel, str(agent.agent_id)),
+                    "state": partial(states.purge, agent.agent_id),
+                    "checkpoint snapshots": partial(checkpointer.blobs.delete, snapshots),
+                }
+                for what, cleanup in cleanups.items():
+                    try:
+                        await cleanup()
+                    except Unavailable:
+                        log.warning("%s of deleted agent %s remains", what, agent.agent_id)
                 return reply
         raise Conflict(f"agent {body.agent_id} is being changed by others too often; retry")
