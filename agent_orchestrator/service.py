@@ -15,6 +15,7 @@ from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.contracts.subjects import ASYNCAPI, SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.handlers.agent_consumers import register_agent_consumer_keeper
 from agent_orchestrator.handlers.agents import register_agent_commands
 from agent_orchestrator.handlers.checkpoint_schedules import (
     register_checkpoint_scheduler,
@@ -22,6 +23,11 @@ from agent_orchestrator.handlers.checkpoint_schedules import (
 )
 from agent_orchestrator.handlers.checkpoints import Checkpointer, register_checkpoint_commands
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
+from agent_orchestrator.handlers.communications import (
+    MessageLimits,
+    register_communication_commands,
+)
+from agent_orchestrator.handlers.dead_letters import register_dead_letters
 from agent_orchestrator.handlers.discovery import (
     ServiceStatsBook,
     register_discovery,
@@ -34,13 +40,19 @@ from agent_orchestrator.handlers.initialization import (
     standard_steps,
 )
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.message_sweeper import MessageSweeper
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
+from agent_orchestrator.storage.communications import (
+    RECORD_INBOX_SEQUENCES,
+    CommunicationRepository,
+)
 from agent_orchestrator.storage.idempotency import IdempotencyStore
+from agent_orchestrator.storage.inboxes import Inboxes, InboxSettings
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
@@ -87,6 +99,16 @@ class Service:
             max_checkpoint_bytes=settings.max_checkpoint_bytes,
         )
         self.schedules = CheckpointSchedules()
+        self.communications = CommunicationRepository(self.db)
+        self.inboxes = Inboxes(
+            InboxSettings(
+                ack_wait_s=settings.message_ack_wait_s,
+                max_deliveries=settings.message_max_deliveries,
+            )
+        )
+        self.sweeper = MessageSweeper(
+            self.communications, self.inboxes, interval_s=settings.message_sweep_s
+        )
         self.broker = NatsBroker(
             settings.nats_url.split(","),
             name=SERVICE_NAME,
@@ -99,10 +121,12 @@ class Service:
         self.commands: list[CommandSpec] = []
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
-        steps = [*standard_steps(self.templates), *init_steps]
+        steps = [*standard_steps(self.templates, self.inboxes), *init_steps]
         register_initializer(jobs, self.agents, steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         register_state_events(jobs, lambda: self.broker.connection.jetstream())
+        register_agent_consumer_keeper(jobs, self.inboxes, self.communications)
+        register_dead_letters(jobs, self.inboxes, self.communications)
         self.broker.include_router(jobs)
         discovery = NatsRouter()
         register_discovery(discovery, self.stats)
@@ -111,6 +135,7 @@ class Service:
         self._asyncapi_yaml: str | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self._sweeper_task: asyncio.Task[None] | None = None
 
     def _command_router(self) -> NatsRouter:
         self.stats = ServiceStatsBook(subjects=[], version=__version__)
@@ -147,6 +172,15 @@ class Service:
             max_state_bytes=self.settings.max_state_bytes,
         )
         register_lifecycle_commands(server, self.agents, self.schedules)
+        register_communication_commands(
+            server,
+            self.agents,
+            self.communications,
+            MessageLimits(
+                max_content_bytes=self.settings.max_message_bytes,
+                max_sender_backlog=self.settings.max_sender_backlog,
+            ),
+        )
         self.commands = server.specs
         self.stats.subjects = [spec.subject for spec in server.specs]
         return router
@@ -184,6 +218,7 @@ class Service:
         await self.states.open(js)
         await self.checkpointer.blobs.open(js)
         self.schedules.open(js)
+        self.inboxes.open(js)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(
@@ -194,17 +229,23 @@ class Service:
                 retention_s=s.outbox_retention_s,
                 idempotency_ttl_s=s.idempotency_ttl_s,
             ),
+            hooks=[RECORD_INBOX_SEQUENCES],
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="message-sweeper")
         log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
 
     async def stop(self) -> None:
         """Stop serving and close connections; in-flight requests finish first."""
-        if self.relay is not None and self._relay_task is not None:
+        self.sweeper.stop()
+        if self.relay is not None:
             self.relay.stop()
-            self._relay_task.cancel()
-            done, _ = await asyncio.wait({self._relay_task}, timeout=STOP_TIMEOUT_S)
-            if not done:
-                log.warning("outbox relay did not stop within %.0f s", STOP_TIMEOUT_S)
+        tasks = {t for t in (self._relay_task, self._sweeper_task) if t is not None}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            for task in pending:
+                log.warning("%s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT_S)
         await self.broker.stop()
         await self.db.close()

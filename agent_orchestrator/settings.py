@@ -59,6 +59,32 @@ class Settings(BaseSettings):
     init_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Failed preparations before an agent goes to ERROR."
     )
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=16,
+        le=8 * 1024 * 1024,
+        description="Largest message content (JSON); larger sends get payload_too_large.",
+    )
+    max_sender_backlog: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Undelivered messages one agent may have outstanding; more sends are "
+        "refused with `unavailable` until recipients catch up.",
+    )
+    message_ack_wait_s: float = Field(
+        default=30.0, ge=0.5, le=3600, description="Redeliver an unacknowledged message after."
+    )
+    message_max_deliveries: int = Field(
+        default=5, ge=1, le=1000, description="Deliveries before a message is FAILED."
+    )
+    message_sweep_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often expired messages are marked EXPIRED and ended ones are removed "
+        "from AGENT_MESSAGES.",
+    )
     outbox_sweep_s: float = Field(
         default=5.0, gt=0, description="Relay re-checks the outbox this often besides NOTIFY."
     )
@@ -76,4 +102,6 @@ class Settings(BaseSettings):
             raise ValueError("checkpoint_inline_max_bytes must not exceed max_checkpoint_bytes")
         if self.max_request_bytes > self.max_state_bytes:
             raise ValueError("max_request_bytes must not exceed max_state_bytes")
+        if self.max_message_bytes > self.max_request_bytes:
+            raise ValueError("max_message_bytes must not exceed max_request_bytes")
         return self

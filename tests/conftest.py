@@ -33,6 +33,9 @@ def settings(servers: ServerUrls) -> Settings:
         database_url=servers.database_url,
         init_job_ack_wait_s=2.0,
         outbox_sweep_s=0.5,
+        message_ack_wait_s=1.0,
+        message_max_deliveries=3,
+        message_sweep_s=0.2,
     )
 
 

@@ -24,6 +24,9 @@ class EventKind(StrEnum):
     CHECKPOINT_CREATED = "checkpoint_created"
     CHECKPOINT_RESTORED = "checkpoint_restored"
     CHECKPOINT_DELETED = "checkpoint_deleted"
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_DELIVERED = "message_delivered"
+    MESSAGE_FAILED = "message_failed"
 
 
 class Event(Reply):

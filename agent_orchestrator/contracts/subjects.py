@@ -34,6 +34,10 @@ TEMPLATE_LIST: Final = "template.list"
 TEMPLATE_UPDATE: Final = "template.update"
 TEMPLATE_VERSIONS: Final = "template.versions"
 TEMPLATE_DELETE: Final = "template.delete"
+AGENT_SEND: Final = "agent.send"
+AGENT_COMMUNICATIONS: Final = "agent.communications"
+COMMUNICATION_DELIVERED: Final = "communication.delivered"
+COMMUNICATION_GET: Final = "communication.get"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
 ASYNCAPI: Final = "agent-orchestrator.asyncapi"
@@ -47,6 +51,13 @@ SCHEDULES_STREAM: Final = "AGENT_SCHEDULES"
 SCHEDULES_SUBJECTS: Final = ("agent.schedule.>", "agent.scheduled.>")
 JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
+MESSAGES_STREAM: Final = "AGENT_MESSAGES"
+MESSAGES_SUBJECTS: Final = "agent.inbox.>"
+# The server's max-deliveries advisories about AGENT_MESSAGES, kept so none is missed.
+DEAD_LETTERS_STREAM: Final = "AGENT_DEAD_LETTERS"
+MESSAGE_DEAD_LETTERS_SUBJECTS: Final = (
+    f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{MESSAGES_STREAM}.*"
+)
 
 # Key-value buckets.
 STATE_BUCKET: Final = "agent_state"
@@ -56,6 +67,8 @@ CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"
 CHECKPOINT_SCHEDULER_CONSUMER: Final = "checkpoint-scheduler"
+AGENT_CONSUMER_KEEPER: Final = "agent-consumer-keeper"
+DEAD_LETTER_CONSUMER: Final = "dead-letter-keeper"
 
 # Headers.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -89,3 +102,13 @@ def checkpoint_schedule_subject(agent_id: str) -> str:
 def scheduled_checkpoint_subject(agent_id: str) -> str:
     """Where the server publishes each firing of an agent's checkpoint schedule."""
     return f"agent.scheduled.checkpoint.{agent_id}"
+
+
+def inbox_subject(agent_id: str) -> str:
+    """Where an agent's messages wait: ``agent.inbox.<agent_id>`` in AGENT_MESSAGES."""
+    return f"agent.inbox.{agent_id}"
+
+
+def inbox_consumer(agent_id: str) -> str:
+    """The durable consumer an agent receives its messages from."""
+    return f"inbox-{agent_id}"

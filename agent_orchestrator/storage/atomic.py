@@ -5,7 +5,9 @@ record commit together or not at all, in one round trip. The companion rows are 
 when the main write touched a row, so a version guard that fails writes nothing.
 """
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +30,8 @@ class OutboxMessage:
     msg_id: UUID
     subject: str
     payload: bytes
+    expires_at: datetime | None = None
+    """Published with what is left of its time to live as ``Nats-TTL``; not at all if past."""
 
     @classmethod
     def for_event(cls, event: Event) -> "OutboxMessage":
@@ -35,9 +39,11 @@ class OutboxMessage:
         return cls.of(event.event_id, event_subject(str(event.agent_id), event.type), event)
 
     @classmethod
-    def of(cls, msg_id: UUID, subject: str, body: BaseModel) -> "OutboxMessage":
+    def of(
+        cls, msg_id: UUID, subject: str, body: BaseModel, expires_at: datetime | None = None
+    ) -> "OutboxMessage":
         """The outbox row of any message with a JSON body."""
-        return cls(msg_id, subject, body.model_dump_json().encode())
+        return cls(msg_id, subject, body.model_dump_json().encode(), expires_at)
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,35 @@ class AtomicWrite:
     def with_outbox(self, messages: list[OutboxMessage]) -> "AtomicWrite":
         """Queue messages for the relay."""
         if messages:
-            ids = self._param([m.msg_id for m in messages])
-            subjects = self._param([m.subject for m in messages])
-            payloads = self._param([m.payload for m in messages])
             self.companions.append(
-                "INSERT INTO outbox (msg_id, subject, payload) "
-                f"SELECT m.i, m.s, m.p FROM unnest({ids}::uuid[], {subjects}::text[], "
-                f"{payloads}::bytea[]) WITH ORDINALITY AS m(i, s, p, n) "
-                "WHERE EXISTS (SELECT 1 FROM changed) ORDER BY m.n"
+                outbox_insert(self._outbox_params(messages), "EXISTS (SELECT 1 FROM changed)")
             )
         return self
+
+    def with_outbox_per_row(
+        self, messages: list[OutboxMessage], rows: list[UUID], *, key: str
+    ) -> "AtomicWrite":
+        """Queue each message only if the main write returned its row (``rows[i]``, the
+        value of the main write's RETURNING column ``key``)."""
+        if messages:
+            params = self._outbox_params(messages)
+            row_ids = self._param(rows)
+            self.companions.append(
+                outbox_insert(
+                    params,
+                    f"m.n IN (SELECT r.n FROM unnest({row_ids}::uuid[]) WITH ORDINALITY "
+                    f"AS r(id, n) WHERE r.id IN (SELECT {key} FROM changed))",
+                )
+            )
+        return self
+
+    def _outbox_params(self, messages: list[OutboxMessage]) -> tuple[str, str, str, str]:
+        return (
+            self._param([m.msg_id for m in messages]),
+            self._param([m.subject for m in messages]),
+            self._param([m.payload for m in messages]),
+            self._param([m.expires_at for m in messages]),
+        )
 
     def with_idempotency(self, record: IdempotencyRecord | None) -> "AtomicWrite":
         """Store the Idempotency-Key and its reply."""
@@ -117,21 +142,39 @@ class AtomicWrite:
             },
         )
 
-    def sql(self) -> str:
-        """The whole statement."""
+    def sql(self, result: str = "count(*)") -> str:
+        """The whole statement, selecting ``result`` from the main write's rows."""
         parts = [f"changed AS ({self.main_sql})"]
         parts += [f"c{i} AS ({sql})" for i, sql in enumerate(self.companions)]
-        return "WITH " + ",\n".join(parts) + "\nSELECT count(*) FROM changed"
+        return "WITH " + ",\n".join(parts) + f"\nSELECT {result} FROM changed"
 
     async def execute(self, conn: Any) -> bool:
         """Run it; True when the main write touched a row.
 
         Raises IdempotencyKeyTaken when a request with the same key committed first.
         """
+        return bool(await self._run(conn.fetchval, self.sql()))
+
+    async def returning(self, conn: Any, key: str) -> list[Any]:
+        """Run it; the ``key`` column of every row the main write returned."""
+        return [row[0] for row in await self._run(conn.fetch, self.sql(key))]
+
+    async def _run(self, method: Callable[..., Awaitable[Any]], sql: str) -> Any:
         try:
-            count = await conn.fetchval(self.sql(), *self.args)
+            return await method(sql, *self.args)
         except asyncpg.UniqueViolationError as exc:
             if exc.table_name == "idempotency_keys":
                 raise IdempotencyKeyTaken from exc
             raise
-        return bool(count)
+
+
+def outbox_insert(params: tuple[str, str, str, str], condition: str) -> str:
+    """INSERT of outbox rows from parallel arrays (id, subject, payload, expires_at), in order,
+    keeping those that meet ``condition`` (which may use the ordinal ``m.n``)."""
+    ids, subjects, payloads, expiries = params
+    return (
+        "INSERT INTO outbox (msg_id, subject, payload, expires_at) "
+        f"SELECT m.i, m.s, m.p, m.e FROM unnest({ids}::uuid[], {subjects}::text[], "
+        f"{payloads}::bytea[], {expiries}::timestamptz[]) WITH ORDINALITY AS m(i, s, p, e, n) "
+        f"WHERE {condition} ORDER BY m.n"
+    )

@@ -1,8 +1,11 @@
 """JetStream topology: streams and durable consumers, declared idempotently at start-up."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -15,8 +18,33 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.domain.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+JETSTREAM_DOWN = "JetStream is unavailable; retry shortly"
+
+
+@contextmanager
+def jetstream_calls() -> Iterator[None]:
+    """Turn NATS failures inside the block into Unavailable (the caller may retry)."""
+    try:
+        yield
+    except (NatsError, TimeoutError) as exc:
+        raise Unavailable(JETSTREAM_DOWN) from exc
+
+
+AGENT_CONSUMER_EVENTS = (
+    EventKind.INITIALIZING,
+    EventKind.READY,
+    EventKind.ACTIVE,
+    EventKind.PAUSED,
+    EventKind.ERROR,
+    EventKind.TERMINATED,
+    EventKind.DELETED,
+)
+"""Event kinds after which an agent's consumers change (created, paused, resumed, removed)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,29 @@ class JetStreamLayout:
                 description="Checkpoint schedules (server-run) and their firings.",
             ),
             StreamConfig(
+                name=subjects.MESSAGES_STREAM,
+                subjects=[subjects.MESSAGES_SUBJECTS],
+                # Work queue: a message acknowledged by its recipient is gone; what is left is
+                # what still waits for delivery. Each agent's consumer filters its own inbox.
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=float(self.duplicate_window_s),
+                allow_msg_ttl=True,  # ttl_s of agent.send becomes the message's Nats-TTL
+                num_replicas=self.replicas,
+                description="Messages between agents, on agent.inbox.<agent_id>; "
+                "Nats-Msg-Id = communication_id.",
+            ),
+            StreamConfig(
+                name=subjects.DEAD_LETTERS_STREAM,
+                subjects=[subjects.MESSAGE_DEAD_LETTERS_SUBJECTS],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                max_age=float(self.events_max_age_s),
+                num_replicas=self.replicas,
+                description="The server's max-deliveries advisories about AGENT_MESSAGES, "
+                "kept until the service has marked each message FAILED.",
+            ),
+            StreamConfig(
                 name=subjects.JOBS_STREAM,
                 subjects=[subjects.JOBS_SUBJECTS],
                 retention=RetentionPolicy.WORK_QUEUE,
@@ -102,6 +153,33 @@ class JetStreamLayout:
                     max_deliver=-1,
                     max_ack_pending=1000,
                     description="Takes scheduled checkpoints.",
+                ),
+            ),
+            (
+                subjects.EVENTS_STREAM,
+                ConsumerConfig(
+                    durable_name=subjects.AGENT_CONSUMER_KEEPER,
+                    filter_subjects=[
+                        subjects.event_subject("*", kind) for kind in AGENT_CONSUMER_EVENTS
+                    ],
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=30.0,
+                    max_deliver=-1,
+                    # One at a time, in stream order: an agent's pause is never applied after
+                    # its later activation.
+                    max_ack_pending=1,
+                    description="Keeps each agent's inbox consumer in step with its status.",
+                ),
+            ),
+            (
+                subjects.DEAD_LETTERS_STREAM,
+                ConsumerConfig(
+                    durable_name=subjects.DEAD_LETTER_CONSUMER,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=30.0,
+                    max_deliver=-1,
+                    max_ack_pending=100,
+                    description="Marks messages that were never acknowledged FAILED.",
                 ),
             ),
         ]

@@ -9,7 +9,10 @@ stream drops the repeat by its ``Nats-Msg-Id`` within the duplicate window.
 import asyncio
 import contextlib
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -39,13 +42,38 @@ class RelaySettings:
     cleanup_every_s: float = 60.0
 
 
+@dataclass(frozen=True)
+class PublishedHook:
+    """SQL the relay runs for the rows it published whose subject starts with
+    ``subject_prefix``: ``$1`` their msg ids (uuid[]), ``$2`` their stream sequences
+    (bigint[]). So a store learns where its messages landed."""
+
+    subject_prefix: str
+    sql: str
+
+
+def remaining_ttl_s(expires_at: datetime | None, now: datetime) -> int | None:
+    """Whole seconds a message has left to live (at least 1), 0 if past, None if no limit."""
+    if expires_at is None:
+        return None
+    left = (expires_at - now).total_seconds()
+    return max(1, math.ceil(left)) if left > 0 else 0
+
+
 class OutboxRelay:
     """Runs until cancelled; reconnects and re-competes for leadership after failures."""
 
-    def __init__(self, dsn: str, js: JetStreamContext, settings: RelaySettings) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        js: JetStreamContext,
+        settings: RelaySettings,
+        hooks: Sequence[PublishedHook] = (),
+    ) -> None:
         self._dsn = dsn
         self._js = js
         self._settings = settings
+        self._hooks = tuple(hooks)
         self.is_leader = False
         self.published = 0
         self._stopping = False
@@ -114,27 +142,52 @@ class OutboxRelay:
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
-            """SELECT id, msg_id, subject, payload FROM outbox
+            """SELECT id, msg_id, subject, payload, expires_at FROM outbox
                WHERE published_at IS NULL ORDER BY id LIMIT $1""",
             self._settings.batch_size,
         )
-        done: list[int] = []
+        done: list[asyncpg.Record] = []
+        sequences: list[int | None] = []
         try:
             for row in rows:
                 if self._stopping:
                     break
-                # One at a time, in id order: a failure can never publish a later row first.
-                await self._js.publish(
-                    row["subject"], row["payload"], headers={MSG_ID_HEADER: str(row["msg_id"])}
-                )
-                done.append(row["id"])
+                ttl = remaining_ttl_s(row["expires_at"], datetime.now(UTC))
+                if ttl == 0:
+                    sequences.append(None)  # expired before it could go out: its owner says so
+                else:
+                    # One at a time, in id order: a failure can never publish a later row first.
+                    ack = await self._js.publish(
+                        row["subject"],
+                        row["payload"],
+                        headers={MSG_ID_HEADER: str(row["msg_id"])},
+                        msg_ttl=ttl,
+                    )
+                    sequences.append(ack.seq)
+                done.append(row)
         finally:
             if done:
-                await conn.execute(
-                    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", done
-                )
-                self.published += len(done)
+                await self._mark_published(conn, done, sequences)
         return len(rows)
+
+    async def _mark_published(
+        self, conn: asyncpg.Connection, rows: list[asyncpg.Record], sequences: list[int | None]
+    ) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+            for hook in self._hooks:
+                landed = [
+                    (row["msg_id"], seq)
+                    for row, seq in zip(rows, sequences, strict=True)
+                    if seq is not None and row["subject"].startswith(hook.subject_prefix)
+                ]
+                if landed:
+                    ids, seqs = zip(*landed, strict=True)
+                    await conn.execute(hook.sql, list(ids), list(seqs))
+        self.published += len(rows)
 
     async def _cleanup(self, conn: asyncpg.Connection) -> None:
         await conn.execute(

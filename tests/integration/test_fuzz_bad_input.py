@@ -17,7 +17,7 @@ from tests.support.calls import call
 NC = nats.aio.client.Client
 CODES = {str(c) for c in ErrorCode}
 # Tables no background job writes to, so a count that moved was moved by the request.
-TABLES = ("agents", "templates", "template_versions")
+TABLES = ("agents", "templates", "template_versions", "communications")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -42,6 +42,13 @@ FIELD_NAMES = [
     "keep_last",
     "expected_version",
     "configuration",
+    "from_agent_id",
+    "to_agent_id",
+    "broadcast",
+    "content",
+    "communication_id",
+    "direction",
+    "ttl_s",
 ]
 near_valid = st.dictionaries(st.sampled_from(FIELD_NAMES), json_values, max_size=5)
 bodies = st.one_of(
@@ -97,10 +104,16 @@ async def test_unknown_ids_in_every_subject_are_not_found_and_change_nothing(
     before = await snapshot(db)
     for spec in service.commands:
         fields = spec.request.model_fields
-        ids = [n for n in ("agent_id", "template_id") if n in fields and fields[n].is_required()]
+        ids = [
+            n
+            for n in ("agent_id", "template_id", "communication_id", "from_agent_id")
+            if n in fields and fields[n].is_required()
+        ]
         if not ids:
             continue  # create and list take no id to look up
         body: dict[str, Any] = {name: str(uuid.uuid4()) for name in ids}
+        if "to_agent_id" in fields:
+            body["to_agent_id"] = str(uuid.uuid4())
         for name, value in (("state", {}), ("status", "READY")):
             if name in fields and fields[name].is_required():
                 body[name] = value

@@ -1,0 +1,153 @@
+"""Messages between agents: agent.send, their delivery record, and the inbox payload.
+
+A message sent to an agent is a row in the log (PostgreSQL) and a message on its inbox subject
+``agent.inbox.<agent_id>`` in stream AGENT_MESSAGES, whose body is the :class:`Communication`.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Self
+from uuid import UUID
+
+from pydantic import Field, JsonValue, model_validator
+
+from agent_orchestrator.contracts.common import Cursor, Limit, Reply, Request, Timestamp
+
+MAX_TTL_S = 30 * 24 * 3600
+
+
+class CommunicationStatus(StrEnum):
+    """Where a message is: SENT, then DELIVERED, or FAILED / EXPIRED (both final)."""
+
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+
+class Direction(StrEnum):
+    """Which of an agent's communications agent.communications lists."""
+
+    SENT = "sent"
+    RECEIVED = "received"
+    BOTH = "both"
+
+
+MessageType = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description="What kind of message this is, e.g. `request`, `response`, `notice`.",
+    ),
+]
+CorrelationId = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Ties the messages of one conversation together.",
+    ),
+]
+
+
+class SendMessage(Request):
+    """Send a message to one agent (`to_agent_id`) or to every ACTIVE agent of the sender's
+    project (`broadcast`: each gets its own copy and delivery record)."""
+
+    from_agent_id: UUID
+    to_agent_id: UUID | None = None
+    broadcast: bool = Field(
+        default=False, description="Send to every ACTIVE agent of the sender's project instead."
+    )
+    type: MessageType = "message"
+    content: JsonValue = Field(default=None, description="Any JSON value.")
+    correlation_id: CorrelationId = None
+    reply_to: UUID | None = Field(
+        default=None,
+        description="The communication this one answers; it must have been sent to the "
+        "sender. Its correlation_id is inherited unless one is given.",
+    )
+    ttl_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TTL_S,
+        description="Expire (status EXPIRED) if not delivered within this many seconds.",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if self.broadcast == (self.to_agent_id is not None):
+            raise ValueError("give either to_agent_id or broadcast: true, not both or neither")
+        return self
+
+
+class Recipient(Reply):
+    """One copy of a broadcast."""
+
+    to_agent_id: UUID
+    communication_id: UUID
+    status: CommunicationStatus
+
+
+class Communication(Reply):
+    """A message and its delivery record; also the body of the inbox message.
+
+    A broadcast is answered with a summary: `to_agent_id` null, `broadcast_id` equal to
+    `communication_id`, and `recipients` listing every copy.
+    """
+
+    communication_id: UUID = Field(description="UUIDv7; the inbox message's Nats-Msg-Id.")
+    broadcast_id: UUID | None = Field(
+        default=None, description="Shared by the copies of one broadcast."
+    )
+    from_agent_id: UUID
+    to_agent_id: UUID | None = Field(description="Null only on a broadcast summary.")
+    project_id: str | None = Field(default=None, description="The sender's project.")
+    type: str
+    content: JsonValue = None
+    correlation_id: str | None = None
+    reply_to: UUID | None = None
+    ttl_s: int | None = None
+    expires_at: datetime | None = None
+    status: CommunicationStatus = Field(
+        description="On a broadcast summary: SENT while any copy is, else DELIVERED if every "
+        "copy was, else FAILED if any copy failed, else EXPIRED."
+    )
+    status_reason: str | None = Field(default=None, description="Why it FAILED or EXPIRED.")
+    created_at: Timestamp
+    updated_at: Timestamp
+    delivered_at: datetime | None = None
+    recipients: list[Recipient] | None = Field(
+        default=None, description="Only on a broadcast summary: every copy."
+    )
+
+
+class MarkDelivered(Request):
+    """Confirm that the recipient has the message; idempotent."""
+
+    communication_id: UUID
+
+
+class GetCommunication(Request):
+    """Read one communication (or a broadcast summary, by its broadcast id)."""
+
+    communication_id: UUID
+
+
+class ListCommunications(Request):
+    """An agent's communications, newest first."""
+
+    agent_id: UUID
+    direction: Direction = Direction.BOTH
+    status: CommunicationStatus | None = None
+    limit: Limit = 50
+    cursor: Cursor = None
+
+
+class CommunicationPage(Reply):
+    """One page of communications."""
+
+    items: list[Communication]
+    next_cursor: str | None = Field(description="Pass back as `cursor`; null on the last page.")

@@ -1,0 +1,158 @@
+"""agent.send / communication.delivered / communication.get / agent.communications."""
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.communications import (
+    Communication,
+    CommunicationPage,
+    GetCommunication,
+    ListCommunications,
+    MarkDelivered,
+    SendMessage,
+)
+from agent_orchestrator.domain import communications as rules
+from agent_orchestrator.domain.cursor import decode_cursor, split_page
+from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.communications import CommunicationRepository
+
+MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    """Limits that keep one agent from flooding the others."""
+
+    max_content_bytes: int
+    max_sender_backlog: int
+
+
+def _agent_not_found(agent_id: UUID) -> NotFound:
+    return NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
+
+
+def register_communication_commands(
+    server: CommandServer,
+    agents: AgentRepository,
+    communications: CommunicationRepository,
+    limits: MessageLimits,
+) -> None:
+    """Serve the communication subjects."""
+
+    async def parties(body: SendMessage) -> tuple[rules.Party, list[rules.Party]]:
+        wanted = [body.from_agent_id] + ([body.to_agent_id] if body.to_agent_id else [])
+        found = await communications.parties(wanted)
+        for agent_id in wanted:
+            if agent_id not in found:
+                raise _agent_not_found(agent_id)
+        sender = found[body.from_agent_id]
+        if body.to_agent_id is not None:
+            return sender, [found[body.to_agent_id]]
+        return sender, await communications.active_in_project(
+            sender.project_id, besides=sender.agent_id
+        )
+
+    @server.serve(
+        subjects.AGENT_SEND,
+        SendMessage,
+        Communication,
+        mutating=True,
+        description="Send a message to an agent (to_agent_id) or to every ACTIVE agent of the "
+        "sender's project (broadcast). It waits on agent.inbox.<to_agent_id> until the "
+        "recipient is ACTIVE and acknowledges it.",
+    )
+    async def send(body: SendMessage, ctx: CommandContext) -> Communication:
+        rules.check_content_size(body.content, limits.max_content_bytes)
+        answered = await communications.get(body.reply_to) if body.reply_to else None
+        for _ in range(MAX_ATTEMPTS):
+            sender, recipients = await parties(body)
+            outgoing = rules.compose(body, sender, recipients, answered=answered, now=ctx.now)
+            if not outgoing.messages:
+                return outgoing.reply  # a broadcast nobody is there to hear
+            if await communications.insert(
+                outgoing,
+                sender=sender.agent_id,
+                max_backlog=limits.max_sender_backlog,
+                idempotency=ctx.idempotency_for(outgoing.reply),
+            ):
+                return outgoing.reply
+            # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
+            # next round says which).
+            backlog = await communications.backlog(sender.agent_id, limit=limits.max_sender_backlog)
+            if backlog + len(outgoing.messages) > limits.max_sender_backlog:
+                raise Unavailable(
+                    f"agent {sender.agent_id} has {backlog} undelivered messages; the limit is "
+                    f"{limits.max_sender_backlog}. Retry once recipients have caught up.",
+                    details={
+                        "reason": "sender_backlog_full",
+                        "backlog": backlog,
+                        "limit": limits.max_sender_backlog,
+                    },
+                )
+        raise Conflict("the recipients changed while sending; retry")
+
+    @server.serve(
+        subjects.COMMUNICATION_DELIVERED,
+        MarkDelivered,
+        Communication,
+        mutating=True,
+        description="Confirm delivery of a message (idempotent); it leaves the recipient's "
+        "inbox and is not delivered again.",
+    )
+    async def mark_delivered(body: MarkDelivered, ctx: CommandContext) -> Communication:
+        for _ in range(MAX_ATTEMPTS):
+            found = await communications.addressed(body.communication_id)
+            delivered = rules.deliver(found.message, ctx.now)
+            if delivered is None:
+                return found.message
+            event = rules.outcome_event(delivered, found.recipient, ctx.now)
+            if await communications.finish(
+                [delivered], [event], idempotency=ctx.idempotency_for(delivered)
+            ):
+                return delivered
+            # It left SENT meanwhile (delivered, failed or expired): decide again.
+        raise Conflict(f"communication {body.communication_id} is changing; retry")
+
+    @server.serve(
+        subjects.COMMUNICATION_GET,
+        GetCommunication,
+        Communication,
+        mutating=False,
+        description="Read a message and its delivery status (or a broadcast summary, by its id).",
+    )
+    async def get_communication(body: GetCommunication, ctx: CommandContext) -> Communication:
+        message = await communications.find(body.communication_id)
+        if message is not None:
+            return message
+        copies = await communications.broadcast_copies(body.communication_id)
+        if copies:
+            return rules.broadcast_summary(copies)
+        raise rules.not_found(body.communication_id)
+
+    @server.serve(
+        subjects.AGENT_COMMUNICATIONS,
+        ListCommunications,
+        CommunicationPage,
+        mutating=False,
+        description="An agent's messages, newest first: sent, received or both, by status.",
+    )
+    async def list_communications(
+        body: ListCommunications, ctx: CommandContext
+    ) -> CommunicationPage:
+        before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
+        fetched = await communications.page(
+            body.agent_id,
+            direction=body.direction,
+            status=body.status,
+            limit=body.limit + 1,
+            before=before,
+        )
+        if not fetched and before is None:
+            await agents.get(body.agent_id)  # not_found for an unknown agent
+        items, next_cursor = split_page(
+            fetched, body.limit, "before", lambda c: str(c.communication_id)
+        )
+        return CommunicationPage(items=items, next_cursor=next_cursor)

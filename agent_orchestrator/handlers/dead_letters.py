@@ -1,0 +1,68 @@
+"""The durable job that marks a message FAILED once its recipient never acknowledged it.
+
+When an inbox message reaches its consumer's max_deliver, nats-server publishes a
+max-deliveries advisory; stream AGENT_DEAD_LETTERS keeps every one (also while no service
+instance runs), and this consumer, shared by all instances, ends the message FAILED with the
+reason and its ``message_failed`` event. The message itself is then removed from the stream by
+the message sweeper; its content stays in the communications log.
+"""
+
+import logging
+from datetime import UTC, datetime
+
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.communications import CommunicationStatus
+from agent_orchestrator.domain import communications as rules
+from agent_orchestrator.domain.errors import NotFound, Unavailable
+from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.inboxes import Inboxes, MaxDeliveriesAdvisory
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAY_S = 1.0
+
+
+def register_dead_letters(
+    router: NatsRouter, inboxes: Inboxes, communications: CommunicationRepository
+) -> None:
+    """Consume max-deliveries advisories of AGENT_MESSAGES."""
+
+    async def record(advisory: MaxDeliveriesAdvisory) -> None:
+        communication_id = await inboxes.message_id_at(advisory.stream_seq)
+        if communication_id is None:
+            return  # delivered or removed meanwhile
+        try:
+            found = await communications.addressed(communication_id)
+        except NotFound:
+            return
+        if found.message.status is not CommunicationStatus.SENT:
+            return
+        now = datetime.now(UTC)
+        reason = f"not acknowledged after {advisory.deliveries} deliveries"
+        failed = rules.end(found.message, CommunicationStatus.FAILED, reason, now)
+        await communications.finish(
+            [failed],
+            [rules.outcome_event(failed, found.recipient, now)],
+            stream_seqs=[advisory.stream_seq],
+        )
+
+    @router.subscriber(
+        subjects.MESSAGE_DEAD_LETTERS_SUBJECTS,
+        stream=JStream(subjects.DEAD_LETTERS_STREAM, declare=False),
+        durable=subjects.DEAD_LETTER_CONSUMER,
+        pull_sub=PullSub(batch_size=1, timeout=5.0),
+        ack_policy=AckPolicy.MANUAL,
+        title="$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.AGENT_MESSAGES",
+        description="Durable job: a message its recipient never acknowledged becomes FAILED.",
+    )
+    async def record_dead_letter(advisory: MaxDeliveriesAdvisory, msg: NatsMessage) -> None:
+        try:
+            await record(advisory)
+        except Unavailable:
+            log.warning("dead letter %d not recorded: a dependency is down", advisory.stream_seq)
+            await msg.nack(delay=RETRY_DELAY_S)
+            return
+        await msg.ack()

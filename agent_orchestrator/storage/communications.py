@@ -1,0 +1,348 @@
+"""The communications log in PostgreSQL: one row per message and recipient.
+
+A send stores its rows, their inbox messages and their events in one statement that also
+holds the sender and recipients (``FOR SHARE``) so that no message slips in after an agent
+is terminated, and that refuses a sender over its backlog limit. Every later status change
+is a conditional update (``WHERE status = 'SENT'``), so of two racing outcomes only one
+happens and only it gets an event.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.communications import (
+    Communication,
+    CommunicationStatus,
+    Direction,
+)
+from agent_orchestrator.contracts.events import Event
+from agent_orchestrator.contracts.subjects import inbox_subject
+from agent_orchestrator.domain.communications import Outgoing, Party, not_found
+from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.outbox import PublishedHook
+from agent_orchestrator.storage.postgres import Database, translate_errors
+
+COLUMNS = (
+    "communication_id, broadcast_id, from_agent_id, to_agent_id, project_id, type, content, "
+    "correlation_id, reply_to, ttl_s, expires_at, status, status_reason, created_at, "
+    "updated_at, delivered_at"
+)
+COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
+_C_COLUMNS = ", ".join(f"c.{name}" for name in COLUMN_NAMES)
+
+RECORD_INBOX_SEQUENCES = PublishedHook(
+    inbox_subject(""),
+    """UPDATE communications c SET stream_seq = u.seq
+       FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
+       WHERE c.communication_id = u.id""",
+)
+"""Lets the outbox relay record where each inbox message landed in AGENT_MESSAGES."""
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """A message with its recipient as it is now (a deleted one: version 0)."""
+
+    message: Communication
+    recipient: Party
+
+
+def _communication(row: asyncpg.Record) -> Communication:
+    return Communication.model_validate({name: row[name] for name in COLUMN_NAMES})
+
+
+def _addressed(row: asyncpg.Record) -> Addressed:
+    message = _communication(row)
+    recipient = Party(
+        agent_id=row["to_agent_id"],
+        project_id=row["a_project_id"] if row["a_version"] is not None else message.project_id,
+        status=AgentStatus(row["a_status"] or AgentStatus.TERMINATED),
+        version=row["a_version"] or 0,
+    )
+    return Addressed(message, recipient)
+
+
+def _party(row: asyncpg.Record) -> Party:
+    return Party(row["agent_id"], row["project_id"], AgentStatus(row["status"]), row["version"])
+
+
+class CommunicationRepository:
+    """Reads and atomic writes of the communications log."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @translate_errors
+    async def parties(self, agent_ids: list[UUID]) -> dict[UUID, Party]:
+        """The agents among ``agent_ids`` that exist."""
+        rows = await self._db.pool.fetch(
+            """SELECT agent_id, project_id, status, version FROM agents
+               WHERE agent_id = ANY($1::uuid[])""",
+            agent_ids,
+        )
+        return {row["agent_id"]: _party(row) for row in rows}
+
+    @translate_errors
+    async def active_in_project(self, project_id: str | None, *, besides: UUID) -> list[Party]:
+        """Every ACTIVE agent of the project (agents without one form their own), but one."""
+        rows = await self._db.pool.fetch(
+            """SELECT agent_id, project_id, status, version FROM agents
+               WHERE project_id IS NOT DISTINCT FROM $1 AND status = 'ACTIVE'
+                 AND agent_id <> $2
+               ORDER BY agent_id""",
+            project_id,
+            besides,
+        )
+        return [_party(row) for row in rows]
+
+    async def insert(
+        self,
+        outgoing: Outgoing,
+        *,
+        sender: UUID,
+        max_backlog: int,
+        idempotency: IdempotencyRecord | None,
+    ) -> bool:
+        """Store a send with its inbox messages and events; False, storing nothing, when a
+        party was meanwhile TERMINATED or deleted, or the sender's backlog would exceed
+        ``max_backlog`` undelivered messages."""
+        messages = outgoing.messages
+        parties = sorted({sender, *(m.to_agent_id for m in messages if m.to_agent_id)})
+        values = [
+            [m.communication_id for m in messages],
+            [m.broadcast_id for m in messages],
+            [m.from_agent_id for m in messages],
+            [m.to_agent_id for m in messages],
+            [m.project_id for m in messages],
+            [m.type for m in messages],
+            [json.dumps(m.content) for m in messages],
+            [m.correlation_id for m in messages],
+            [m.reply_to for m in messages],
+            [m.ttl_s for m in messages],
+            [m.expires_at for m in messages],
+            [m.status for m in messages],
+            [m.created_at for m in messages],
+            parties,
+            len(parties),
+            sender,
+            max_backlog,
+            len(messages),
+        ]
+        write = AtomicWrite(
+            """INSERT INTO communications (communication_id, broadcast_id, from_agent_id,
+                   to_agent_id, project_id, type, content, correlation_id, reply_to, ttl_s,
+                   expires_at, status, created_at, updated_at)
+               SELECT m.id, m.bid, m.frm, m.dst, m.prj, m.typ, m.cnt::jsonb, m.cor, m.rep,
+                      m.ttl, m.exp, m.st, m.at, m.at
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
+                           $6::text[], $7::text[], $8::text[], $9::uuid[], $10::int[],
+                           $11::timestamptz[], $12::text[], $13::timestamptz[])
+                    AS m(id, bid, frm, dst, prj, typ, cnt, cor, rep, ttl, exp, st, at)
+               WHERE (SELECT count(*) FROM (
+                         SELECT 1 FROM agents
+                         WHERE agent_id = ANY($14::uuid[]) AND status <> 'TERMINATED'
+                         FOR SHARE) AS live) = $15
+                 AND (SELECT count(*) FROM (
+                         SELECT 1 FROM communications
+                         WHERE from_agent_id = $16 AND status = 'SENT' LIMIT $17) AS backlog)
+                     + $18 <= $17
+               RETURNING communication_id""",
+            values,
+        )
+        outbox: list[OutboxMessage] = []
+        for message, event in zip(messages, outgoing.events, strict=True):
+            assert message.to_agent_id is not None
+            outbox.append(
+                OutboxMessage.of(
+                    message.communication_id,
+                    inbox_subject(str(message.to_agent_id)),
+                    message,
+                    expires_at=message.expires_at,
+                )
+            )
+            outbox.append(OutboxMessage.for_event(event))
+        write.with_outbox(outbox).with_idempotency(idempotency)
+        return await self._execute(write)
+
+    @translate_errors
+    async def backlog(self, sender: UUID, *, limit: int) -> int:
+        """How many of the sender's messages are undelivered (counting stops at ``limit``)."""
+        count = await self._db.pool.fetchval(
+            """SELECT count(*) FROM (SELECT 1 FROM communications
+               WHERE from_agent_id = $1 AND status = 'SENT' LIMIT $2) AS backlog""",
+            sender,
+            limit,
+        )
+        return int(count)
+
+    @translate_errors
+    async def find(self, communication_id: UUID) -> Communication | None:
+        """One message, or None."""
+        row = await self._db.pool.fetchrow(
+            f"SELECT {COLUMNS} FROM communications WHERE communication_id = $1",
+            communication_id,
+        )
+        return None if row is None else _communication(row)
+
+    async def get(self, communication_id: UUID) -> Communication:
+        """One message, or NotFound."""
+        message = await self.find(communication_id)
+        if message is None:
+            raise not_found(communication_id)
+        return message
+
+    @translate_errors
+    async def broadcast_copies(self, broadcast_id: UUID) -> list[Communication]:
+        """Every copy of one broadcast, by recipient."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM communications WHERE broadcast_id = $1
+                ORDER BY to_agent_id""",
+            broadcast_id,
+        )
+        return [_communication(row) for row in rows]
+
+    @translate_errors
+    async def addressed(self, communication_id: UUID) -> Addressed:
+        """One message with its recipient, or NotFound."""
+        rows = await self._fetch_addressed("c.communication_id = $1", communication_id)
+        if not rows:
+            raise not_found(communication_id)
+        return rows[0]
+
+    @translate_errors
+    async def page(
+        self,
+        agent_id: UUID,
+        *,
+        direction: Direction,
+        status: CommunicationStatus | None,
+        limit: int,
+        before: UUID | None,
+    ) -> list[Communication]:
+        """Up to ``limit`` of an agent's communications, newest first, older than ``before``."""
+        branches = []
+        if direction in (Direction.SENT, Direction.BOTH):
+            branches.append("from_agent_id = $1")
+        if direction in (Direction.RECEIVED, Direction.BOTH):
+            # A message to oneself is listed once.
+            branches.append("to_agent_id = $1" + (" AND from_agent_id <> $1" if branches else ""))
+        selects = [
+            f"""(SELECT {COLUMNS} FROM communications
+                 WHERE {where} AND ($2::text IS NULL OR status = $2)
+                   AND ($3::uuid IS NULL OR communication_id < $3)
+                 ORDER BY communication_id DESC LIMIT $4)"""
+            for where in branches
+        ]
+        rows = await self._db.pool.fetch(
+            f"""SELECT * FROM ({" UNION ALL ".join(selects)}) AS found
+                ORDER BY communication_id DESC LIMIT $4""",
+            agent_id,
+            status,
+            before,
+            limit,
+        )
+        return [_communication(row) for row in rows]
+
+    @translate_errors
+    async def due_to_expire(self, now: datetime, *, limit: int) -> list[Addressed]:
+        """Undelivered messages whose time to live has passed, oldest deadline first."""
+        return await self._fetch_addressed(
+            "c.status = 'SENT' AND c.expires_at <= $1 ORDER BY c.expires_at LIMIT $2",
+            now,
+            limit,
+        )
+
+    @translate_errors
+    async def undelivered_to(self, agent_id: UUID, *, limit: int) -> list[Communication]:
+        """Messages to ``agent_id`` still waiting for delivery, oldest first."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM communications
+                WHERE to_agent_id = $1 AND status = 'SENT'
+                ORDER BY communication_id LIMIT $2""",
+            agent_id,
+            limit,
+        )
+        return [_communication(row) for row in rows]
+
+    async def finish(
+        self,
+        ended: list[Communication],
+        events: list[Event],
+        *,
+        stream_seqs: list[int | None] | None = None,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> set[UUID]:
+        """Store messages that left SENT (``events[i]`` belongs to ``ended[i]``); returns the
+        ids actually changed: a message that another outcome reached first is left alone,
+        and its event is not stored."""
+        seqs = stream_seqs or [None] * len(ended)
+        write = AtomicWrite(
+            """UPDATE communications c SET status = u.status, status_reason = u.reason,
+                   updated_at = u.at, delivered_at = u.delivered,
+                   stream_seq = COALESCE(u.seq, c.stream_seq)
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
+                           $5::timestamptz[], $6::bigint[])
+                    AS u(id, status, reason, at, delivered, seq)
+               WHERE c.communication_id = u.id AND c.status = 'SENT'
+               RETURNING c.communication_id""",
+            [
+                [m.communication_id for m in ended],
+                [m.status for m in ended],
+                [m.status_reason for m in ended],
+                [m.updated_at for m in ended],
+                [m.delivered_at for m in ended],
+                seqs,
+            ],
+        )
+        write.with_outbox_per_row(
+            [OutboxMessage.for_event(e) for e in events],
+            [m.communication_id for m in ended],
+            key="communication_id",
+        ).with_idempotency(idempotency)
+        return set(await self._returning(write, "communication_id"))
+
+    @translate_errors
+    async def ended_in_stream(self, *, limit: int) -> list[tuple[UUID, int]]:
+        """(id, stream sequence) of messages that reached a final status but may still be
+        in AGENT_MESSAGES."""
+        rows = await self._db.pool.fetch(
+            """SELECT communication_id, stream_seq FROM communications
+               WHERE status <> 'SENT' AND stream_seq IS NOT NULL LIMIT $1""",
+            limit,
+        )
+        return [(row["communication_id"], row["stream_seq"]) for row in rows]
+
+    @translate_errors
+    async def forget_stream_seqs(self, removed: list[tuple[UUID, int]]) -> None:
+        """Note that these messages are gone from the stream (unless republished since)."""
+        await self._db.pool.execute(
+            """UPDATE communications c SET stream_seq = NULL
+               FROM unnest($1::uuid[], $2::bigint[]) AS r(id, seq)
+               WHERE c.communication_id = r.id AND c.stream_seq = r.seq""",
+            [r[0] for r in removed],
+            [r[1] for r in removed],
+        )
+
+    async def _fetch_addressed(self, where: str, *args: Any) -> list[Addressed]:
+        rows = await self._db.pool.fetch(
+            f"""SELECT {_C_COLUMNS}, a.project_id AS a_project_id, a.status AS a_status,
+                       a.version AS a_version
+                FROM communications c LEFT JOIN agents a ON a.agent_id = c.to_agent_id
+                WHERE {where}""",
+            *args,
+        )
+        return [_addressed(row) for row in rows]
+
+    @translate_errors
+    async def _execute(self, write: AtomicWrite) -> bool:
+        return await write.execute(self._db.pool)
+
+    @translate_errors
+    async def _returning(self, write: AtomicWrite, key: str) -> list[Any]:
+        return await write.returning(self._db.pool, key)

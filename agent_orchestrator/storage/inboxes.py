@@ -1,0 +1,115 @@
+"""Agents' inboxes in stream AGENT_MESSAGES: one durable consumer per agent, and its messages.
+
+An agent's consumer ``inbox-<agent_id>`` (explicit acks, an ack wait, a maximum number of
+deliveries) is created when the agent is initialized and deleted when it is terminated. It is
+paused by the server unless the agent is ACTIVE, so messages to a PAUSED (or not yet active)
+agent wait in the stream until it is.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from uuid import UUID
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ConfigDict
+
+from agent_orchestrator.contracts.subjects import (
+    MESSAGES_STREAM,
+    MSG_ID_HEADER,
+    inbox_consumer,
+    inbox_subject,
+)
+from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.storage.jetstream import jetstream_calls
+
+PAUSED_UNTIL = "9999-01-01T00:00:00Z"
+"""A consumer paused until then waits for an explicit resume."""
+
+
+class MaxDeliveriesAdvisory(BaseModel):
+    """The server's notice that a message reached its consumer's max_deliver unacknowledged."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stream: str
+    consumer: str
+    stream_seq: int
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class InboxSettings:
+    """How every inbox consumer delivers."""
+
+    ack_wait_s: float = 30.0
+    max_deliveries: int = 5
+    max_ack_pending: int = 1000
+
+
+class Inboxes:
+    """Creates, pauses, resumes and removes inbox consumers; removes inbox messages."""
+
+    def __init__(self, settings: InboxSettings) -> None:
+        self._settings = settings
+        self._js: JetStreamContext | None = None
+
+    def open(self, js: JetStreamContext) -> None:
+        """Bind to JetStream (the stream is declared with the others)."""
+        self._js = js
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The bound JetStream context."""
+        if self._js is None:
+            raise Unavailable("inboxes are not open")
+        return self._js
+
+    def config(self, agent_id: UUID, *, active: bool) -> ConsumerConfig:
+        """The consumer of one agent's inbox (created paused unless ``active``)."""
+        s = self._settings
+        return ConsumerConfig(
+            durable_name=inbox_consumer(str(agent_id)),
+            filter_subject=inbox_subject(str(agent_id)),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_deliver=s.max_deliveries,
+            max_ack_pending=s.max_ack_pending,
+            pause_until=None if active else PAUSED_UNTIL,
+            description=f"Messages to agent {agent_id}; delivered while it is ACTIVE.",
+        )
+
+    async def ensure(self, agent_id: UUID, *, active: bool) -> None:
+        """Make the agent's consumer exist, delivering only if ``active``."""
+        name = inbox_consumer(str(agent_id))
+        with jetstream_calls():
+            info = await self.js.add_consumer(MESSAGES_STREAM, self.config(agent_id, active=active))
+            if active and info.paused:
+                await self.js.resume_consumer(MESSAGES_STREAM, name)
+            elif not active and not info.paused:
+                await self.js.pause_consumer(MESSAGES_STREAM, name, PAUSED_UNTIL)
+
+    async def remove(self, agent_id: UUID) -> None:
+        """Delete the agent's consumer (its undelivered messages stay for the sweep)."""
+        with jetstream_calls(), contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(MESSAGES_STREAM, inbox_consumer(str(agent_id)))
+
+    async def delete_message(self, stream_seq: int) -> None:
+        """Remove one message from AGENT_MESSAGES (gone already is fine)."""
+        with jetstream_calls(), contextlib.suppress(NotFoundError):
+            await self.js.delete_msg(MESSAGES_STREAM, stream_seq)
+
+    async def message_id_at(self, stream_seq: int) -> UUID | None:
+        """The communication id of the message at ``stream_seq``, None if it is gone."""
+        with jetstream_calls():
+            try:
+                msg = await self.js.get_msg(MESSAGES_STREAM, stream_seq)
+            except NotFoundError:
+                return None
+        msg_id = (msg.headers or {}).get(MSG_ID_HEADER)
+        try:
+            return UUID(msg_id) if msg_id else None
+        except ValueError:
+            return None
