@@ -15,7 +15,10 @@ from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.contracts.subjects import ASYNCAPI, SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.handlers.agent_consumers import register_agent_consumer_keeper
+from agent_orchestrator.handlers.agent_consumers import (
+    AgentConsumers,
+    register_agent_consumer_keeper,
+)
 from agent_orchestrator.handlers.agents import register_agent_commands
 from agent_orchestrator.handlers.checkpoint_schedules import (
     register_checkpoint_scheduler,
@@ -106,6 +109,7 @@ class Service:
                 max_deliveries=settings.message_max_deliveries,
             )
         )
+        self.consumers = AgentConsumers(self.agents, self.inboxes)
         self.sweeper = MessageSweeper(
             self.communications, self.inboxes, interval_s=settings.message_sweep_s
         )
@@ -125,7 +129,7 @@ class Service:
         register_initializer(jobs, self.agents, steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         register_state_events(jobs, lambda: self.broker.connection.jetstream())
-        register_agent_consumer_keeper(jobs, self.inboxes, self.communications)
+        register_agent_consumer_keeper(jobs, self.consumers, self.communications)
         register_dead_letters(jobs, self.inboxes, self.communications)
         self.broker.include_router(jobs)
         discovery = NatsRouter()
@@ -153,6 +157,7 @@ class Service:
             self.states,
             self.checkpointer,
             self.schedules,
+            self.inboxes,
         )
         register_template_commands(server, self.templates)
         register_checkpoint_commands(
@@ -171,7 +176,7 @@ class Service:
             self.idempotency,
             max_state_bytes=self.settings.max_state_bytes,
         )
-        register_lifecycle_commands(server, self.agents, self.schedules)
+        register_lifecycle_commands(server, self.agents, self.schedules, self.consumers)
         register_communication_commands(
             server,
             self.agents,

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
+from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 from tests.support.servers import ServerUrls, session_servers
@@ -54,6 +55,12 @@ async def nc(service: Service, servers: ServerUrls) -> AsyncIterator[nats.aio.cl
     client = await nats.connect(servers.nats_url)
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def client(nc: nats.aio.client.Client) -> OrchestratorClient:
+    """The SDK's typed client on the session's connection."""
+    return OrchestratorClient(nc)
 
 
 @pytest_asyncio.fixture(scope="session")

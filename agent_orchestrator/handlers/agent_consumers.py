@@ -1,10 +1,17 @@
-"""The durable job that keeps each agent's inbox consumer in step with the agent's status.
+"""Each agent's inbox consumer follows the agent's status.
 
-It consumes the agent's status events from AGENT_EVENTS, one at a time in stream order (so a
-pause is never applied after the activation that followed it), shared by all instances:
-INITIALIZING creates the consumer paused, ACTIVE resumes it, READY / PAUSED / ERROR pause it,
-and TERMINATED or a deletion removes it and ends the agent's undelivered messages FAILED.
-Events are written through the outbox, so no status change can miss its step.
+The consumer ``inbox-<agent_id>`` is created (paused) when the agent is initialized, delivers
+only while the agent is ACTIVE, and is removed when the agent is TERMINATED or deleted; then the
+agent's undelivered messages end FAILED. Two paths keep it so:
+
+- the lifecycle commands sync it before they reply, so a caller who was told PAUSED can rely
+  on no more deliveries;
+- a durable job consumes the agent's status events (shared by all instances, through the
+  outbox, so none is missed) and syncs again: it covers an instance that died between its
+  commit and its sync, and fails the messages of terminated and deleted agents.
+
+A sync reads the agent's status, applies it and reads again until the status held still, so
+racing transitions and late syncs always settle on the consumer state of the final status.
 """
 
 import logging
@@ -17,9 +24,10 @@ from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.communications import CommunicationStatus
-from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.domain import communications as rules
-from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
+from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
 from agent_orchestrator.storage.inboxes import Inboxes
 
@@ -27,11 +35,35 @@ log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
 BATCH = 500
+MAX_ROUNDS = 8
 
-_REASONS = {
-    EventKind.TERMINATED: rules.RECIPIENT_TERMINATED,
-    EventKind.DELETED: rules.RECIPIENT_DELETED,
-}
+
+class AgentConsumers:
+    """Brings an agent's consumers in line with its status."""
+
+    def __init__(self, agents: AgentRepository, inboxes: Inboxes) -> None:
+        self._agents = agents
+        self._inboxes = inboxes
+
+    async def _status(self, agent_id: UUID) -> AgentStatus | None:
+        try:
+            return (await self._agents.get(agent_id)).status
+        except NotFound:
+            return None
+
+    async def sync(self, agent_id: UUID) -> AgentStatus | None:
+        """Apply the agent's current status (None: it is gone) until it held still."""
+        for _ in range(MAX_ROUNDS):
+            status = await self._status(agent_id)
+            await self._inboxes.follow(agent_id, status)
+            if await self._status(agent_id) is status:
+                return status
+        raise Conflict(f"agent {agent_id} keeps changing; its consumers follow later")
+
+
+def affects_consumers(before: AgentStatus, after: AgentStatus) -> bool:
+    """Whether a transition changes what the agent's consumers do."""
+    return AgentStatus.ACTIVE in (before, after) or after is AgentStatus.TERMINATED
 
 
 async def fail_undelivered(
@@ -48,22 +80,20 @@ async def fail_undelivered(
 
 
 def register_agent_consumer_keeper(
-    router: NatsRouter, inboxes: Inboxes, communications: CommunicationRepository
+    router: NatsRouter, consumers: AgentConsumers, communications: CommunicationRepository
 ) -> None:
     """Consume status events from the keeper's durable consumer (see the module docstring)."""
 
     async def follow(event: Event) -> None:
-        agent_id: UUID = event.agent_id
-        if event.type in _REASONS:
+        status = await consumers.sync(event.agent_id)
+        if status is None or status is AgentStatus.TERMINATED:
+            reason = rules.RECIPIENT_DELETED if status is None else rules.RECIPIENT_TERMINATED
             recipient = rules.Party(
-                agent_id, event.project_id, AgentStatus.TERMINATED, event.version
+                event.agent_id, event.project_id, AgentStatus.TERMINATED, event.version
             )
-            await inboxes.remove(agent_id)
-            failed = await fail_undelivered(communications, recipient, _REASONS[event.type])
+            failed = await fail_undelivered(communications, recipient, reason)
             if failed:
-                log.info("%d undelivered messages to %s failed: %s", failed, agent_id, event.type)
-        else:
-            await inboxes.ensure(agent_id, active=event.type is EventKind.ACTIVE)
+                log.info("%d undelivered messages to %s failed: %s", failed, event.agent_id, reason)
 
     @router.subscriber(
         subjects.event_subject("*", "*"),
@@ -73,14 +103,14 @@ def register_agent_consumer_keeper(
         pull_sub=PullSub(batch_size=1, timeout=5.0),
         ack_policy=AckPolicy.MANUAL,
         title="agent.event (consumer keeper)",
-        description="Durable job: pause, resume, create or remove an agent's inbox consumer "
-        "after each of its status events.",
+        description="Durable job: create, pause, resume or remove an agent's inbox consumer "
+        "after each of its status events; fail the messages of a terminated or deleted agent.",
     )
     async def keep_agent_consumers(event: Event, msg: NatsMessage) -> None:
         try:
             await follow(event)
-        except Unavailable:
-            log.warning("consumers of %s not updated yet: a dependency is down", event.agent_id)
+        except (Unavailable, Conflict):
+            log.warning("consumers of %s not in step yet; retrying", event.agent_id)
             await msg.nack(delay=RETRY_DELAY_S)
             return
         await msg.ack()

@@ -25,6 +25,7 @@ from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.inboxes import Inboxes
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -39,6 +40,7 @@ def register_agent_commands(
     states: StateStore,
     checkpointer: Checkpointer,
     schedules: CheckpointSchedules,
+    inboxes: Inboxes,
 ) -> None:
     """Serve the agent CRUD subjects."""
 
@@ -129,6 +131,8 @@ def register_agent_commands(
                     "checkpoint schedule": partial(schedules.cancel, str(agent.agent_id)),
                     "state": partial(states.purge, agent.agent_id),
                     "checkpoint snapshots": partial(checkpointer.blobs.delete, snapshots),
+                    # Its undelivered messages are failed by the consumer keeper job.
+                    "inbox consumer": partial(inboxes.remove, agent.agent_id),
                 }
                 for what, cleanup in cleanups.items():
                     try:

@@ -11,9 +11,10 @@ from agent_orchestrator.contracts.agents import (
     LifecycleCommand,
     TransitionPage,
 )
-from agent_orchestrator.domain.agents import transition_agent
+from agent_orchestrator.domain.agents import Change, transition_agent
 from agent_orchestrator.domain.cursor import decode_cursor, split_page, version_number
-from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.errors import Conflict, Unavailable
+from agent_orchestrator.handlers.agent_consumers import AgentConsumers, affects_consumers
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
 from agent_orchestrator.storage.agents import AgentRepository
@@ -32,26 +33,35 @@ LIFECYCLE_COMMANDS = {
 
 
 def register_lifecycle_commands(
-    server: CommandServer, agents: AgentRepository, schedules: CheckpointSchedules
+    server: CommandServer,
+    agents: AgentRepository,
+    schedules: CheckpointSchedules,
+    consumers: AgentConsumers,
 ) -> None:
     """Serve the lifecycle subjects."""
 
     async def move(
         body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
     ) -> Agent:
-        agent = await change_agent(
-            agents,
-            body.agent_id,
-            lambda agent: transition_agent(
+        before: list[AgentStatus] = []
+
+        def decide(agent: Agent) -> Change:
+            before[:] = [agent.status]
+            return transition_agent(
                 agent,
                 target,
                 reason=body.reason,
                 actor=ctx.actor,
                 expected_version=body.expected_version,
                 now=ctx.now,
-            ),
-            idempotency=ctx.idempotency_for,
-        )
+            )
+
+        agent = await change_agent(agents, body.agent_id, decide, idempotency=ctx.idempotency_for)
+        if before and affects_consumers(before[0], agent.status):
+            # Before replying, so no message reaches an agent its caller was told is PAUSED.
+            # Should this fail, the consumer keeper job does it from the event.
+            with contextlib.suppress(Unavailable, Conflict):
+                await consumers.sync(agent.agent_id)
         if agent.status is AgentStatus.TERMINATED:
             # Also done by the scheduled job itself, should this fail now.
             with contextlib.suppress(Unavailable):

@@ -46,7 +46,7 @@ class MessageSweeper:
             try:
                 await self.sweep()
             except Unavailable as exc:
-                log.warning("message sweep postponed: %s", exc.message)
+                log.warning("message sweep postponed: %s (%s)", exc.message, exc.__cause__)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval_s):
                     await self._stop.wait()

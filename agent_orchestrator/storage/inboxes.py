@@ -12,9 +12,10 @@ from uuid import UUID
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, ConfigDict
 
+from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.subjects import (
     MESSAGES_STREAM,
     MSG_ID_HEADER,
@@ -26,6 +27,11 @@ from agent_orchestrator.storage.jetstream import jetstream_calls
 
 PAUSED_UNTIL = "9999-01-01T00:00:00Z"
 """A consumer paused until then waits for an explicit resume."""
+
+# JetStream error codes that mean "that message is not in the stream (any more)", as nats-server
+# 2.15 answers a delete or get: 10037 no message found; 10043 sequence not found (400, for a
+# work-queue message acknowledged since); 10057 message delete failed (500 "stream store EOF").
+MESSAGE_GONE = frozenset({10037, 10043, 10057})
 
 
 class MaxDeliveriesAdvisory(BaseModel):
@@ -81,6 +87,28 @@ class Inboxes:
             description=f"Messages to agent {agent_id}; delivered while it is ACTIVE.",
         )
 
+    async def follow(self, agent_id: UUID, status: AgentStatus | None) -> None:
+        """Make the consumer match the agent's ``status`` (None: the agent is gone): removed
+        once TERMINATED or gone, delivering while ACTIVE, paused otherwise (created if it is
+        missing); nothing before the agent was first initialized."""
+        if status is None or status is AgentStatus.TERMINATED:
+            await self.remove(agent_id)
+            return
+        if status is AgentStatus.CREATED:
+            return
+        active = status is AgentStatus.ACTIVE
+        name = inbox_consumer(str(agent_id))
+        with jetstream_calls():
+            try:
+                if active:
+                    await self.js.resume_consumer(MESSAGES_STREAM, name)
+                else:
+                    await self.js.pause_consumer(MESSAGES_STREAM, name, PAUSED_UNTIL)
+                return
+            except NotFoundError:
+                pass
+        await self.ensure(agent_id, active=active)
+
     async def ensure(self, agent_id: UUID, *, active: bool) -> None:
         """Make the agent's consumer exist, delivering only if ``active``."""
         name = inbox_consumer(str(agent_id))
@@ -98,8 +126,12 @@ class Inboxes:
 
     async def delete_message(self, stream_seq: int) -> None:
         """Remove one message from AGENT_MESSAGES (gone already is fine)."""
-        with jetstream_calls(), contextlib.suppress(NotFoundError):
-            await self.js.delete_msg(MESSAGES_STREAM, stream_seq)
+        with jetstream_calls():
+            try:
+                await self.js.delete_msg(MESSAGES_STREAM, stream_seq)
+            except APIError as exc:
+                if exc.err_code not in MESSAGE_GONE and not isinstance(exc, NotFoundError):
+                    raise
 
     async def message_id_at(self, stream_seq: int) -> UUID | None:
         """The communication id of the message at ``stream_seq``, None if it is gone."""

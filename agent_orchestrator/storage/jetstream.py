@@ -165,9 +165,8 @@ class JetStreamLayout:
                     ack_policy=AckPolicy.EXPLICIT,
                     ack_wait=30.0,
                     max_deliver=-1,
-                    # One at a time, in stream order: an agent's pause is never applied after
-                    # its later activation.
-                    max_ack_pending=1,
+                    # Each sync re-reads the agent's status, so order does not matter.
+                    max_ack_pending=64,
                     description="Keeps each agent's inbox consumer in step with its status.",
                 ),
             ),

@@ -23,11 +23,10 @@ import nats
 import nats.aio.client
 import nats.errors
 import pytest
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agent_orchestrator.contracts import subjects
 from tests.support.calls import ok
+from tests.support.events import StreamEvent, read_events
 from tests.support.service_process import OwnServers, ServiceProcess, own_servers
 
 pytestmark = pytest.mark.slow
@@ -113,51 +112,6 @@ async def wait_relay_drained(db: asyncpg.Connection, *, within: float = 20.0) ->
         within=within,
         what="relay drained (unpublished outbox rows, INITIALIZING agents) == (0, 0)",
     )
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """One message of AGENT_EVENTS."""
-
-    seq: int
-    subject: str
-    msg_id: str | None
-    envelope: dict[str, Any]
-
-
-async def read_events(
-    js: JetStreamContext, subject: str = subjects.EVENTS_SUBJECTS
-) -> list[StreamEvent]:
-    """Every message of AGENT_EVENTS on ``subject``, in stream order (ephemeral pull consumer)."""
-    info = await js.stream_info(subjects.EVENTS_STREAM, subjects_filter=subject)
-    expected = sum((info.state.subjects or {}).values())
-    sub = await js.pull_subscribe(
-        subject,
-        stream=subjects.EVENTS_STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0
-        ),
-    )
-    events: list[StreamEvent] = []
-    try:
-        while len(events) < expected:
-            try:
-                batch = await sub.fetch(500, timeout=2.0)
-            except nats.errors.TimeoutError:
-                break
-            for msg in batch:
-                events.append(
-                    StreamEvent(
-                        seq=msg.metadata.sequence.stream,
-                        subject=msg.subject,
-                        msg_id=(msg.headers or {}).get(subjects.MSG_ID_HEADER),
-                        envelope=json.loads(msg.data),
-                    )
-                )
-    finally:
-        await sub.unsubscribe()
-    assert len(events) == expected, f"read {len(events)} of {expected} messages of {subject}"
-    return events
 
 
 async def outbox_events(db: asyncpg.Connection) -> list[asyncpg.Record]:

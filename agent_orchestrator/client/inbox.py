@@ -1,0 +1,288 @@
+"""The agent side of messaging: receive an agent's messages, acknowledge them, answer them.
+
+    async with Inbox(nc, agent_id) as inbox:
+        async for message in inbox:
+            print(message.content)
+            await message.reply({"ok": True})
+            await message.ack()
+
+An :class:`Inbox` pulls from the agent's durable consumer ``inbox-<agent_id>``, which the
+service creates at initialization and only lets deliver while the agent is ACTIVE. ``ack()``
+records DELIVERED through ``communication.delivered`` and then acknowledges the JetStream
+message, so the log and the stream agree; a message that is not acknowledged within the ack
+wait (the inbox extends it while it holds the message) is delivered again, up to the service's
+maximum, after which it is FAILED. Delivery is at least once: a handler that crashes after its
+work but before ``ack()`` sees the message again, so make handlers idempotent, e.g. by
+``communication_id``.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import nats.aio.client
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
+from pydantic import JsonValue
+
+from agent_orchestrator.client.errors import InboxClosed, RequestFailed, ServiceUnavailable
+from agent_orchestrator.client.requests import OrchestratorClient
+from agent_orchestrator.contracts.communications import Communication, CommunicationStatus
+from agent_orchestrator.contracts.subjects import MESSAGES_STREAM, inbox_consumer
+
+log = logging.getLogger(__name__)
+
+ACK_ATTEMPTS = 3
+
+
+class InboxMessage:
+    """One received message: its :class:`Communication`, and what to do with it."""
+
+    def __init__(self, inbox: "Inbox", msg: Msg, communication: Communication) -> None:
+        self._inbox = inbox
+        self._msg = msg
+        self.communication = communication
+        self.settled = False
+
+    @property
+    def communication_id(self) -> UUID:
+        """The message's id (also its ``Nats-Msg-Id``)."""
+        return self.communication.communication_id
+
+    @property
+    def from_agent_id(self) -> UUID:
+        """Who sent it."""
+        return self.communication.from_agent_id
+
+    @property
+    def type(self) -> str:
+        """The sender's message type."""
+        return self.communication.type
+
+    @property
+    def content(self) -> JsonValue:
+        """The sender's JSON content."""
+        return self.communication.content
+
+    @property
+    def deliveries(self) -> int:
+        """How often it has been delivered, this time included."""
+        return self._msg.metadata.num_delivered or 1
+
+    async def ack(self) -> Communication:
+        """Record it DELIVERED, then acknowledge it: it is never delivered again.
+
+        Raises RequestFailed (``conflict``) when the message had already ended FAILED or
+        EXPIRED before this ack; it is removed from the inbox all the same.
+        """
+        if self.settled:
+            return self.communication
+        client = self._inbox.client
+        for attempt in range(1, ACK_ATTEMPTS + 1):
+            try:
+                self.communication = await client.mark_delivered(self.communication_id)
+                break
+            except ServiceUnavailable:
+                if attempt == ACK_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+            except RequestFailed:
+                await self._settle(self._msg.ack())
+                raise
+        await self._settle(self._msg.ack())
+        return self.communication
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Give it back, to be delivered again (after ``delay`` seconds); each delivery
+        counts towards the maximum, after which it is FAILED."""
+        await self._settle(self._msg.nak(delay=delay))
+
+    async def reply(
+        self, content: JsonValue = None, *, type: str = "response", ttl_s: int | None = None
+    ) -> Communication:
+        """Answer the sender: a message with ``reply_to`` set to this one and the same
+        ``correlation_id``."""
+        return await self._inbox.client.send(
+            self._inbox.agent_id,
+            self.from_agent_id,
+            content=content,
+            type=type,
+            reply_to=self.communication_id,
+            correlation_id=self.communication.correlation_id,
+            ttl_s=ttl_s,
+        )
+
+    async def _settle(self, action: Awaitable[None]) -> None:
+        self.settled = True
+        self._inbox._release(self._msg)
+        with contextlib.suppress(nats.errors.Error):
+            await action
+
+
+class Inbox:
+    """Receives the messages of one agent (see the module docstring)."""
+
+    def __init__(
+        self,
+        nc: nats.aio.client.Client,
+        agent_id: UUID | str,
+        *,
+        client: OrchestratorClient | None = None,
+        batch: int = 20,
+        poll_s: float = 1.0,
+    ) -> None:
+        """``batch``: messages fetched at a time; ``poll_s``: how long one fetch waits."""
+        self.agent_id = UUID(str(agent_id))
+        self.client = client or OrchestratorClient(nc)
+        self._js: JetStreamContext = nc.jetstream()
+        self._name = inbox_consumer(str(self.agent_id))
+        self._batch = batch
+        self._poll_s = poll_s
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._ready: list[Msg] = []
+        self._held: dict[int, Msg] = {}
+        self._keepalive: asyncio.Task[None] | None = None
+
+    async def open(self, *, timeout: float = 30.0) -> "Inbox":
+        """Bind to the agent's inbox, waiting up to ``timeout`` for the agent to be
+        initialized (TimeoutError if it is not)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    info = await self._js.consumer_info(MESSAGES_STREAM, self._name)
+                    break
+                except nats.js.errors.NotFoundError:
+                    await asyncio.sleep(0.1)
+        self._sub = await self._js.pull_subscribe_bind(self._name, MESSAGES_STREAM)
+        ack_wait = info.config.ack_wait or 30.0
+        self._keepalive = asyncio.create_task(self._keep_held(ack_wait / 3))
+        return self
+
+    async def close(self) -> None:
+        """Stop receiving; messages not acknowledged are delivered again later."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+            self._keepalive = None
+        if self._sub is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def __aenter__(self) -> "Inbox":
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def next(self, timeout: float | None = None) -> InboxMessage | None:
+        """The next message, or None if none came within ``timeout`` seconds (None: wait
+        as long as it takes). Raises InboxClosed once the agent is terminated."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    while self._ready:
+                        message = await self._accept(self._ready.pop(0))
+                        if message is not None:
+                            return message
+                    await self._fetch()
+        except TimeoutError:
+            return None
+
+    def __aiter__(self) -> AsyncIterator[InboxMessage]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[InboxMessage]:
+        while True:
+            try:
+                message = await self.next()
+            except InboxClosed:
+                return
+            if message is not None:
+                yield message
+
+    async def run(self, handler: Callable[[InboxMessage], Awaitable[Any]]) -> None:
+        """Hand every message to ``handler``, acknowledging it when the handler returns
+        (unless it acked or nak'ed itself) and giving it back when the handler raises.
+        Returns when the agent is terminated."""
+        async for message in self:
+            try:
+                await handler(message)
+            except Exception:
+                log.exception("handler failed on %s", message.communication_id)
+                if not message.settled:
+                    await message.nak(delay=min(30.0, float(message.deliveries)))
+                continue
+            if not message.settled:
+                try:
+                    await message.ack()
+                except RequestFailed as exc:
+                    log.warning("ack of %s refused: %s", message.communication_id, exc)
+
+    async def _fetch(self) -> None:
+        if self._sub is None:
+            raise RuntimeError("open the inbox first")
+        try:
+            msgs = await self._sub.fetch(self._batch, timeout=self._poll_s)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return
+        except nats.js.errors.NotFoundError as exc:
+            raise InboxClosed(f"agent {self.agent_id} has no inbox any more") from exc
+        except nats.errors.Error as exc:
+            await self._check_open(exc)
+            return
+        for msg in msgs:
+            self._held[msg.metadata.sequence.stream] = msg
+        self._ready.extend(msgs)
+
+    async def _check_open(self, exc: Exception) -> None:
+        """After a fetch error: InboxClosed if the consumer is gone, else wait a little."""
+        try:
+            await self._js.consumer_info(MESSAGES_STREAM, self._name)
+        except nats.js.errors.NotFoundError:
+            raise InboxClosed(f"agent {self.agent_id} has no inbox any more") from exc
+        except (nats.errors.Error, TimeoutError):
+            pass
+        await asyncio.sleep(min(1.0, self._poll_s))
+
+    async def _accept(self, msg: Msg) -> InboxMessage | None:
+        """The message to hand out, or None for one that must not reach the handler."""
+        communication = Communication.model_validate_json(msg.data)
+        message = InboxMessage(self, msg, communication)
+        expires_at = communication.expires_at
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            await message._settle(msg.ack())  # the service marks it EXPIRED
+            return None
+        if message.deliveries > 1:
+            # Delivered before: skip it if the log says it was delivered (or ended) since.
+            with contextlib.suppress(RequestFailed):
+                current = await self.client.get_communication(message.communication_id)
+                if current.status is not CommunicationStatus.SENT:
+                    await message._settle(msg.ack())
+                    return None
+        return message
+
+    def _release(self, msg: Msg) -> None:
+        self._held.pop(msg.metadata.sequence.stream, None)
+
+    async def _keep_held(self, every_s: float) -> None:
+        """Tell the server we still work on every message we hold, so it is not delivered
+        to another receiver meanwhile."""
+        while True:
+            await asyncio.sleep(every_s)
+            for msg in list(self._held.values()):
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.in_progress()
