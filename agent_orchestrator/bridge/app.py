@@ -44,7 +44,6 @@ from agent_orchestrator.contracts.subjects import (
 
 PING_SUBJECT = f"$SRV.PING.{SERVICE_NAME}"
 _IF_MATCH = re.compile(r'^\s*"(\d{1,18})"\s*$')
-_PATH_PARAM = re.compile(r"{(\w+)}")
 _ERROR_STATUSES = (400, 404, 409, 413, 503, 504)
 
 
@@ -178,21 +177,24 @@ def _header_param(name: str, alias: str, description: str) -> inspect.Parameter:
 
 def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Response]]:
     """Build the endpoint of one route, with a signature FastAPI documents and validates."""
-    path_names = _PATH_PARAM.findall(route.path)
+    path_params = route.path_params
     params = [
         inspect.Parameter("http_request", inspect.Parameter.KEYWORD_ONLY, annotation=HttpRequest)
     ]
-    for name in path_names:
-        field = route.request.model_fields[name]
+    for name, field_name in path_params.items():
+        field = route.request.model_fields[field_name]
+        description = field.description
+        if field_name != name:
+            description = " ".join(filter(None, (f"Sent as `{field_name}`.", description)))
         params.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[field.annotation, Path(description=field.description)],
+                annotation=Annotated[field.annotation, Path(description=description)],
             )
         )
     in_body = route.method in ("POST", "PUT")
-    extra = _sub_model(route, "Body" if in_body else "Query", set(path_names))
+    extra = _sub_model(route, "Body" if in_body else "Query", set(path_params.values()))
     if extra is not None:
         if in_body:
             required = any(f.is_required() for f in extra.model_fields.values())
@@ -235,8 +237,8 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
         fields = kwargs.get("fields")
         if isinstance(fields, BaseModel):
             body.update(fields.model_dump(mode="json", exclude_unset=True))
-        for name in path_names:
-            body[name] = str(kwargs[name])
+        for name, field_name in path_params.items():
+            body[field_name] = str(kwargs[name])
         if route.if_match and kwargs.get("if_match") is not None:
             expected = _parse_if_match(kwargs["if_match"])
             if expected is not None:

@@ -2,10 +2,14 @@
 
 Path parameters and, for GET/DELETE, query parameters (or, for POST/PUT, the JSON body) are
 merged into one request body, validated with the contract's request model and sent as ONE NATS
-request on ``subject``. To serve a new subject, add one row here.
+request on ``subject``. A path parameter fills the request field of its name, or the one
+``path_fields`` names; that field is then not part of the body or query. To serve a new subject,
+add one row here.
 """
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from agent_orchestrator.contracts import subjects as s
@@ -36,6 +40,14 @@ from agent_orchestrator.contracts.checkpoints import (
     ScheduleCheckpoints,
 )
 from agent_orchestrator.contracts.common import Reply, Request
+from agent_orchestrator.contracts.communications import (
+    Communication,
+    CommunicationPage,
+    GetCommunication,
+    ListCommunications,
+    MarkDelivered,
+    SendMessage,
+)
 from agent_orchestrator.contracts.state import (
     AgentState,
     GetState,
@@ -57,6 +69,7 @@ from agent_orchestrator.contracts.templates import (
 )
 
 Method = Literal["GET", "POST", "PUT", "DELETE"]
+_PATH_PARAM = re.compile(r"{(\w+)}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,18 @@ class Route:
     if_match: str | None = None
     # For 201 replies: the created resource's path, formatted with the reply's fields.
     location: str | None = None
+    # Path parameter -> request field, where they are named differently.
+    path_fields: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.path_fields) - set(_PATH_PARAM.findall(self.path))
+        if unknown:
+            raise ValueError(f"path_fields names no parameter of {self.path}: {sorted(unknown)}")
+
+    @property
+    def path_params(self) -> dict[str, str]:
+        """Each path parameter and the request field it fills."""
+        return {name: self.path_fields.get(name, name) for name in _PATH_PARAM.findall(self.path)}
 
     @property
     def operation_id(self) -> str:
@@ -85,6 +110,7 @@ class Route:
 
 AGENT = "/api/agents/{agent_id}"
 TEMPLATE = "/api/templates/{template_id}"
+COMMUNICATION = "/api/communications/{communication_id}"
 EXPECTED_VERSION = "expected_version"
 EXPECTED_REVISION = "expected_revision"
 
@@ -301,5 +327,45 @@ ROUTES: tuple[Route, ...] = (
         TemplateVersions,
         "Every version of a template, oldest first",
         tag="templates",
+    ),
+    # Communications.
+    Route(
+        "POST",
+        f"{AGENT}/send",
+        s.AGENT_SEND,
+        SendMessage,
+        Communication,
+        "Send a message from this agent to one agent or, as a broadcast, to its project",
+        status=201,
+        tag="communications",
+        location=COMMUNICATION,
+        path_fields={"agent_id": "from_agent_id"},
+    ),
+    Route(
+        "GET",
+        COMMUNICATION,
+        s.COMMUNICATION_GET,
+        GetCommunication,
+        Communication,
+        "Get a communication (or a broadcast summary, by its broadcast id)",
+        tag="communications",
+    ),
+    Route(
+        "POST",
+        f"{COMMUNICATION}/delivered",
+        s.COMMUNICATION_DELIVERED,
+        MarkDelivered,
+        Communication,
+        "Confirm that the recipient has the message (idempotent)",
+        tag="communications",
+    ),
+    Route(
+        "GET",
+        f"{AGENT}/communications",
+        s.AGENT_COMMUNICATIONS,
+        ListCommunications,
+        CommunicationPage,
+        "An agent's communications, newest first",
+        tag="communications",
     ),
 )

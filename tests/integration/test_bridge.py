@@ -11,7 +11,10 @@ import pytest
 from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.app import BridgeState, nats_request
 from agent_orchestrator.bridge.problems import ProblemError
-from agent_orchestrator.bridge.routes import ROUTES
+from agent_orchestrator.bridge.routes import ROUTES, Route
+from agent_orchestrator.client import OrchestratorClient
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import Agent, GetAgent
 from tests.support.servers import ServerUrls
 
 PROBLEM = "application/problem+json"
@@ -359,11 +362,194 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         assert ok["$ref"].endswith(f"/{route.reply.__name__}")
         assert PROBLEM in operation["responses"]["400"]["content"]
         assert "422" not in operation["responses"]
-        body_fields = {f for f in route.request.model_fields if f"{{{f}}}" not in route.path}
+        path_params = route.path_params
+        assert [p["name"] for p in operation.get("parameters", ()) if p["in"] == "path"] == list(
+            path_params
+        )
+        body_fields = set(route.request.model_fields) - set(path_params.values())
         has_body = route.method in ("POST", "PUT") and bool(body_fields)
         assert ("requestBody" in operation) == has_body, route.path
     assert {"/healthz", "/readyz"} <= set(spec["paths"])
     served = {(r.method, r.path) for r in ROUTES}
     assert ("POST", "/api/agents/{agent_id}/execute") not in served
+    send = spec["paths"]["/api/agents/{agent_id}/send"]["post"]
+    assert send["tags"] == ["communications"]
+    assert "from_agent_id" in send["parameters"][0]["description"]
+    body = spec["components"]["schemas"]["SendMessageBody"]
+    assert "from_agent_id" not in body["properties"]
+    assert body["additionalProperties"] is False
+    assert "to_agent_id" in body["properties"]
     docs = await http.get("/docs")
     assert docs.status_code == 200
+
+
+def test_path_fields_must_name_a_path_parameter() -> None:
+    with pytest.raises(ValueError, match="sender"):
+        Route(
+            "POST",
+            "/api/agents/{agent_id}",
+            subjects.AGENT_GET,
+            GetAgent,
+            Agent,
+            "x",
+            path_fields={"sender": "agent_id"},
+        )
+
+
+async def active_agent(http: httpx.AsyncClient, client: OrchestratorClient, project: str) -> str:
+    agent_id: str = (await new_agent(http, project_id=project))["agent_id"]
+    await client.start_agent(agent_id)
+    return agent_id
+
+
+async def test_send_get_deliver_and_list_communications(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    project = unique("p")
+    alice, bob = [await active_agent(http, client, project) for _ in range(2)]
+    sent = await http.post(
+        f"/api/agents/{alice}/send",
+        json={"to_agent_id": bob, "type": "greeting", "content": {"text": "hi"}},
+    )
+    assert sent.status_code == 201, sent.text
+    message = sent.json()
+    message_id = message["communication_id"]
+    assert sent.headers["location"] == f"/api/communications/{message_id}"
+    assert (message["from_agent_id"], message["to_agent_id"]) == (alice, bob)
+    assert (message["type"], message["content"], message["status"]) == (
+        "greeting",
+        {"text": "hi"},
+        "SENT",
+    )
+    assert message["project_id"] == project
+
+    got = await http.get(sent.headers["location"])
+    assert got.status_code == 200, got.text
+    assert got.json()["communication_id"] == message_id
+    assert got.json()["content"] == {"text": "hi"}
+
+    delivered = await http.post(f"/api/communications/{message_id}/delivered")
+    assert delivered.status_code == 200, delivered.text
+    assert delivered.json()["status"] == "DELIVERED"
+    assert delivered.json()["delivered_at"]
+    again = await http.post(f"/api/communications/{message_id}/delivered")
+    assert again.status_code == 200
+    assert again.json() == delivered.json()
+    assert (await http.get(f"/api/communications/{message_id}")).json() == delivered.json()
+
+    later = []
+    for n in range(2):
+        more = await http.post(f"/api/agents/{alice}/send", json={"to_agent_id": bob, "content": n})
+        assert more.status_code == 201, more.text
+        later.append(more.json()["communication_id"])
+    reply = await http.post(
+        f"/api/agents/{bob}/send", json={"to_agent_id": alice, "reply_to": message_id}
+    )
+    assert reply.status_code == 201, reply.text
+    reply_id = reply.json()["communication_id"]
+
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [c["communication_id"] for c in response.json()["items"]]
+
+    base = f"/api/agents/{alice}/communications"
+    everything = [reply_id, *reversed(later), message_id]
+    assert ids(await http.get(base)) == everything
+    assert ids(await http.get(base, params={"direction": "sent"})) == [*reversed(later), message_id]
+    assert ids(await http.get(base, params={"direction": "received"})) == [reply_id]
+    delivered_only = {"direction": "sent", "status": "DELIVERED"}
+    assert ids(await http.get(base, params=delivered_only)) == [message_id]
+    assert ids(await http.get(f"/api/agents/{bob}/communications", params=delivered_only)) == []
+
+    first = await http.get(base, params={"direction": "sent", "limit": 2})
+    assert ids(first) == list(reversed(later))
+    link = first.headers["link"]
+    assert link.endswith('>; rel="next"')
+    next_url = link[1 : link.index(">")]
+    assert "direction=sent" in next_url
+    assert "limit=2" in next_url
+    last = await http.get(next_url)
+    assert ids(last) == [message_id]
+    assert last.json()["next_cursor"] is None
+    assert "link" not in last.headers
+
+
+async def test_broadcast_through_the_bridge(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    project = unique("p")
+    sender, *listeners = [await active_agent(http, client, project) for _ in range(3)]
+    await new_agent(http, project_id=project)  # not ACTIVE: left out
+    sent = await http.post(
+        f"/api/agents/{sender}/send", json={"broadcast": True, "content": "all hands"}
+    )
+    assert sent.status_code == 201, sent.text
+    summary = sent.json()
+    broadcast_id = summary["communication_id"]
+    assert summary["broadcast_id"] == broadcast_id
+    assert summary["to_agent_id"] is None
+    assert {r["to_agent_id"] for r in summary["recipients"]} == set(listeners)
+    assert sent.headers["location"] == f"/api/communications/{broadcast_id}"
+
+    got = await http.get(sent.headers["location"])
+    assert got.status_code == 200, got.text
+    assert got.json()["broadcast_id"] == broadcast_id
+    assert {r["to_agent_id"] for r in got.json()["recipients"]} == set(listeners)
+
+    copy = summary["recipients"][0]
+    one = await http.get(f"/api/communications/{copy['communication_id']}")
+    assert one.json()["broadcast_id"] == broadcast_id
+    assert one.json()["to_agent_id"] == copy["to_agent_id"]
+
+
+async def test_communication_errors_are_problems(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    project = unique("p")
+    alice, bob = [await active_agent(http, client, project) for _ in range(2)]
+    send = f"/api/agents/{alice}/send"
+    nobody = str(uuid.uuid4())
+
+    problem(
+        await http.post(f"/api/agents/{nobody}/send", json={"to_agent_id": bob}), 404, "not_found"
+    )
+    unknown = problem(await http.post(send, json={"to_agent_id": nobody}), 404, "not_found")
+    assert unknown["errors"] == {"agent_id": nobody}
+    problem(await http.get(f"/api/communications/{nobody}"), 404, "not_found")
+    problem(await http.post(f"/api/communications/{nobody}/delivered"), 404, "not_found")
+    problem(await http.get(f"/api/agents/{nobody}/communications"), 404, "not_found")
+
+    problem(
+        await http.post(send, json={"to_agent_id": bob, "broadcast": True}), 400, "validation_error"
+    )
+    problem(await http.post(send, json={"content": "to whom?"}), 400, "validation_error")
+    problem(await http.post(send), 400, "validation_error")
+    bad_filter = await http.get(
+        f"/api/agents/{alice}/communications", params={"direction": "sideways", "status": "LOST"}
+    )
+    errors = problem(bad_filter, 400, "validation_error")["errors"]
+    assert {e["path"] for e in errors} == {"direction", "status"}
+
+    # The path names the sender; the body may not name one, even the same.
+    for sender in (bob, alice):
+        named = await http.post(send, json={"to_agent_id": bob, "from_agent_id": sender})
+        errors = problem(named, 400, "validation_error")["errors"]
+        assert [e["path"] for e in errors] == ["from_agent_id"]
+    bad_sender = await http.post("/api/agents/not-a-uuid/send", json={"to_agent_id": bob})
+    assert [e["path"] for e in problem(bad_sender, 400, "validation_error")["errors"]] == [
+        "agent_id"
+    ]
+
+    # Over the service's content limit (64 KiB), under the bridge's body limit (1 MiB).
+    big = await http.post(send, json={"to_agent_id": bob, "content": "x" * (65 * 1024)})
+    assert problem(big, 413, "payload_too_large")["errors"]["limit"] == 64 * 1024
+    # Over the bridge's own limit: refused before any NATS request.
+    huge = await http.post(send, json={"to_agent_id": bob, "content": "x" * (1024 * 1024)})
+    assert "request body" in problem(huge, 413, "payload_too_large")["detail"]
+
+    assert (await http.post(f"/api/agents/{bob}/terminate")).json()["status"] == "TERMINATED"
+    ended = problem(await http.post(send, json={"to_agent_id": bob}), 409, "invalid_transition")
+    assert ended["errors"]["recipient"] == bob
+    from_ended = await http.post(f"/api/agents/{bob}/send", json={"to_agent_id": alice})
+    problem(from_ended, 409, "invalid_transition")
+    assert (await http.get(f"/api/agents/{alice}/communications")).json()["items"] == []
