@@ -134,31 +134,8 @@ def compose(
             )
         correlation_id = correlation_id or answered.correlation_id
     broadcast_id = new_id() if request.broadcast else None
-    expires_at = now + timedelta(seconds=request.ttl_s) if request.ttl_s else None
-    messages = [
-        Communication(
-            communication_id=new_id(),
-            broadcast_id=broadcast_id,
-            from_agent_id=sender.agent_id,
-            to_agent_id=recipient.agent_id,
-            project_id=sender.project_id,
-            type=request.type,
-            content=request.content,
-            correlation_id=correlation_id,
-            reply_to=request.reply_to,
-            ttl_s=request.ttl_s,
-            expires_at=expires_at,
-            status=Status.SENT,
-            created_at=now,
-            updated_at=now,
-        )
-        for recipient in recipients
-    ]
-    events = [message_event(EventKind.MESSAGE_SENT, m, sender, now) for m in messages]
-    if broadcast_id is None:
-        return Outgoing(messages, events, messages[0])
-    summary = Communication(
-        communication_id=broadcast_id,
+    first = Communication(
+        communication_id=broadcast_id or new_id(),
         broadcast_id=broadcast_id,
         from_agent_id=sender.agent_id,
         to_agent_id=None,
@@ -168,12 +145,19 @@ def compose(
         correlation_id=correlation_id,
         reply_to=request.reply_to,
         ttl_s=request.ttl_s,
-        expires_at=expires_at,
+        expires_at=now + timedelta(seconds=request.ttl_s) if request.ttl_s else None,
         status=Status.SENT,
         created_at=now,
         updated_at=now,
-        recipients=[_recipient(m) for m in messages],
     )
+    messages = [
+        first.model_copy(update={"communication_id": new_id(), "to_agent_id": r.agent_id})
+        for r in recipients
+    ]
+    events = [message_event(EventKind.MESSAGE_SENT, m, sender, now) for m in messages]
+    if broadcast_id is None:
+        return Outgoing(messages, events, messages[0])
+    summary = first.model_copy(update={"recipients": [_recipient(m) for m in messages]})
     return Outgoing(messages, events, summary)
 
 

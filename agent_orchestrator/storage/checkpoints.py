@@ -10,7 +10,6 @@ import contextlib
 from uuid import UUID
 
 import asyncpg
-from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError, ObjectNotFoundError
@@ -21,13 +20,13 @@ from agent_orchestrator.contracts.checkpoints import Checkpoint, CheckpointStora
 from agent_orchestrator.contracts.subjects import CHECKPOINT_BUCKET, CHECKPOINT_OBJECTS
 from agent_orchestrator.domain.errors import NotFound, Unavailable
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.jetstream import jetstream_calls
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 COLUMNS = (
     "checkpoint_id, agent_id, label, recoverable, state_revision, agent_status, "
     "agent_version, size_bytes, storage, scheduled, created_at"
 )
-JETSTREAM_DOWN = "JetStream is unavailable; retry shortly"
 
 
 def _key(agent_id: UUID, checkpoint_id: UUID) -> str:
@@ -83,41 +82,38 @@ class CheckpointBlobs:
     async def put(self, agent_id: UUID, checkpoint_id: UUID, data: bytes) -> CheckpointStorage:
         """Store the bytes where they fit; returns where."""
         _, kv, objects = self._bound()
-        try:
+        with jetstream_calls():
             if len(data) <= self.inline_max_bytes:
                 await kv.put(_key(agent_id, checkpoint_id), data)
                 return CheckpointStorage.KV
             await objects.put(_object(agent_id, checkpoint_id), data)
             return CheckpointStorage.OBJECT_STORE
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
 
     async def get(self, checkpoint: Checkpoint) -> bytes:
         """The snapshot bytes of a checkpoint."""
         _, kv, objects = self._bound()
-        try:
-            if checkpoint.storage is CheckpointStorage.KV:
-                entry = await kv.get(_key(checkpoint.agent_id, checkpoint.checkpoint_id))
-                return entry.value or b""
-            result = await objects.get(_object(checkpoint.agent_id, checkpoint.checkpoint_id))
-            return result.data or b""
-        except (KeyNotFoundError, ObjectNotFoundError) as exc:
-            raise NotFound(f"snapshot of checkpoint {checkpoint.checkpoint_id} is missing") from exc
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
+        with jetstream_calls():
+            try:
+                if checkpoint.storage is CheckpointStorage.KV:
+                    entry = await kv.get(_key(checkpoint.agent_id, checkpoint.checkpoint_id))
+                    return entry.value or b""
+                result = await objects.get(_object(checkpoint.agent_id, checkpoint.checkpoint_id))
+                return result.data or b""
+            except (KeyNotFoundError, ObjectNotFoundError) as exc:
+                raise NotFound(
+                    f"snapshot of checkpoint {checkpoint.checkpoint_id} is missing"
+                ) from exc
 
     async def delete(self, checkpoints: list[Checkpoint]) -> None:
         """Remove the bytes of these checkpoints (missing ones are fine)."""
         _, kv, objects = self._bound()
-        try:
+        with jetstream_calls():
             for cp in checkpoints:
                 if cp.storage is CheckpointStorage.KV:
                     await kv.purge(_key(cp.agent_id, cp.checkpoint_id))
                 else:
                     with contextlib.suppress(ObjectNotFoundError):
                         await objects.delete(_object(cp.agent_id, cp.checkpoint_id))
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
 
 
 def _checkpoint(row: asyncpg.Record) -> Checkpoint:

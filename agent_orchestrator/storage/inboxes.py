@@ -10,7 +10,6 @@ import contextlib
 from dataclasses import dataclass
 from uuid import UUID
 
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, ConfigDict
@@ -22,8 +21,7 @@ from agent_orchestrator.contracts.subjects import (
     inbox_consumer,
     inbox_subject,
 )
-from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.storage.jetstream import jetstream_calls
+from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
 
 PAUSED_UNTIL = "9999-01-01T00:00:00Z"
 """A consumer paused until then waits for an explicit resume."""
@@ -54,23 +52,12 @@ class InboxSettings:
     max_ack_pending: int = 1000
 
 
-class Inboxes:
+class Inboxes(JetStreamBound):
     """Creates, pauses, resumes and removes inbox consumers; removes inbox messages."""
 
     def __init__(self, settings: InboxSettings) -> None:
+        super().__init__()
         self._settings = settings
-        self._js: JetStreamContext | None = None
-
-    def open(self, js: JetStreamContext) -> None:
-        """Bind to JetStream (the stream is declared with the others)."""
-        self._js = js
-
-    @property
-    def js(self) -> JetStreamContext:
-        """The bound JetStream context."""
-        if self._js is None:
-            raise Unavailable("inboxes are not open")
-        return self._js
 
     def config(self, agent_id: UUID, *, active: bool) -> ConsumerConfig:
         """The consumer of one agent's inbox (created paused unless ``active``)."""

@@ -26,6 +26,24 @@ log = logging.getLogger(__name__)
 JETSTREAM_DOWN = "JetStream is unavailable; retry shortly"
 
 
+class JetStreamBound:
+    """A store that binds to JetStream when the service starts, not when it is built."""
+
+    def __init__(self) -> None:
+        self._js: JetStreamContext | None = None
+
+    def open(self, js: JetStreamContext) -> None:
+        """Bind to JetStream (streams are declared by ``ensure_jetstream``)."""
+        self._js = js
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The bound JetStream context; Unavailable before ``open``."""
+        if self._js is None:
+            raise Unavailable(f"{type(self).__name__} is not open")
+        return self._js
+
+
 @contextmanager
 def jetstream_calls() -> Iterator[None]:
     """Turn NATS failures inside the block into Unavailable (the caller may retry)."""

@@ -7,15 +7,11 @@ stream, where one durable consumer shared by all instances takes it exactly once
 outlives service restarts because it lives in the stream; publishing again replaces it.
 """
 
-from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.checkpoints import Schedule
-from agent_orchestrator.domain.errors import Unavailable
-
-JETSTREAM_DOWN = "JetStream is unavailable; retry shortly"
+from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
 
 
 def schedule_header(schedule: Schedule) -> str:
@@ -25,27 +21,13 @@ def schedule_header(schedule: Schedule) -> str:
     return f"@every {schedule.interval_s}s"
 
 
-class CheckpointSchedules:
+class CheckpointSchedules(JetStreamBound):
     """Sets, reads and cancels the server-run schedule of each agent."""
-
-    def __init__(self) -> None:
-        self._js: JetStreamContext | None = None
-
-    def open(self, js: JetStreamContext) -> None:
-        """Bind to JetStream (the stream is declared with the others)."""
-        self._js = js
-
-    @property
-    def js(self) -> JetStreamContext:
-        """The bound JetStream context."""
-        if self._js is None:
-            raise Unavailable("schedules are not open")
-        return self._js
 
     async def set(self, schedule: Schedule) -> None:
         """Create or replace an agent's schedule."""
         agent = str(schedule.agent_id)
-        try:
+        with jetstream_calls():
             await self.js.publish(
                 subjects.checkpoint_schedule_subject(agent),
                 schedule.model_dump_json().encode(),
@@ -54,28 +36,23 @@ class CheckpointSchedules:
                     "Nats-Schedule-Target": subjects.scheduled_checkpoint_subject(agent),
                 },
             )
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
 
     async def get(self, agent_id: str) -> Schedule | None:
         """The agent's schedule as stored, or None."""
-        try:
-            msg = await self.js.get_last_msg(
-                subjects.SCHEDULES_STREAM, subjects.checkpoint_schedule_subject(agent_id)
-            )
-        except NotFoundError:
-            return None
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
+        with jetstream_calls():
+            try:
+                msg = await self.js.get_last_msg(
+                    subjects.SCHEDULES_STREAM, subjects.checkpoint_schedule_subject(agent_id)
+                )
+            except NotFoundError:
+                return None
         return Schedule.model_validate_json(msg.data or b"{}")
 
     async def cancel(self, agent_id: str) -> None:
         """Stop an agent's schedule (and drop firings not yet handled)."""
-        try:
+        with jetstream_calls():
             for subject in (
                 subjects.checkpoint_schedule_subject(agent_id),
                 subjects.scheduled_checkpoint_subject(agent_id),
             ):
                 await self.js.purge_stream(subjects.SCHEDULES_STREAM, subject=subject)
-        except (NatsError, TimeoutError) as exc:
-            raise Unavailable(JETSTREAM_DOWN) from exc
