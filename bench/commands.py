@@ -729,11 +729,12 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def cpu_table(results: Sequence[Result]) -> str:
-    """Where the CPU went: µs per request of each process, and how busy the machine was."""
+def cpu_table(results: Sequence[Result], label: str = "CPU us/request") -> str:
+    """Where the CPU went: µs per request (or whatever `label` says) of each process, and how
+    busy the machine was."""
     names = list(results[0].cpu_us_per_request)
     w = name_width(results)
-    header = f"{'CPU us/request':<{w}}" + "".join(f"{n:>12}" for n in names) + f"{'busy %':>9}"
+    header = f"{label:<{w}}" + "".join(f"{n:>12}" for n in names) + f"{'busy %':>9}"
     lines = [header, "-" * len(header)]
     for r in results:
         cells = "".join(f"{r.cpu_us_per_request[n]:>12.0f}" for n in names)
