@@ -87,7 +87,9 @@ class InboxMessage:
         client = self._inbox.client
         for attempt in range(1, ACK_ATTEMPTS + 1):
             try:
-                self.communication = await client.mark_delivered(self.communication_id)
+                self.communication = await client.mark_delivered(
+                    self.communication_id, ack_follows=True
+                )
                 break
             except ServiceUnavailable:
                 if attempt == ACK_ATTEMPTS:

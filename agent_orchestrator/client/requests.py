@@ -145,9 +145,12 @@ class OrchestratorClient:
             subjects.AGENT_SEND, body, Communication, idempotency_key=idempotency_key
         )
 
-    async def mark_delivered(self, communication_id: UUID | str) -> Communication:
-        """communication.delivered (idempotent)."""
-        body = MarkDelivered(communication_id=UUID(str(communication_id)))
+    async def mark_delivered(
+        self, communication_id: UUID | str, *, ack_follows: bool = False
+    ) -> Communication:
+        """communication.delivered (idempotent); ``ack_follows`` if the caller acknowledges
+        the inbox message in JetStream itself right after."""
+        body = MarkDelivered(communication_id=UUID(str(communication_id)), ack_follows=ack_follows)
         return await self.request(subjects.COMMUNICATION_DELIVERED, body, Communication)
 
     async def get_communication(self, communication_id: UUID | str) -> Communication:

@@ -128,6 +128,12 @@ class MarkDelivered(Request):
     """Confirm that the recipient has the message; idempotent."""
 
     communication_id: UUID
+    ack_follows: bool = Field(
+        default=False,
+        description="Set by a receiver that holds the message from its inbox consumer and "
+        "acknowledges it in JetStream right after (the SDK does); the service then leaves "
+        "removing it from AGENT_MESSAGES to that ack.",
+    )
 
 
 class GetCommunication(Request):

@@ -110,7 +110,10 @@ def register_communication_commands(
                 return found.message
             event = rules.outcome_event(delivered, found.recipient, ctx.now)
             if await communications.finish(
-                [delivered], [event], idempotency=ctx.idempotency_for(delivered)
+                [delivered],
+                [event],
+                left_stream=body.ack_follows,
+                idempotency=ctx.idempotency_for(delivered),
             ):
                 return delivered
             # It left SENT meanwhile (delivered, failed or expired): decide again.

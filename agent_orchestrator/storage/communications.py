@@ -276,16 +276,21 @@ class CommunicationRepository:
         events: list[Event],
         *,
         stream_seqs: list[int | None] | None = None,
+        left_stream: bool = False,
         idempotency: IdempotencyRecord | None = None,
     ) -> set[UUID]:
         """Store messages that left SENT (``events[i]`` belongs to ``ended[i]``); returns the
         ids actually changed: a message that another outcome reached first is left alone,
-        and its event is not stored."""
+        and its event is not stored.
+
+        ``stream_seqs`` records where they are in AGENT_MESSAGES (the sweep removes them from
+        there); ``left_stream`` says they are gone from it already (or their receiver removes
+        them), so the sweep has nothing to do."""
         seqs = stream_seqs or [None] * len(ended)
         write = AtomicWrite(
             """UPDATE communications c SET status = u.status, status_reason = u.reason,
                    updated_at = u.at, delivered_at = u.delivered,
-                   stream_seq = COALESCE(u.seq, c.stream_seq)
+                   stream_seq = CASE WHEN $7 THEN NULL ELSE COALESCE(u.seq, c.stream_seq) END
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bigint[])
                     AS u(id, status, reason, at, delivered, seq)
@@ -298,6 +303,7 @@ class CommunicationRepository:
                 [m.updated_at for m in ended],
                 [m.delivered_at for m in ended],
                 seqs,
+                left_stream,
             ],
         )
         write.with_outbox_per_row(

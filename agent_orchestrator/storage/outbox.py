@@ -4,6 +4,11 @@ Exactly one relay leads at a time (a PostgreSQL advisory lock held by its connec
 go out in id order and per-agent order holds. LISTEN/NOTIFY wakes it; a slow sweep covers a
 missed notification. A crash between publish and marking re-publishes on restart, and the
 stream drops the repeat by its ``Nats-Msg-Id`` within the duplicate window.
+
+A batch is pipelined: its publishes leave in id order on one connection without waiting for
+each acknowledgement, and rows are marked published only up to the first one JetStream did not
+acknowledge; that one and the rest go again (as duplicates, if they had landed). Order could
+only break if JetStream refused one message yet stored the next one already in flight.
 """
 
 import asyncio
@@ -18,6 +23,7 @@ from typing import Any
 import asyncpg
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
 from agent_orchestrator.domain.errors import Unavailable
@@ -34,6 +40,7 @@ class RelaySettings:
     """Timings and sizes of the relay."""
 
     batch_size: int = 500
+    publish_timeout_s: float = 5.0
     sweep_s: float = 5.0
     lock_retry_s: float = 1.0
     reconnect_s: float = 1.0
@@ -146,6 +153,7 @@ class OutboxRelay:
                WHERE published_at IS NULL ORDER BY id LIMIT $1""",
             self._settings.batch_size,
         )
+        in_flight: list[asyncio.Future[PubAck] | None] = []
         done: list[asyncpg.Record] = []
         sequences: list[int | None] = []
         try:
@@ -154,18 +162,26 @@ class OutboxRelay:
                     break
                 ttl = remaining_ttl_s(row["expires_at"], datetime.now(UTC))
                 if ttl == 0:
-                    sequences.append(None)  # expired before it could go out: its owner says so
-                else:
-                    # One at a time, in id order: a failure can never publish a later row first.
-                    ack = await self._js.publish(
+                    in_flight.append(None)  # expired before it could go out: its owner says so
+                    continue
+                in_flight.append(
+                    await self._js.publish_async(
                         row["subject"],
                         row["payload"],
                         headers={MSG_ID_HEADER: str(row["msg_id"])},
                         msg_ttl=ttl,
                     )
-                    sequences.append(ack.seq)
+                )
+            for row, future in zip(rows, in_flight, strict=False):
+                ack = None
+                if future is not None:
+                    ack = await asyncio.wait_for(future, self._settings.publish_timeout_s)
                 done.append(row)
+                sequences.append(ack.seq if ack else None)
         finally:
+            for future in in_flight[len(done) :]:
+                if future is not None:
+                    future.cancel()
             if done:
                 await self._mark_published(conn, done, sequences)
         return len(rows)

@@ -424,3 +424,21 @@ async def test_an_agent_receives_nothing_before_it_is_active(
         assert message is not None
         assert message.communication_id == sent.communication_id
         await message.ack()
+
+
+async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it_again(
+    nc: NC, client: OrchestratorClient
+) -> None:
+    p = project()
+    a, b = await new_agent(client, p), await new_agent(client, p)
+    sent = await client.send(a, b, content="confirmed, never acked")
+    sub = await nc.jetstream().pull_subscribe_bind(
+        subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
+    )
+    [held] = await sub.fetch(1, timeout=10)
+    await client.mark_delivered(sent.communication_id, ack_follows=True)
+    await sub.unsubscribe()  # "dies" holding it: the server delivers it again after ack wait
+    async with Inbox(nc, b) as inbox:
+        assert await inbox.next(timeout=3) is None  # the log says DELIVERED: acked, skipped
+    assert held.metadata.num_delivered == 1
+    assert await inbox_is_empty(nc, b)
