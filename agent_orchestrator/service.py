@@ -7,14 +7,17 @@ JetStream topology, starts the handlers and the outbox relay; ``stop()`` undoes 
 import asyncio
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from faststream.nats import NatsBroker, NatsRouter
 from nats.errors import Error as NatsError
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
+from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import ASYNCAPI, SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.tasks import TaskDefaults
 from agent_orchestrator.handlers.agent_consumers import (
     AgentConsumers,
     register_agent_consumer_keeper,
@@ -28,6 +31,7 @@ from agent_orchestrator.handlers.checkpoints import Checkpointer, register_check
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.communications import (
     MessageLimits,
+    expire_messages,
     register_communication_commands,
 )
 from agent_orchestrator.handlers.dead_letters import register_dead_letters
@@ -43,11 +47,13 @@ from agent_orchestrator.handlers.initialization import (
     standard_steps,
 )
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
-from agent_orchestrator.handlers.message_sweeper import MessageSweeper
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
+from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
+from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
+from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
 from agent_orchestrator.storage.communications import (
@@ -55,13 +61,13 @@ from agent_orchestrator.storage.communications import (
     CommunicationRepository,
 )
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.inboxes import Inboxes, InboxSettings
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
+from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
 
 log = logging.getLogger(__name__)
@@ -103,15 +109,36 @@ class Service:
         )
         self.schedules = CheckpointSchedules()
         self.communications = CommunicationRepository(self.db)
-        self.inboxes = Inboxes(
-            InboxSettings(
+        self.tasks = TaskRepository(self.db)
+        self.inbox = AgentQueue(
+            subjects.MESSAGES_STREAM,
+            subjects.inbox_subject,
+            subjects.inbox_consumer,
+            QueueSettings(
                 ack_wait_s=settings.message_ack_wait_s,
                 max_deliveries=settings.message_max_deliveries,
-            )
+            ),
+            holds="Messages",
         )
-        self.consumers = AgentConsumers(self.agents, self.inboxes)
-        self.sweeper = MessageSweeper(
-            self.communications, self.inboxes, interval_s=settings.message_sweep_s
+        self.task_queue = AgentQueue(
+            subjects.TASKS_STREAM,
+            subjects.task_subject,
+            subjects.task_consumer,
+            # task.start decides what is stale; redelivery only covers a worker that died
+            # between receiving an assignment and starting it.
+            QueueSettings(ack_wait_s=settings.task_ack_wait_s, max_deliveries=-1),
+            holds="Task assignments",
+        )
+        self.queues = (self.inbox, self.task_queue)
+        self.consumers = AgentConsumers(self.agents, self.queues)
+        self.sweeper = Sweeper(
+            {
+                "expire messages": partial(expire_messages, self.communications),
+                "time out tasks": partial(time_out_tasks, self.tasks),
+                "remove ended messages": remove_ended(self.communications, self.inbox),
+                "remove ended assignments": remove_ended(self.tasks, self.task_queue),
+            },
+            interval_s=settings.sweep_s,
         )
         self.broker = NatsBroker(
             settings.nats_url.split(","),
@@ -125,12 +152,12 @@ class Service:
         self.commands: list[CommandSpec] = []
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
-        steps = [*standard_steps(self.templates, self.inboxes), *init_steps]
+        steps = [*standard_steps(self.templates, self.queues), *init_steps]
         register_initializer(jobs, self.agents, steps, max_attempts=settings.init_max_attempts)
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         register_state_events(jobs, lambda: self.broker.connection.jetstream())
-        register_agent_consumer_keeper(jobs, self.consumers, self.communications)
-        register_dead_letters(jobs, self.inboxes, self.communications)
+        register_agent_consumer_keeper(jobs, self.consumers, self.communications, self.tasks)
+        register_dead_letters(jobs, self.inbox, self.communications)
         self.broker.include_router(jobs)
         discovery = NatsRouter()
         register_discovery(discovery, self.stats)
@@ -157,7 +184,7 @@ class Service:
             self.states,
             self.checkpointer,
             self.schedules,
-            self.inboxes,
+            self.queues,
         )
         register_template_commands(server, self.templates)
         register_checkpoint_commands(
@@ -184,6 +211,16 @@ class Service:
             MessageLimits(
                 max_content_bytes=self.settings.max_message_bytes,
                 max_sender_backlog=self.settings.max_sender_backlog,
+            ),
+        )
+        register_task_commands(
+            server,
+            self.agents,
+            self.tasks,
+            TaskDefaults(
+                timeout_s=self.settings.task_timeout_s,
+                max_attempts=self.settings.task_max_attempts,
+                heartbeat_s=self.settings.task_heartbeat_s,
             ),
         )
         self.commands = server.specs
@@ -223,7 +260,8 @@ class Service:
         await self.states.open(js)
         await self.checkpointer.blobs.open(js)
         self.schedules.open(js)
-        self.inboxes.open(js)
+        for queue in self.queues:
+            queue.open(js)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(
@@ -234,7 +272,7 @@ class Service:
                 retention_s=s.outbox_retention_s,
                 idempotency_ttl_s=s.idempotency_ttl_s,
             ),
-            hooks=[RECORD_INBOX_SEQUENCES],
+            hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="message-sweeper")

@@ -78,12 +78,31 @@ class Settings(BaseSettings):
     message_max_deliveries: int = Field(
         default=5, ge=1, le=1000, description="Deliveries before a message is FAILED."
     )
-    message_sweep_s: float = Field(
+    sweep_s: float = Field(
         default=1.0,
         gt=0,
         le=60,
-        description="How often expired messages are marked EXPIRED and ended ones are removed "
-        "from AGENT_MESSAGES.",
+        description="How often expired messages and overdue tasks are found, and ended ones "
+        "removed from their streams.",
+    )
+    task_timeout_s: int = Field(
+        default=3600, ge=1, le=7 * 24 * 3600, description="Default timeout_s of agent.execute."
+    )
+    task_heartbeat_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="A RUNNING task whose worker reports nothing for this long is given up "
+        "(retried or TIMED_OUT); the worker SDK reports every third of it.",
+    )
+    task_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="Default max_attempts of agent.execute."
+    )
+    task_ack_wait_s: float = Field(
+        default=30.0,
+        ge=0.5,
+        le=3600,
+        description="Redeliver an assignment its worker received but did not start within.",
     )
     outbox_sweep_s: float = Field(
         default=5.0, gt=0, description="Relay re-checks the outbox this often besides NOTIFY."

@@ -36,7 +36,8 @@ def settings(servers: ServerUrls) -> Settings:
         outbox_sweep_s=0.5,
         message_ack_wait_s=1.0,
         message_max_deliveries=3,
-        message_sweep_s=0.2,
+        sweep_s=0.2,
+        task_heartbeat_s=2.0,
     )
 
 

@@ -27,6 +27,12 @@ class EventKind(StrEnum):
     MESSAGE_SENT = "message_sent"
     MESSAGE_DELIVERED = "message_delivered"
     MESSAGE_FAILED = "message_failed"
+    TASK_QUEUED = "task_queued"
+    TASK_STARTED = "task_started"
+    TASK_PROGRESS = "task_progress"
+    TASK_SUCCEEDED = "task_succeeded"
+    TASK_FAILED = "task_failed"
+    TASK_CANCELLED = "task_cancelled"
 
 
 class Event(Reply):

@@ -38,6 +38,14 @@ AGENT_SEND: Final = "agent.send"
 AGENT_COMMUNICATIONS: Final = "agent.communications"
 COMMUNICATION_DELIVERED: Final = "communication.delivered"
 COMMUNICATION_GET: Final = "communication.get"
+AGENT_EXECUTE: Final = "agent.execute"
+TASK_GET: Final = "task.get"
+TASK_LIST: Final = "task.list"
+TASK_CANCEL: Final = "task.cancel"
+TASK_START: Final = "task.start"
+TASK_PROGRESS: Final = "task.progress"
+TASK_COMPLETE: Final = "task.complete"
+TASK_FAIL: Final = "task.fail"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
 ASYNCAPI: Final = "agent-orchestrator.asyncapi"
@@ -53,6 +61,8 @@ JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
 MESSAGES_STREAM: Final = "AGENT_MESSAGES"
 MESSAGES_SUBJECTS: Final = "agent.inbox.>"
+TASKS_STREAM: Final = "AGENT_TASKS"
+TASKS_SUBJECTS: Final = "agent.task.>"
 # The server's max-deliveries advisories about AGENT_MESSAGES, kept so none is missed.
 DEAD_LETTERS_STREAM: Final = "AGENT_DEAD_LETTERS"
 MESSAGE_DEAD_LETTERS_SUBJECTS: Final = (
@@ -112,3 +122,13 @@ def inbox_subject(agent_id: str) -> str:
 def inbox_consumer(agent_id: str) -> str:
     """The durable consumer an agent receives its messages from."""
     return f"inbox-{agent_id}"
+
+
+def task_subject(agent_id: str) -> str:
+    """Where an agent's task assignments wait: ``agent.task.<agent_id>`` in AGENT_TASKS."""
+    return f"agent.task.{agent_id}"
+
+
+def task_consumer(agent_id: str) -> str:
+    """The durable consumer an agent's worker receives its tasks from."""
+    return f"tasks-{agent_id}"

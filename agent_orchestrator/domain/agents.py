@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from agent_orchestrator.contracts.agents import (
     Agent,
@@ -19,6 +20,21 @@ from agent_orchestrator.domain.lifecycle import check_mutable, check_transition,
 from agent_orchestrator.domain.templates import apply_template, deep_merge, validate_configuration
 
 UPDATABLE_FIELDS = ("name", "description", "configuration", "prompt_template", "metadata")
+
+
+@dataclass(frozen=True)
+class AgentRef:
+    """What messages and tasks need to know of an agent (a deleted one: version 0)."""
+
+    agent_id: UUID
+    project_id: str | None
+    status: AgentStatus
+    version: int
+
+    @classmethod
+    def of(cls, agent: Agent) -> "AgentRef":
+        """The reference of a loaded agent."""
+        return cls(agent.agent_id, agent.project_id, agent.status, agent.version)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from agent_orchestrator.contracts.communications import (
     SendMessage,
 )
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.errors import (
     Conflict,
     InvalidTransition,
@@ -29,16 +30,6 @@ Status = CommunicationStatus
 RECIPIENT_TERMINATED = "recipient terminated"
 RECIPIENT_DELETED = "recipient deleted"
 TTL_EXPIRED = "ttl expired"
-
-
-@dataclass(frozen=True)
-class Party:
-    """What messaging needs to know of an agent (sender or recipient)."""
-
-    agent_id: UUID
-    project_id: str | None
-    status: AgentStatus
-    version: int
 
 
 @dataclass(frozen=True)
@@ -68,7 +59,7 @@ def check_content_size(content: Any, max_bytes: int) -> None:
         )
 
 
-def check_party(party: Party, role: str) -> None:
+def check_party(party: AgentRef, role: str) -> None:
     """A TERMINATED agent can neither send nor receive."""
     if party.status is AgentStatus.TERMINATED:
         raise InvalidTransition(
@@ -84,7 +75,7 @@ def _verb(role: str) -> str:
 def message_event(
     kind: EventKind,
     message: Communication,
-    about: Party,
+    about: AgentRef,
     now: datetime,
 ) -> Event:
     """An event about ``message`` on the subject of agent ``about`` (sender or recipient)."""
@@ -111,8 +102,8 @@ def message_event(
 
 def compose(
     request: SendMessage,
-    sender: Party,
-    recipients: Sequence[Party],
+    sender: AgentRef,
+    recipients: Sequence[AgentRef],
     *,
     answered: Communication | None,
     now: datetime,
@@ -219,7 +210,7 @@ def end(
     )
 
 
-def outcome_event(message: Communication, recipient: Party, now: datetime) -> Event:
+def outcome_event(message: Communication, recipient: AgentRef, now: datetime) -> Event:
     """``message_delivered`` or ``message_failed`` (also for EXPIRED) on the recipient."""
     kind = EventKind.MESSAGE_DELIVERED
     if message.status is not Status.DELIVERED:

@@ -1,20 +1,22 @@
-"""Each agent's inbox consumer follows the agent's status.
+"""Each agent's consumers (its inbox and its task queue) follow the agent's status.
 
-The consumer ``inbox-<agent_id>`` is created (paused) when the agent is initialized, delivers
-only while the agent is ACTIVE, and is removed when the agent is TERMINATED or deleted; then the
-agent's undelivered messages end FAILED. Two paths keep it so:
+The consumers ``inbox-<agent_id>`` and ``tasks-<agent_id>`` are created (paused) when the agent
+is initialized, deliver only while the agent is ACTIVE, and are removed when the agent is
+TERMINATED or deleted; then the agent's undelivered messages end FAILED and its open tasks
+CANCELLED. Two paths keep it so:
 
 - the lifecycle commands sync it before they reply, so a caller who was told PAUSED can rely
   on no more deliveries;
 - a durable job consumes the agent's status events (shared by all instances, through the
   outbox, so none is missed) and syncs again: it covers an instance that died between its
-  commit and its sync, and fails the messages of terminated and deleted agents.
+  commit and its sync, and ends what waited for terminated and deleted agents.
 
 A sync reads the agent's status, applies it and reads again until the status held still, so
 racing transitions and late syncs always settle on the consumer state of the final status.
 """
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -26,10 +28,13 @@ from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.communications import CommunicationStatus
 from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.domain import communications as rules
+from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
+from agent_orchestrator.handlers.tasks import cancel_open_tasks
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
-from agent_orchestrator.storage.inboxes import Inboxes
+from agent_orchestrator.storage.tasks import TaskRepository
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +46,9 @@ MAX_ROUNDS = 8
 class AgentConsumers:
     """Brings an agent's consumers in line with its status."""
 
-    def __init__(self, agents: AgentRepository, inboxes: Inboxes) -> None:
+    def __init__(self, agents: AgentRepository, queues: Sequence[AgentQueue]) -> None:
         self._agents = agents
-        self._inboxes = inboxes
+        self._queues = tuple(queues)
 
     async def _status(self, agent_id: UUID) -> AgentStatus | None:
         try:
@@ -55,7 +60,8 @@ class AgentConsumers:
         """Apply the agent's current status (None: it is gone) until it held still."""
         for _ in range(MAX_ROUNDS):
             status = await self._status(agent_id)
-            await self._inboxes.follow(agent_id, status)
+            for queue in self._queues:
+                await queue.follow(agent_id, status)
             if await self._status(agent_id) is status:
                 return status
         raise Conflict(f"agent {agent_id} keeps changing; its consumers follow later")
@@ -67,7 +73,7 @@ def affects_consumers(before: AgentStatus, after: AgentStatus) -> bool:
 
 
 async def fail_undelivered(
-    communications: CommunicationRepository, recipient: rules.Party, reason: str
+    communications: CommunicationRepository, recipient: AgentRef, reason: str
 ) -> int:
     """End every message still waiting for ``recipient`` FAILED with ``reason``."""
     failed = 0
@@ -80,20 +86,29 @@ async def fail_undelivered(
 
 
 def register_agent_consumer_keeper(
-    router: NatsRouter, consumers: AgentConsumers, communications: CommunicationRepository
+    router: NatsRouter,
+    consumers: AgentConsumers,
+    communications: CommunicationRepository,
+    tasks: TaskRepository,
 ) -> None:
     """Consume status events from the keeper's durable consumer (see the module docstring)."""
 
     async def follow(event: Event) -> None:
         status = await consumers.sync(event.agent_id)
         if status is None or status is AgentStatus.TERMINATED:
-            reason = rules.RECIPIENT_DELETED if status is None else rules.RECIPIENT_TERMINATED
-            recipient = rules.Party(
-                event.agent_id, event.project_id, AgentStatus.TERMINATED, event.version
-            )
-            failed = await fail_undelivered(communications, recipient, reason)
-            if failed:
-                log.info("%d undelivered messages to %s failed: %s", failed, event.agent_id, reason)
+            gone = AgentRef(event.agent_id, event.project_id, AgentStatus.TERMINATED, event.version)
+            deleted = status is None
+            reason = rules.RECIPIENT_DELETED if deleted else rules.RECIPIENT_TERMINATED
+            failed = await fail_undelivered(communications, gone, reason)
+            reason = "agent deleted" if deleted else "agent terminated"
+            cancelled = await cancel_open_tasks(tasks, gone, reason)
+            if failed or cancelled:
+                log.info(
+                    "%s: %d undelivered messages failed, %d open tasks cancelled",
+                    reason,
+                    failed,
+                    cancelled,
+                )
 
     @router.subscriber(
         subjects.event_subject("*", "*"),

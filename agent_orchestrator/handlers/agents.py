@@ -1,7 +1,7 @@
 """agent.create / get / list / update / delete."""
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from uuid import UUID
 
@@ -23,9 +23,9 @@ from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent, outbox_for
 from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
-from agent_orchestrator.storage.inboxes import Inboxes
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -40,7 +40,7 @@ def register_agent_commands(
     states: StateStore,
     checkpointer: Checkpointer,
     schedules: CheckpointSchedules,
-    inboxes: Inboxes,
+    queues: Sequence[AgentQueue],
 ) -> None:
     """Serve the agent CRUD subjects."""
 
@@ -131,8 +131,11 @@ def register_agent_commands(
                     "checkpoint schedule": partial(schedules.cancel, str(agent.agent_id)),
                     "state": partial(states.purge, agent.agent_id),
                     "checkpoint snapshots": partial(checkpointer.blobs.delete, snapshots),
-                    # Its undelivered messages are failed by the consumer keeper job.
-                    "inbox consumer": partial(inboxes.remove, agent.agent_id),
+                    # What waits for it is ended by the consumer keeper job.
+                    **{
+                        f"{queue.stream} consumer": partial(queue.remove, agent.agent_id)
+                        for queue in queues
+                    },
                 }
                 for what, cleanup in cleanups.items():
                     try:

@@ -1,18 +1,21 @@
 """agent.send / communication.delivered / communication.get / agent.communications."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.communications import (
     Communication,
     CommunicationPage,
+    CommunicationStatus,
     GetCommunication,
     ListCommunications,
     MarkDelivered,
     SendMessage,
 )
 from agent_orchestrator.domain import communications as rules
+from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
@@ -20,6 +23,7 @@ from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
 
 MAX_ATTEMPTS = 4
+BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,21 @@ class MessageLimits:
 
     max_content_bytes: int
     max_sender_backlog: int
+
+
+async def expire_messages(communications: CommunicationRepository) -> int:
+    """End every SENT message whose time to live has passed (a sweep)."""
+    count = 0
+    while due := await communications.due_to_expire(datetime.now(UTC), limit=BATCH):
+        now = datetime.now(UTC)
+        ended = [
+            rules.end(d.message, CommunicationStatus.EXPIRED, rules.TTL_EXPIRED, now) for d in due
+        ]
+        events = [rules.outcome_event(m, d.recipient, now) for m, d in zip(ended, due, strict=True)]
+        count += len(await communications.finish(ended, events))
+        if len(due) < BATCH:
+            break
+    return count
 
 
 def _agent_not_found(agent_id: UUID) -> NotFound:
@@ -42,7 +61,7 @@ def register_communication_commands(
 ) -> None:
     """Serve the communication subjects."""
 
-    async def parties(body: SendMessage) -> tuple[rules.Party, list[rules.Party]]:
+    async def parties(body: SendMessage) -> tuple[AgentRef, list[AgentRef]]:
         wanted = [body.from_agent_id] + ([body.to_agent_id] if body.to_agent_id else [])
         found = await communications.parties(wanted)
         for agent_id in wanted:

@@ -17,8 +17,8 @@ from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.communications import CommunicationStatus
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.errors import NotFound, Unavailable
+from agent_orchestrator.storage.agent_queues import AgentQueue, MaxDeliveriesAdvisory
 from agent_orchestrator.storage.communications import CommunicationRepository
-from agent_orchestrator.storage.inboxes import Inboxes, MaxDeliveriesAdvisory
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,12 @@ RETRY_DELAY_S = 1.0
 
 
 def register_dead_letters(
-    router: NatsRouter, inboxes: Inboxes, communications: CommunicationRepository
+    router: NatsRouter, inbox: AgentQueue, communications: CommunicationRepository
 ) -> None:
     """Consume max-deliveries advisories of AGENT_MESSAGES."""
 
     async def record(advisory: MaxDeliveriesAdvisory) -> None:
-        communication_id = await inboxes.message_id_at(advisory.stream_seq)
+        communication_id = await inbox.message_id_at(advisory.stream_seq)
         if communication_id is None:
             return  # delivered or removed meanwhile
         try:

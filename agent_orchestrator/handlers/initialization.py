@@ -27,8 +27,8 @@ from agent_orchestrator.domain.errors import (
 )
 from agent_orchestrator.domain.templates import validate_configuration
 from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.inboxes import Inboxes
 from agent_orchestrator.storage.templates import TemplateRepository
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def register_initializer(
         await msg.ack()
 
 
-def standard_steps(templates: TemplateRepository, inboxes: Inboxes) -> list[InitializationStep]:
+def standard_steps(
+    templates: TemplateRepository, queues: Sequence[AgentQueue]
+) -> list[InitializationStep]:
     """What initialization always does before any steps a deployment adds."""
 
     async def check_configuration(agent: Agent) -> None:
@@ -132,8 +134,9 @@ def standard_steps(templates: TemplateRepository, inboxes: Inboxes) -> list[Init
             paths = ", ".join(d["path"] for d in exc.details)
             raise InitializationFailed(f"{exc.message} ({paths})") from exc
 
-    async def set_up_inbox(agent: Agent) -> None:
-        """The agent's inbox consumer, paused until the agent is ACTIVE."""
-        await inboxes.ensure(agent.agent_id, active=False)
+    async def set_up_queues(agent: Agent) -> None:
+        """The agent's inbox and task consumers, paused until the agent is ACTIVE."""
+        for queue in queues:
+            await queue.ensure(agent.agent_id, active=False)
 
-    return [check_configuration, set_up_inbox]
+    return [check_configuration, set_up_queues]

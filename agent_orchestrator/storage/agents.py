@@ -7,7 +7,7 @@ from uuid import UUID
 import asyncpg
 
 from agent_orchestrator.contracts.agents import Agent, AgentStatus, Transition
-from agent_orchestrator.domain.agents import Change
+from agent_orchestrator.domain.agents import AgentRef, Change
 from agent_orchestrator.domain.errors import NotFound
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
@@ -17,6 +17,18 @@ AGENT_COLUMNS = (
     "configuration, prompt_template, metadata, status, status_reason, version, "
     "created_at, updated_at"
 )
+
+
+AGENT_REF_COLUMNS = "a.project_id AS a_project_id, a.status AS a_status, a.version AS a_version"
+"""Select these from ``agents a`` LEFT JOINed to a row that names an agent; see agent_ref."""
+
+
+def agent_ref(row: asyncpg.Record, agent_id: UUID, project_id: str | None) -> AgentRef:
+    """The agent of a row selected with AGENT_REF_COLUMNS; a deleted agent is TERMINATED at
+    version 0, in ``project_id`` (the project the row recorded)."""
+    if row["a_version"] is None:
+        return AgentRef(agent_id, project_id, AgentStatus.TERMINATED, 0)
+    return AgentRef(agent_id, row["a_project_id"], AgentStatus(row["a_status"]), row["a_version"])
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ from agent_orchestrator.contracts.communications import (
 )
 from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.contracts.subjects import inbox_subject
-from agent_orchestrator.domain.communications import Outgoing, Party, not_found
+from agent_orchestrator.domain.agents import AgentRef
+from agent_orchestrator.domain.communications import Outgoing, not_found
+from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
-from agent_orchestrator.storage.outbox import PublishedHook
 from agent_orchestrator.storage.postgres import Database, translate_errors
+from agent_orchestrator.storage.stream_positions import StreamPositions
 
 COLUMNS = (
     "communication_id, broadcast_id, from_agent_id, to_agent_id, project_id, type, content, "
@@ -36,12 +38,10 @@ COLUMNS = (
 COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
 _C_COLUMNS = ", ".join(f"c.{name}" for name in COLUMN_NAMES)
 
-RECORD_INBOX_SEQUENCES = PublishedHook(
-    inbox_subject(""),
-    """UPDATE communications c SET stream_seq = u.seq
-       FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
-       WHERE c.communication_id = u.id""",
+MESSAGE_POSITIONS = StreamPositions(
+    "communications", "communication_id", "status <> 'SENT'", "communication_id"
 )
+RECORD_INBOX_SEQUENCES = MESSAGE_POSITIONS.hook(inbox_subject(""))
 """Lets the outbox relay record where each inbox message landed in AGENT_MESSAGES."""
 
 
@@ -50,7 +50,7 @@ class Addressed:
     """A message with its recipient as it is now (a deleted one: version 0)."""
 
     message: Communication
-    recipient: Party
+    recipient: AgentRef
 
 
 def _communication(row: asyncpg.Record) -> Communication:
@@ -59,17 +59,11 @@ def _communication(row: asyncpg.Record) -> Communication:
 
 def _addressed(row: asyncpg.Record) -> Addressed:
     message = _communication(row)
-    recipient = Party(
-        agent_id=row["to_agent_id"],
-        project_id=row["a_project_id"] if row["a_version"] is not None else message.project_id,
-        status=AgentStatus(row["a_status"] or AgentStatus.TERMINATED),
-        version=row["a_version"] or 0,
-    )
-    return Addressed(message, recipient)
+    return Addressed(message, agent_ref(row, row["to_agent_id"], message.project_id))
 
 
-def _party(row: asyncpg.Record) -> Party:
-    return Party(row["agent_id"], row["project_id"], AgentStatus(row["status"]), row["version"])
+def _party(row: asyncpg.Record) -> AgentRef:
+    return AgentRef(row["agent_id"], row["project_id"], AgentStatus(row["status"]), row["version"])
 
 
 class CommunicationRepository:
@@ -79,7 +73,7 @@ class CommunicationRepository:
         self._db = db
 
     @translate_errors
-    async def parties(self, agent_ids: list[UUID]) -> dict[UUID, Party]:
+    async def parties(self, agent_ids: list[UUID]) -> dict[UUID, AgentRef]:
         """The agents among ``agent_ids`` that exist."""
         rows = await self._db.pool.fetch(
             """SELECT agent_id, project_id, status, version FROM agents
@@ -89,7 +83,7 @@ class CommunicationRepository:
         return {row["agent_id"]: _party(row) for row in rows}
 
     @translate_errors
-    async def active_in_project(self, project_id: str | None, *, besides: UUID) -> list[Party]:
+    async def active_in_project(self, project_id: str | None, *, besides: UUID) -> list[AgentRef]:
         """Every ACTIVE agent of the project (agents without one form their own), but one."""
         rows = await self._db.pool.fetch(
             """SELECT agent_id, project_id, status, version FROM agents
@@ -313,32 +307,18 @@ class CommunicationRepository:
         ).with_idempotency(idempotency)
         return set(await self._returning(write, "communication_id"))
 
-    @translate_errors
     async def ended_in_stream(self, *, limit: int) -> list[tuple[UUID, int]]:
         """(id, stream sequence) of messages that reached a final status but may still be
         in AGENT_MESSAGES."""
-        rows = await self._db.pool.fetch(
-            """SELECT communication_id, stream_seq FROM communications
-               WHERE status <> 'SENT' AND stream_seq IS NOT NULL LIMIT $1""",
-            limit,
-        )
-        return [(row["communication_id"], row["stream_seq"]) for row in rows]
+        return await MESSAGE_POSITIONS.ended_in_stream(self._db, limit=limit)
 
-    @translate_errors
     async def forget_stream_seqs(self, removed: list[tuple[UUID, int]]) -> None:
         """Note that these messages are gone from the stream (unless republished since)."""
-        await self._db.pool.execute(
-            """UPDATE communications c SET stream_seq = NULL
-               FROM unnest($1::uuid[], $2::bigint[]) AS r(id, seq)
-               WHERE c.communication_id = r.id AND c.stream_seq = r.seq""",
-            [r[0] for r in removed],
-            [r[1] for r in removed],
-        )
+        await MESSAGE_POSITIONS.forget(self._db, removed)
 
     async def _fetch_addressed(self, where: str, *args: Any) -> list[Addressed]:
         rows = await self._db.pool.fetch(
-            f"""SELECT {_C_COLUMNS}, a.project_id AS a_project_id, a.status AS a_status,
-                       a.version AS a_version
+            f"""SELECT {_C_COLUMNS}, {AGENT_REF_COLUMNS}
                 FROM communications c LEFT JOIN agents a ON a.agent_id = c.to_agent_id
                 WHERE {where}""",
             *args,

@@ -124,6 +124,18 @@ class JetStreamLayout:
                 "Nats-Msg-Id = communication_id.",
             ),
             StreamConfig(
+                name=subjects.TASKS_STREAM,
+                subjects=[subjects.TASKS_SUBJECTS],
+                # Work queue: an assignment is gone once the worker that took it acknowledged
+                # it (right after task.start); from then on PostgreSQL tracks the task.
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=float(self.duplicate_window_s),
+                num_replicas=self.replicas,
+                description="Task assignments to agents, on agent.task.<agent_id>; one message "
+                "per attempt.",
+            ),
+            StreamConfig(
                 name=subjects.DEAD_LETTERS_STREAM,
                 subjects=[subjects.MESSAGE_DEAD_LETTERS_SUBJECTS],
                 retention=RetentionPolicy.WORK_QUEUE,

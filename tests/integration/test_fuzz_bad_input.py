@@ -17,7 +17,7 @@ from tests.support.calls import call
 NC = nats.aio.client.Client
 CODES = {str(c) for c in ErrorCode}
 # Tables no background job writes to, so a count that moved was moved by the request.
-TABLES = ("agents", "templates", "template_versions", "communications")
+TABLES = ("agents", "templates", "template_versions", "communications", "tasks")
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -49,6 +49,12 @@ FIELD_NAMES = [
     "communication_id",
     "direction",
     "ttl_s",
+    "task_id",
+    "attempt",
+    "progress",
+    "input",
+    "result",
+    "error",
 ]
 near_valid = st.dictionaries(st.sampled_from(FIELD_NAMES), json_values, max_size=5)
 bodies = st.one_of(
@@ -106,7 +112,7 @@ async def test_unknown_ids_in_every_subject_are_not_found_and_change_nothing(
         fields = spec.request.model_fields
         ids = [
             n
-            for n in ("agent_id", "template_id", "communication_id", "from_agent_id")
+            for n in ("agent_id", "template_id", "communication_id", "from_agent_id", "task_id")
             if n in fields and fields[n].is_required()
         ]
         if not ids:
@@ -114,7 +120,7 @@ async def test_unknown_ids_in_every_subject_are_not_found_and_change_nothing(
         body: dict[str, Any] = {name: str(uuid.uuid4()) for name in ids}
         if "to_agent_id" in fields:
             body["to_agent_id"] = str(uuid.uuid4())
-        for name, value in (("state", {}), ("status", "READY")):
+        for name, value in (("state", {}), ("status", "READY"), ("attempt", 1), ("error", "x")):
             if name in fields and fields[name].is_required():
                 body[name] = value
         if "interval_s" in fields:

@@ -12,6 +12,7 @@ from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.communications import CommunicationStatus, SendMessage
 from agent_orchestrator.contracts.events import EventKind
 from agent_orchestrator.domain import communications as rules
+from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.errors import (
     Conflict,
     InvalidTransition,
@@ -23,11 +24,11 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 Status = CommunicationStatus
 
 
-def party(status: AgentStatus = AgentStatus.ACTIVE, project: str | None = "p") -> rules.Party:
-    return rules.Party(uuid.uuid4(), project, status, 3)
+def party(status: AgentStatus = AgentStatus.ACTIVE, project: str | None = "p") -> AgentRef:
+    return AgentRef(uuid.uuid4(), project, status, 3)
 
 
-def direct(sender: rules.Party, recipient: rules.Party, **fields: object) -> SendMessage:
+def direct(sender: AgentRef, recipient: AgentRef, **fields: object) -> SendMessage:
     return SendMessage.model_validate(
         {"from_agent_id": sender.agent_id, "to_agent_id": recipient.agent_id, **fields}
     )

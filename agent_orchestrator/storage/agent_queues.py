@@ -1,12 +1,14 @@
-"""Agents' inboxes in stream AGENT_MESSAGES: one durable consumer per agent, and its messages.
+"""Per-agent work queues: one durable consumer per agent on a work-queue stream.
 
-An agent's consumer ``inbox-<agent_id>`` (explicit acks, an ack wait, a maximum number of
-deliveries) is created when the agent is initialized and deleted when it is terminated. It is
-paused by the server unless the agent is ACTIVE, so messages to a PAUSED (or not yet active)
-agent wait in the stream until it is.
+Two of them: the inbox (``inbox-<agent_id>`` on ``agent.inbox.<agent_id>`` in AGENT_MESSAGES)
+and the task queue (``tasks-<agent_id>`` on ``agent.task.<agent_id>`` in AGENT_TASKS). An
+agent's consumer (explicit acks, an ack wait, a maximum number of deliveries) is created when
+the agent is initialized and deleted when it is terminated. It is paused by the server unless
+the agent is ACTIVE, so what is sent to a PAUSED (or not yet active) agent waits in the stream.
 """
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -15,12 +17,7 @@ from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, ConfigDict
 
 from agent_orchestrator.contracts.agents import AgentStatus
-from agent_orchestrator.contracts.subjects import (
-    MESSAGES_STREAM,
-    MSG_ID_HEADER,
-    inbox_consumer,
-    inbox_subject,
-)
+from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
 
 PAUSED_UNTIL = "9999-01-01T00:00:00Z"
@@ -44,34 +41,49 @@ class MaxDeliveriesAdvisory(BaseModel):
 
 
 @dataclass(frozen=True)
-class InboxSettings:
-    """How every inbox consumer delivers."""
+class QueueSettings:
+    """How every consumer of one kind of queue delivers (max_deliveries -1: no limit)."""
 
     ack_wait_s: float = 30.0
     max_deliveries: int = 5
     max_ack_pending: int = 1000
 
 
-class Inboxes(JetStreamBound):
-    """Creates, pauses, resumes and removes inbox consumers; removes inbox messages."""
+class AgentQueue(JetStreamBound):
+    """Creates, pauses, resumes and removes one kind of per-agent consumer; removes its
+    messages."""
 
-    def __init__(self, settings: InboxSettings) -> None:
+    def __init__(
+        self,
+        stream: str,
+        subject: Callable[[str], str],
+        consumer: Callable[[str], str],
+        settings: QueueSettings,
+        *,
+        holds: str,
+    ) -> None:
+        """``subject`` and ``consumer`` name an agent's subject and consumer by agent id;
+        ``holds`` says what waits there (for descriptions)."""
         super().__init__()
+        self.stream = stream
+        self._subject = subject
+        self._consumer = consumer
         self._settings = settings
+        self._holds = holds
 
     def config(self, agent_id: UUID, *, active: bool) -> ConsumerConfig:
-        """The consumer of one agent's inbox (created paused unless ``active``)."""
+        """The consumer of one agent's queue (created paused unless ``active``)."""
         s = self._settings
         return ConsumerConfig(
-            durable_name=inbox_consumer(str(agent_id)),
-            filter_subject=inbox_subject(str(agent_id)),
+            durable_name=self._consumer(str(agent_id)),
+            filter_subject=self._subject(str(agent_id)),
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
             max_deliver=s.max_deliveries,
             max_ack_pending=s.max_ack_pending,
             pause_until=None if active else PAUSED_UNTIL,
-            description=f"Messages to agent {agent_id}; delivered while it is ACTIVE.",
+            description=f"{self._holds} of agent {agent_id}; delivered while it is ACTIVE.",
         )
 
     async def follow(self, agent_id: UUID, status: AgentStatus | None) -> None:
@@ -84,13 +96,13 @@ class Inboxes(JetStreamBound):
         if status is AgentStatus.CREATED:
             return
         active = status is AgentStatus.ACTIVE
-        name = inbox_consumer(str(agent_id))
+        name = self._consumer(str(agent_id))
         with jetstream_calls():
             try:
                 if active:
-                    await self.js.resume_consumer(MESSAGES_STREAM, name)
+                    await self.js.resume_consumer(self.stream, name)
                 else:
-                    await self.js.pause_consumer(MESSAGES_STREAM, name, PAUSED_UNTIL)
+                    await self.js.pause_consumer(self.stream, name, PAUSED_UNTIL)
                 return
             except NotFoundError:
                 pass
@@ -98,33 +110,33 @@ class Inboxes(JetStreamBound):
 
     async def ensure(self, agent_id: UUID, *, active: bool) -> None:
         """Make the agent's consumer exist, delivering only if ``active``."""
-        name = inbox_consumer(str(agent_id))
+        name = self._consumer(str(agent_id))
         with jetstream_calls():
-            info = await self.js.add_consumer(MESSAGES_STREAM, self.config(agent_id, active=active))
+            info = await self.js.add_consumer(self.stream, self.config(agent_id, active=active))
             if active and info.paused:
-                await self.js.resume_consumer(MESSAGES_STREAM, name)
+                await self.js.resume_consumer(self.stream, name)
             elif not active and not info.paused:
-                await self.js.pause_consumer(MESSAGES_STREAM, name, PAUSED_UNTIL)
+                await self.js.pause_consumer(self.stream, name, PAUSED_UNTIL)
 
     async def remove(self, agent_id: UUID) -> None:
-        """Delete the agent's consumer (its undelivered messages stay for the sweep)."""
+        """Delete the agent's consumer (what waits for it is ended, and removed, by the sweep)."""
         with jetstream_calls(), contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(MESSAGES_STREAM, inbox_consumer(str(agent_id)))
+            await self.js.delete_consumer(self.stream, self._consumer(str(agent_id)))
 
     async def delete_message(self, stream_seq: int) -> None:
         """Remove one message from AGENT_MESSAGES (gone already is fine)."""
         with jetstream_calls():
             try:
-                await self.js.delete_msg(MESSAGES_STREAM, stream_seq)
+                await self.js.delete_msg(self.stream, stream_seq)
             except APIError as exc:
                 if exc.err_code not in MESSAGE_GONE and not isinstance(exc, NotFoundError):
                     raise
 
     async def message_id_at(self, stream_seq: int) -> UUID | None:
-        """The communication id of the message at ``stream_seq``, None if it is gone."""
+        """The ``Nats-Msg-Id`` (a UUID) of the message at ``stream_seq``, None if it is gone."""
         with jetstream_calls():
             try:
-                msg = await self.js.get_msg(MESSAGES_STREAM, stream_seq)
+                msg = await self.js.get_msg(self.stream, stream_seq)
             except NotFoundError:
                 return None
         msg_id = (msg.headers or {}).get(MSG_ID_HEADER)

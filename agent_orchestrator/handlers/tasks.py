@@ -1,0 +1,221 @@
+"""agent.execute, task.get / list / cancel, and the worker side: task.start / progress /
+complete / fail."""
+
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from uuid import UUID
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.tasks import (
+    CancelTask,
+    CompleteTask,
+    ExecuteTask,
+    FailTask,
+    GetTask,
+    ListTasks,
+    ReportProgress,
+    StartTask,
+    Task,
+    TaskPage,
+    TaskStatus,
+)
+from agent_orchestrator.domain import tasks as rules
+from agent_orchestrator.domain.agents import AgentRef
+from agent_orchestrator.domain.cursor import decode_cursor, split_page
+from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.atomic import IdempotencyRecord
+from agent_orchestrator.storage.tasks import StoredTask, TaskRepository
+
+MAX_ATTEMPTS = 8
+BATCH = 500
+
+Decision = Callable[[StoredTask], rules.TaskChange | None]
+
+
+async def change_task(
+    tasks: TaskRepository,
+    task_id: UUID,
+    decide: Decision,
+    *,
+    taken: bool = False,
+    idempotency: Callable[[Task], IdempotencyRecord | None] = lambda _: None,
+) -> Task:
+    """Load, decide, save if nobody changed the task meanwhile; re-decide when somebody did.
+
+    ``decide`` raises for a refused change and returns None when nothing would change."""
+    for _ in range(MAX_ATTEMPTS):
+        stored = await tasks.get(task_id)
+        change = decide(stored)
+        if change is None:
+            return stored.task
+        if await tasks.save(
+            change, revision=stored.revision, taken=taken, idempotency=idempotency(change.task)
+        ):
+            return change.task
+    raise Conflict(f"task {task_id} is being changed by others too often; retry")
+
+
+async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str) -> int:
+    """Cancel every QUEUED and RUNNING task of ``agent`` (terminated or deleted)."""
+    cancelled = 0
+    while open_tasks := await tasks.open_tasks_of(agent.agent_id, limit=BATCH):
+        for stored in open_tasks:
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                await change_task(
+                    tasks,
+                    stored.task.task_id,
+                    lambda s: rules.cancel(
+                        s.task, reason, agent, datetime.now(UTC), actor="orchestrator"
+                    ),
+                )
+                cancelled += 1
+        if len(open_tasks) < BATCH:
+            break
+    return cancelled
+
+
+async def time_out_tasks(tasks: TaskRepository) -> int:
+    """Retry or end every RUNNING task past its deadline (a sweep)."""
+    count = 0
+    for stored in await tasks.overdue(datetime.now(UTC), limit=BATCH):
+        with contextlib.suppress(Conflict):  # it ended meanwhile
+            after = await change_task(
+                tasks,
+                stored.task.task_id,
+                lambda s: rules.time_out(s.task, s.agent, datetime.now(UTC)),
+            )
+            count += after.status is not TaskStatus.RUNNING
+    return count
+
+
+def register_task_commands(
+    server: CommandServer,
+    agents: AgentRepository,
+    tasks: TaskRepository,
+    defaults: rules.TaskDefaults,
+) -> None:
+    """Serve the task subjects."""
+
+    @server.serve(
+        subjects.AGENT_EXECUTE,
+        ExecuteTask,
+        Task,
+        mutating=True,
+        description="Hand a task to an ACTIVE agent: it is QUEUED on agent.task.<agent_id> "
+        "until the agent's worker starts it.",
+    )
+    async def execute(body: ExecuteTask, ctx: CommandContext) -> Task:
+        for _ in range(MAX_ATTEMPTS):
+            agent = AgentRef.of(await agents.get(body.agent_id))
+            change = rules.queue(body, agent, defaults, ctx.now)
+            if await tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
+                return change.task
+            # The agent left ACTIVE meanwhile: the next round says how.
+        raise Conflict(f"agent {body.agent_id} is changing; retry")
+
+    @server.serve(subjects.TASK_GET, GetTask, Task, mutating=False, description="Read a task.")
+    async def get_task(body: GetTask, ctx: CommandContext) -> Task:
+        return (await tasks.get(body.task_id)).task
+
+    @server.serve(
+        subjects.TASK_LIST,
+        ListTasks,
+        TaskPage,
+        mutating=False,
+        description="Tasks newest first, of an agent or a project, by status.",
+    )
+    async def list_tasks(body: ListTasks, ctx: CommandContext) -> TaskPage:
+        before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
+        fetched = await tasks.page(
+            agent_id=body.agent_id,
+            project_id=body.project_id,
+            status=body.status,
+            limit=body.limit + 1,
+            before=before,
+        )
+        if not fetched and before is None and body.agent_id is not None:
+            await agents.get(body.agent_id)  # not_found for an unknown agent
+        items, next_cursor = split_page(fetched, body.limit, "before", lambda t: str(t.task_id))
+        return TaskPage(items=items, next_cursor=next_cursor)
+
+    @server.serve(
+        subjects.TASK_CANCEL,
+        CancelTask,
+        Task,
+        mutating=True,
+        description="Cancel a QUEUED or RUNNING task (idempotent); it is never started "
+        "afterwards, and a running worker learns of it at its next report.",
+    )
+    async def cancel_task(body: CancelTask, ctx: CommandContext) -> Task:
+        return await change_task(
+            tasks,
+            body.task_id,
+            lambda s: rules.cancel(s.task, body.reason, s.agent, ctx.now, actor=ctx.actor),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @server.serve(
+        subjects.TASK_START,
+        StartTask,
+        Task,
+        mutating=True,
+        description="Worker: claim the attempt of a TaskAssignment (QUEUED -> RUNNING), then "
+        "acknowledge the assignment. A cancelled, ended or superseded attempt is a conflict: "
+        "acknowledge it and drop it.",
+    )
+    async def start_task(body: StartTask, ctx: CommandContext) -> Task:
+        return await change_task(
+            tasks,
+            body.task_id,
+            lambda s: rules.start(s.task, body.attempt, s.agent, defaults, ctx.now),
+            taken=True,
+        )
+
+    @server.serve(
+        subjects.TASK_PROGRESS,
+        ReportProgress,
+        Task,
+        mutating=True,
+        description="Worker: report progress of a RUNNING task; without progress or message "
+        "it is a heartbeat. Each report moves the deadline; a cancelled task is a conflict.",
+    )
+    async def report_progress(body: ReportProgress, ctx: CommandContext) -> Task:
+        return await change_task(
+            tasks,
+            body.task_id,
+            lambda s: rules.report(s.task, body, s.agent, defaults, ctx.now),
+        )
+
+    @server.serve(
+        subjects.TASK_COMPLETE,
+        CompleteTask,
+        Task,
+        mutating=True,
+        description="Worker: the task SUCCEEDED with this result.",
+    )
+    async def complete_task(body: CompleteTask, ctx: CommandContext) -> Task:
+        return await change_task(
+            tasks,
+            body.task_id,
+            lambda s: rules.complete(s.task, body, s.agent, ctx.now),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @server.serve(
+        subjects.TASK_FAIL,
+        FailTask,
+        Task,
+        mutating=True,
+        description="Worker: the task FAILED with this error (or is QUEUED again with `retry` "
+        "while attempts are left).",
+    )
+    async def fail_task(body: FailTask, ctx: CommandContext) -> Task:
+        return await change_task(
+            tasks,
+            body.task_id,
+            lambda s: rules.fail(s.task, body, s.agent, ctx.now),
+            idempotency=ctx.idempotency_for,
+        )

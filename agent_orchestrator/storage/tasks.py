@@ -1,0 +1,210 @@
+"""The tasks repository: tasks, their assignments (via the outbox) and events.
+
+A new task is stored only while its agent is ACTIVE (the agent row is held ``FOR SHARE`` so a
+racing pause or terminate waits). Every later change is written only on the revision it was
+decided from, so two reports racing for one task never both apply.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from agent_orchestrator.contracts.subjects import task_subject
+from agent_orchestrator.contracts.tasks import Task, TaskStatus
+from agent_orchestrator.domain.agents import AgentRef
+from agent_orchestrator.domain.tasks import TaskChange, assignment_id, not_found
+from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
+from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.postgres import Database, translate_errors
+from agent_orchestrator.storage.stream_positions import StreamPositions
+
+COLUMNS = (
+    "task_id, agent_id, project_id, status, status_reason, input, parameters, result, error, "
+    "progress, progress_message, attempts, max_attempts, timeout_s, deadline_at, created_at, "
+    "updated_at, started_at, finished_at"
+)
+COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
+_T_COLUMNS = ", ".join(f"t.{name}" for name in COLUMN_NAMES)
+_JSON_COLUMNS = frozenset({"input", "parameters", "result", "error"})
+
+TASK_POSITIONS = StreamPositions(
+    "tasks", "task_id", "status NOT IN ('QUEUED', 'RUNNING')", "message_id"
+)
+RECORD_TASK_SEQUENCES = TASK_POSITIONS.hook(task_subject(""))
+"""Lets the outbox relay record where each assignment landed in AGENT_TASKS."""
+
+
+@dataclass(frozen=True)
+class StoredTask:
+    """A task, the revision it was read at, and its agent as it is now."""
+
+    task: Task
+    revision: int
+    agent: AgentRef
+
+
+def _task(row: asyncpg.Record) -> Task:
+    return Task.model_validate({name: row[name] for name in COLUMN_NAMES})
+
+
+def _stored(row: asyncpg.Record) -> StoredTask:
+    task = _task(row)
+    return StoredTask(task, row["revision"], agent_ref(row, task.agent_id, task.project_id))
+
+
+def _values(task: Task) -> list[Any]:
+    return [getattr(task, name) for name in COLUMN_NAMES]
+
+
+def _outbox(change: TaskChange) -> list[OutboxMessage]:
+    messages = [OutboxMessage.for_event(change.event)] if change.event else []
+    if change.assignment is not None:
+        a = change.assignment
+        messages.append(
+            OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)
+        )
+    return messages
+
+
+def _placeholders() -> str:
+    return ", ".join(
+        f"${i}::jsonb" if name in _JSON_COLUMNS else f"${i}"
+        for i, name in enumerate(COLUMN_NAMES, start=1)
+    )
+
+
+class TaskRepository:
+    """Reads and atomic writes of tasks."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def insert(self, change: TaskChange, *, idempotency: IdempotencyRecord | None) -> bool:
+        """Store a new task with its event and first assignment; False, storing nothing, if
+        its agent is no longer ACTIVE."""
+        task, n = change.task, len(COLUMN_NAMES)
+        assert change.assignment is not None
+        message = assignment_id(task.task_id, change.assignment.attempt)
+        write = AtomicWrite(
+            f"""INSERT INTO tasks ({COLUMNS}, message_id)
+                SELECT {_placeholders()}, ${n + 1}
+                WHERE (SELECT count(*) FROM (
+                          SELECT 1 FROM agents WHERE agent_id = ${n + 2} AND status = 'ACTIVE'
+                          FOR SHARE) AS active) = 1
+                RETURNING task_id""",
+            [*_values(task), message, task.agent_id],
+        )
+        write.with_outbox(_outbox(change)).with_idempotency(idempotency)
+        return await self._execute(write)
+
+    async def save(
+        self,
+        change: TaskChange,
+        *,
+        revision: int,
+        taken: bool = False,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> bool:
+        """Store a changed task if it is still at ``revision``; False if it moved on.
+
+        ``taken``: its worker acknowledges the assignment, so it leaves the stream by itself.
+        """
+        task, n = change.task, len(COLUMN_NAMES)
+        message = None
+        if change.assignment is not None:
+            message = assignment_id(task.task_id, change.assignment.attempt)
+        sets = ", ".join(
+            f"{name} = ${i}::jsonb" if name in _JSON_COLUMNS else f"{name} = ${i}"
+            for i, name in enumerate(COLUMN_NAMES, start=1)
+            if name != "task_id"
+        )
+        write = AtomicWrite(
+            f"""UPDATE tasks SET {sets}, revision = revision + 1,
+                   message_id = COALESCE(${n + 1}::uuid, message_id),
+                   stream_seq = CASE WHEN ${n + 1}::uuid IS NOT NULL OR ${n + 2} THEN NULL
+                                     ELSE stream_seq END
+                WHERE task_id = $1 AND revision = ${n + 3}
+                RETURNING task_id""",
+            [*_values(task), message, taken, revision],
+        )
+        write.with_outbox(_outbox(change)).with_idempotency(idempotency)
+        return await self._execute(write)
+
+    @translate_errors
+    async def find(self, task_id: UUID) -> StoredTask | None:
+        """One task with its agent, or None."""
+        rows = await self._fetch_stored("t.task_id = $1", task_id)
+        return rows[0] if rows else None
+
+    async def get(self, task_id: UUID) -> StoredTask:
+        """One task with its agent, or NotFound."""
+        found = await self.find(task_id)
+        if found is None:
+            raise not_found(task_id)
+        return found
+
+    @translate_errors
+    async def page(
+        self,
+        *,
+        agent_id: UUID | None,
+        project_id: str | None,
+        status: TaskStatus | None,
+        limit: int,
+        before: UUID | None,
+    ) -> list[Task]:
+        """Up to ``limit`` tasks matching the filters, newest first, older than ``before``."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM tasks
+                WHERE ($1::uuid IS NULL OR agent_id = $1)
+                  AND ($2::text IS NULL OR project_id = $2)
+                  AND ($3::text IS NULL OR status = $3)
+                  AND ($4::uuid IS NULL OR task_id < $4)
+                ORDER BY task_id DESC LIMIT $5""",
+            agent_id,
+            project_id,
+            status,
+            before,
+            limit,
+        )
+        return [_task(row) for row in rows]
+
+    @translate_errors
+    async def overdue(self, now: datetime, *, limit: int) -> list[StoredTask]:
+        """RUNNING tasks past their deadline, earliest first."""
+        return await self._fetch_stored(
+            "t.status = 'RUNNING' AND t.deadline_at <= $1 ORDER BY t.deadline_at LIMIT $2",
+            now,
+            limit,
+        )
+
+    @translate_errors
+    async def open_tasks_of(self, agent_id: UUID, *, limit: int) -> list[StoredTask]:
+        """The agent's QUEUED and RUNNING tasks."""
+        return await self._fetch_stored(
+            "t.agent_id = $1 AND t.status IN ('QUEUED', 'RUNNING') LIMIT $2", agent_id, limit
+        )
+
+    async def ended_in_stream(self, *, limit: int) -> list[tuple[UUID, int]]:
+        """(task id, stream sequence) of ended tasks whose assignment may still be waiting."""
+        return await TASK_POSITIONS.ended_in_stream(self._db, limit=limit)
+
+    async def forget_stream_seqs(self, removed: list[tuple[UUID, int]]) -> None:
+        """Note that these assignments are gone from AGENT_TASKS."""
+        await TASK_POSITIONS.forget(self._db, removed)
+
+    async def _fetch_stored(self, where: str, *args: Any) -> list[StoredTask]:
+        rows = await self._db.pool.fetch(
+            f"""SELECT {_T_COLUMNS}, t.revision, {AGENT_REF_COLUMNS}
+                FROM tasks t LEFT JOIN agents a ON a.agent_id = t.agent_id
+                WHERE {where}""",
+            *args,
+        )
+        return [_stored(row) for row in rows]
+
+    @translate_errors
+    async def _execute(self, write: AtomicWrite) -> bool:
+        return await write.execute(self._db.pool)
