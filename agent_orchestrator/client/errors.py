@@ -39,5 +39,5 @@ class ServiceUnavailable(RequestFailed):
     request may be retried (with the same Idempotency-Key, if it changes something)."""
 
 
-class InboxClosed(Exception):
-    """The agent's inbox consumer no longer exists: it was terminated or deleted."""
+class QueueClosed(Exception):
+    """The agent's inbox or task consumer no longer exists: it was terminated or deleted."""

@@ -17,7 +17,6 @@ work but before ``ack()`` sees the message again, so make handlers idempotent, e
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -26,13 +25,11 @@ from typing import Any
 from uuid import UUID
 
 import nats.aio.client
-import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 from pydantic import JsonValue
 
-from agent_orchestrator.client.errors import InboxClosed, RequestFailed, ServiceUnavailable
+from agent_orchestrator.client.errors import QueueClosed, RequestFailed, ServiceUnavailable
+from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.contracts.communications import Communication, CommunicationStatus
 from agent_orchestrator.contracts.subjects import MESSAGES_STREAM, inbox_consumer
@@ -96,15 +93,15 @@ class InboxMessage:
                     raise
                 await asyncio.sleep(0.2 * attempt)
             except RequestFailed:
-                await self._settle(self._msg.ack())
+                await self._settle(ack=True)
                 raise
-        await self._settle(self._msg.ack())
+        await self._settle(ack=True)
         return self.communication
 
     async def nak(self, delay: float | None = None) -> None:
         """Give it back, to be delivered again (after ``delay`` seconds); each delivery
         counts towards the maximum, after which it is FAILED."""
-        await self._settle(self._msg.nak(delay=delay))
+        await self._settle(ack=False, delay=delay)
 
     async def reply(
         self, content: JsonValue = None, *, type: str = "response", ttl_s: int | None = None
@@ -121,11 +118,9 @@ class InboxMessage:
             ttl_s=ttl_s,
         )
 
-    async def _settle(self, action: Awaitable[None]) -> None:
+    async def _settle(self, *, ack: bool, delay: float | None = None) -> None:
         self.settled = True
-        self._inbox._release(self._msg)
-        with contextlib.suppress(nats.errors.Error):
-            await action
+        await self._inbox.queue.settle(self._msg, ack=ack, delay=delay)
 
 
 class Inbox:
@@ -143,41 +138,20 @@ class Inbox:
         """``batch``: messages fetched at a time; ``poll_s``: how long one fetch waits."""
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
-        self._js: JetStreamContext = nc.jetstream()
-        self._name = inbox_consumer(str(self.agent_id))
-        self._batch = batch
-        self._poll_s = poll_s
-        self._sub: JetStreamContext.PullSubscription | None = None
+        self.queue = PullQueue(
+            nc, MESSAGES_STREAM, inbox_consumer(str(self.agent_id)), batch=batch, poll_s=poll_s
+        )
         self._ready: list[Msg] = []
-        self._held: dict[int, Msg] = {}
-        self._keepalive: asyncio.Task[None] | None = None
 
     async def open(self, *, timeout: float = 30.0) -> "Inbox":
         """Bind to the agent's inbox, waiting up to ``timeout`` for the agent to be
         initialized (TimeoutError if it is not)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    info = await self._js.consumer_info(MESSAGES_STREAM, self._name)
-                    break
-                except nats.js.errors.NotFoundError:
-                    await asyncio.sleep(0.1)
-        self._sub = await self._js.pull_subscribe_bind(self._name, MESSAGES_STREAM)
-        ack_wait = info.config.ack_wait or 30.0
-        self._keepalive = asyncio.create_task(self._keep_held(ack_wait / 3))
+        await self.queue.open(timeout=timeout)
         return self
 
     async def close(self) -> None:
         """Stop receiving; messages not acknowledged are delivered again later."""
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
-            self._keepalive = None
-        if self._sub is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
-            self._sub = None
+        await self.queue.close()
 
     async def __aenter__(self) -> "Inbox":
         return await self.open()
@@ -192,7 +166,7 @@ class Inbox:
 
     async def next(self, timeout: float | None = None) -> InboxMessage | None:
         """The next message, or None if none came within ``timeout`` seconds (None: wait
-        as long as it takes). Raises InboxClosed once the agent is terminated."""
+        as long as it takes). Raises QueueClosed once the agent is terminated."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -200,7 +174,7 @@ class Inbox:
                         message = await self._accept(self._ready.pop(0))
                         if message is not None:
                             return message
-                    await self._fetch()
+                    self._ready.extend(await self.queue.fetch())
         except TimeoutError:
             return None
 
@@ -211,7 +185,7 @@ class Inbox:
         while True:
             try:
                 message = await self.next()
-            except InboxClosed:
+            except QueueClosed:
                 return
             if message is not None:
                 yield message
@@ -234,57 +208,21 @@ class Inbox:
                 except RequestFailed as exc:
                     log.warning("ack of %s refused: %s", message.communication_id, exc)
 
-    async def _fetch(self) -> None:
-        if self._sub is None:
-            raise RuntimeError("open the inbox first")
-        try:
-            msgs = await self._sub.fetch(self._batch, timeout=self._poll_s)
-        except (nats.errors.TimeoutError, TimeoutError):
-            return
-        except nats.js.errors.NotFoundError as exc:
-            raise InboxClosed(f"agent {self.agent_id} has no inbox any more") from exc
-        except nats.errors.Error as exc:
-            await self._check_open(exc)
-            return
-        for msg in msgs:
-            self._held[msg.metadata.sequence.stream] = msg
-        self._ready.extend(msgs)
-
-    async def _check_open(self, exc: Exception) -> None:
-        """After a fetch error: InboxClosed if the consumer is gone, else wait a little."""
-        try:
-            await self._js.consumer_info(MESSAGES_STREAM, self._name)
-        except nats.js.errors.NotFoundError:
-            raise InboxClosed(f"agent {self.agent_id} has no inbox any more") from exc
-        except (nats.errors.Error, TimeoutError):
-            pass
-        await asyncio.sleep(min(1.0, self._poll_s))
-
     async def _accept(self, msg: Msg) -> InboxMessage | None:
         """The message to hand out, or None for one that must not reach the handler."""
         communication = Communication.model_validate_json(msg.data)
         message = InboxMessage(self, msg, communication)
         expires_at = communication.expires_at
         if expires_at is not None and expires_at <= datetime.now(UTC):
-            await message._settle(msg.ack())  # the service marks it EXPIRED
+            await message._settle(ack=True)  # the service marks it EXPIRED
             return None
         if message.deliveries > 1:
             # Delivered before: skip it if the log says it was delivered (or ended) since.
-            with contextlib.suppress(RequestFailed):
+            try:
                 current = await self.client.get_communication(message.communication_id)
-                if current.status is not CommunicationStatus.SENT:
-                    await message._settle(msg.ack())
-                    return None
+            except RequestFailed:
+                return message
+            if current.status is not CommunicationStatus.SENT:
+                await message._settle(ack=True)
+                return None
         return message
-
-    def _release(self, msg: Msg) -> None:
-        self._held.pop(msg.metadata.sequence.stream, None)
-
-    async def _keep_held(self, every_s: float) -> None:
-        """Tell the server we still work on every message we hold, so it is not delivered
-        to another receiver meanwhile."""
-        while True:
-            await asyncio.sleep(every_s)
-            for msg in list(self._held.values()):
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.in_progress()

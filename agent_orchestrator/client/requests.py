@@ -22,6 +22,7 @@ from agent_orchestrator.contracts.agents import (
     GetAgent,
     LifecycleCommand,
 )
+from agent_orchestrator.contracts.checkpoints import Checkpoint, CreateCheckpoint
 from agent_orchestrator.contracts.communications import (
     Communication,
     CommunicationPage,
@@ -33,6 +34,20 @@ from agent_orchestrator.contracts.communications import (
     SendMessage,
 )
 from agent_orchestrator.contracts.errors import ErrorCode, ErrorReply
+from agent_orchestrator.contracts.state import AgentState, GetState, StateMode, UpdateState
+from agent_orchestrator.contracts.tasks import (
+    CancelTask,
+    CompleteTask,
+    ExecuteTask,
+    FailTask,
+    GetTask,
+    ListTasks,
+    ReportProgress,
+    StartTask,
+    Task,
+    TaskPage,
+    TaskStatus,
+)
 
 ReplyT = TypeVar("ReplyT", bound=BaseModel)
 
@@ -176,3 +191,136 @@ class OrchestratorClient:
             cursor=cursor,
         )
         return await self.request(subjects.AGENT_COMMUNICATIONS, body, CommunicationPage)
+
+    # State and checkpoints.
+
+    async def get_state(self, agent_id: UUID | str) -> AgentState:
+        """agent.state.get."""
+        return await self.request(
+            subjects.AGENT_STATE_GET, GetState(agent_id=UUID(str(agent_id))), AgentState
+        )
+
+    async def update_state(
+        self,
+        agent_id: UUID | str,
+        state: dict[str, Any],
+        *,
+        mode: StateMode = StateMode.MERGE,
+        expected_revision: int | None = None,
+    ) -> AgentState:
+        """agent.state.update: an RFC 7396 merge (default) or a replacement."""
+        body = UpdateState(
+            agent_id=UUID(str(agent_id)),
+            state=state,
+            mode=mode,
+            expected_revision=expected_revision,
+        )
+        return await self.request(subjects.AGENT_STATE_UPDATE, body, AgentState)
+
+    async def checkpoint(
+        self, agent_id: UUID | str, *, label: str | None = None, recoverable: bool = True
+    ) -> Checkpoint:
+        """agent.checkpoint.create."""
+        body = CreateCheckpoint(agent_id=UUID(str(agent_id)), label=label, recoverable=recoverable)
+        return await self.request(subjects.AGENT_CHECKPOINT_CREATE, body, Checkpoint)
+
+    # Tasks.
+
+    async def execute(
+        self,
+        agent_id: UUID | str,
+        input: JsonValue = None,
+        *,
+        parameters: dict[str, Any] | None = None,
+        timeout_s: int | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Task:
+        """agent.execute: hand a task to an ACTIVE agent."""
+        body = ExecuteTask(
+            agent_id=UUID(str(agent_id)),
+            input=input,
+            parameters=parameters or {},
+            timeout_s=timeout_s,
+            max_attempts=max_attempts,
+        )
+        return await self.request(
+            subjects.AGENT_EXECUTE, body, Task, idempotency_key=idempotency_key
+        )
+
+    async def get_task(self, task_id: UUID | str) -> Task:
+        """task.get."""
+        return await self.request(subjects.TASK_GET, GetTask(task_id=UUID(str(task_id))), Task)
+
+    async def tasks(
+        self,
+        *,
+        agent_id: UUID | str | None = None,
+        status: TaskStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """task.list: one page, newest first."""
+        body = ListTasks(
+            agent_id=UUID(str(agent_id)) if agent_id else None,
+            status=status,
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self.request(subjects.TASK_LIST, body, TaskPage)
+
+    async def cancel_task(self, task_id: UUID | str, reason: str | None = None) -> Task:
+        """task.cancel."""
+        body = CancelTask(task_id=UUID(str(task_id)), reason=reason)
+        return await self.request(subjects.TASK_CANCEL, body, Task)
+
+    async def wait_for_task(
+        self, task_id: UUID | str, *statuses: TaskStatus, timeout: float = 30.0
+    ) -> Task:
+        """Poll task.get until the task is in one of ``statuses`` (default: any final one)."""
+        wanted = set(statuses) or {
+            TaskStatus.SUCCEEDED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.TIMED_OUT,
+        }
+        async with asyncio.timeout(timeout):
+            while True:
+                task = await self.get_task(task_id)
+                if task.status in wanted:
+                    return task
+                await asyncio.sleep(0.05)
+
+    async def start_task(self, task_id: UUID, attempt: int) -> Task:
+        """task.start (worker): claim an attempt."""
+        body = StartTask(task_id=task_id, attempt=attempt)
+        return await self.request(subjects.TASK_START, body, Task)
+
+    async def report_progress(
+        self,
+        task_id: UUID,
+        attempt: int,
+        progress: int | None = None,
+        message: str | None = None,
+    ) -> Task:
+        """task.progress (worker); without progress or message, a heartbeat."""
+        body = ReportProgress(task_id=task_id, attempt=attempt, progress=progress, message=message)
+        return await self.request(subjects.TASK_PROGRESS, body, Task)
+
+    async def complete_task(self, task_id: UUID, attempt: int, result: JsonValue) -> Task:
+        """task.complete (worker)."""
+        body = CompleteTask(task_id=task_id, attempt=attempt, result=result)
+        return await self.request(subjects.TASK_COMPLETE, body, Task)
+
+    async def fail_task(
+        self,
+        task_id: UUID,
+        attempt: int,
+        error: str,
+        *,
+        details: JsonValue = None,
+        retry: bool = False,
+    ) -> Task:
+        """task.fail (worker)."""
+        body = FailTask(task_id=task_id, attempt=attempt, error=error, details=details, retry=retry)
+        return await self.request(subjects.TASK_FAIL, body, Task)

@@ -76,12 +76,12 @@ class CreateAgent(Request):
             description="Kind of agent; required without a template, else must match it.",
         ),
     ] = None
-    description: Description
-    project_id: ProjectId
+    description: Description = None
+    project_id: ProjectId = None
     template_id: UUID | None = None
     template_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     configuration: JsonObject = Field(default_factory=dict)
-    prompt_template: PromptTemplate
+    prompt_template: PromptTemplate = None
     metadata: JsonObject = Field(default_factory=dict)
 
 
@@ -94,7 +94,7 @@ class GetAgent(Request):
 class ListAgents(Request):
     """List agents, newest first, with optional filters."""
 
-    project_id: ProjectId
+    project_id: ProjectId = None
     status: AgentStatus | None = None
     type: str | None = Field(default=None, max_length=100)
     template_id: UUID | None = None
@@ -114,9 +114,9 @@ class UpdateAgent(Request):
 
     agent_id: UUID
     name: Name | None = None
-    description: Description
+    description: Description = None
     configuration: JsonObject | None = None
-    prompt_template: PromptTemplate
+    prompt_template: PromptTemplate = None
     metadata: JsonObject | None = None
     expected_version: ExpectedVersion = None
 

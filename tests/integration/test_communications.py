@@ -12,7 +12,7 @@ import nats.errors
 import pytest
 from nats.js.errors import NotFoundError
 
-from agent_orchestrator.client import Inbox, InboxClosed, OrchestratorClient, RequestFailed
+from agent_orchestrator.client import Inbox, OrchestratorClient, QueueClosed, RequestFailed
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
 from agent_orchestrator.contracts.communications import (
@@ -300,7 +300,7 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
     for sent in waiting:
         failed = await wait_for_status(client, sent.communication_id, Status.FAILED)
         assert failed.status_reason == "recipient terminated"
-    with pytest.raises(InboxClosed):
+    with pytest.raises(QueueClosed):
         await receive_until_closed(inbox)
     await inbox.close()
     with pytest.raises(NotFoundError):

@@ -1,0 +1,270 @@
+"""The agent worker: one object that runs an agent's program against agent-orchestrator.
+
+    worker = AgentWorker(nc, agent_id)
+
+    @worker.task
+    async def count_words(run: TaskRun) -> JsonValue:
+        await run.progress(50, "halfway")
+        return {"words": len(run.input["text"].split())}
+
+    @worker.message
+    async def answer(message: InboxMessage) -> None:
+        await message.reply("thanks")
+
+    await worker.run()   # until the agent is terminated
+
+For each task assignment it receives (only while the agent is ACTIVE) it claims the attempt
+with task.start, acknowledges the assignment, and runs the task handler while reporting a
+heartbeat (task.progress) every third of the time the service gives it. The handler's return
+value completes the task; an exception fails it (:class:`RetryTask` asks for another attempt);
+a task cancelled meanwhile is noticed at the next report and its handler is cancelled.
+Messages go to the message handler through an :class:`Inbox`. NATS reconnects are waited out;
+``run`` returns once the agent is terminated or deleted.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import nats.aio.client
+from nats.aio.msg import Msg
+from pydantic import JsonValue, ValidationError
+
+from agent_orchestrator.client.errors import QueueClosed, RequestFailed, ServiceUnavailable
+from agent_orchestrator.client.inbox import Inbox, InboxMessage
+from agent_orchestrator.client.pull_queue import PullQueue
+from agent_orchestrator.client.requests import OrchestratorClient
+from agent_orchestrator.contracts.checkpoints import Checkpoint
+from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.contracts.state import AgentState
+from agent_orchestrator.contracts.subjects import TASKS_STREAM, task_consumer
+from agent_orchestrator.contracts.tasks import Task, TaskAssignment, TaskStatus
+
+log = logging.getLogger(__name__)
+
+TaskHandler = Callable[["TaskRun"], Coroutine[Any, Any, JsonValue]]
+MessageHandler = Callable[[InboxMessage], Awaitable[Any]]
+
+MIN_HEARTBEAT_S = 0.2
+RETRY_DELAY_S = 1.0
+
+
+class RetryTask(Exception):
+    """Raise from a task handler to fail this attempt and ask for another one."""
+
+
+class TaskRun:
+    """One attempt of one task, as its handler sees it."""
+
+    def __init__(self, worker: "AgentWorker", task: Task) -> None:
+        self._worker = worker
+        self.task = task
+        self.cancelled = False
+
+    @property
+    def task_id(self) -> UUID:
+        """The task's id."""
+        return self.task.task_id
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt this is (1 for the first)."""
+        return self.task.attempts
+
+    @property
+    def input(self) -> Any:
+        """What to work on."""
+        return self.task.input
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """How to work on it."""
+        return self.task.parameters
+
+    async def progress(self, percent: int | None = None, message: str | None = None) -> None:
+        """Report progress (0-100) and/or a message; also a heartbeat."""
+        self.task = await self._worker.client.report_progress(
+            self.task_id, self.attempt, percent, message
+        )
+
+    async def state(self) -> AgentState:
+        """The agent's runtime state."""
+        return await self._worker.client.get_state(self._worker.agent_id)
+
+    async def update_state(self, patch: dict[str, Any]) -> AgentState:
+        """Merge ``patch`` into the agent's state (RFC 7396)."""
+        return await self._worker.client.update_state(self._worker.agent_id, patch)
+
+    async def checkpoint(self, label: str | None = None) -> Checkpoint:
+        """Checkpoint the agent's state (a recovery point)."""
+        return await self._worker.client.checkpoint(self._worker.agent_id, label=label)
+
+
+class AgentWorker:
+    """Runs an agent's task and message handlers (see the module docstring)."""
+
+    def __init__(
+        self,
+        nc: nats.aio.client.Client,
+        agent_id: UUID | str,
+        *,
+        client: OrchestratorClient | None = None,
+        concurrency: int = 1,
+        poll_s: float = 1.0,
+    ) -> None:
+        """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits."""
+        self.nc = nc
+        self.agent_id = UUID(str(agent_id))
+        self.client = client or OrchestratorClient(nc)
+        self._concurrency = concurrency
+        self._poll_s = poll_s
+        self._task_handler: TaskHandler | None = None
+        self._message_handler: MessageHandler | None = None
+        self._running: set[asyncio.Task[None]] = set()
+
+    def task(self, handler: TaskHandler) -> TaskHandler:
+        """Decorator: the handler of every task; its return value is the result."""
+        self._task_handler = handler
+        return handler
+
+    def message(self, handler: MessageHandler) -> MessageHandler:
+        """Decorator: the handler of every message (acknowledged when it returns)."""
+        self._message_handler = handler
+        return handler
+
+    async def run(self, *, timeout: float = 30.0) -> None:
+        """Serve tasks and messages until the agent is terminated; waits up to ``timeout``
+        for the agent to be initialized."""
+        loops = []
+        if self._task_handler is not None:
+            loops.append(self._serve_tasks(self._task_handler, timeout))
+        if self._message_handler is not None:
+            loops.append(self._serve_messages(self._message_handler, timeout))
+        if not loops:
+            raise RuntimeError("register a @worker.task or @worker.message handler first")
+        await asyncio.gather(*loops)
+
+    async def _serve_messages(self, handler: MessageHandler, timeout: float) -> None:
+        inbox = Inbox(self.nc, self.agent_id, client=self.client, poll_s=self._poll_s)
+        async with await inbox.open(timeout=timeout):
+            await inbox.run(handler)
+
+    async def _serve_tasks(self, handler: TaskHandler, timeout: float) -> None:
+        queue = PullQueue(
+            self.nc, TASKS_STREAM, task_consumer(str(self.agent_id)), batch=1, poll_s=self._poll_s
+        )
+        await queue.open(timeout=timeout)
+        slots = asyncio.Semaphore(self._concurrency)
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    msgs = await queue.fetch()
+                except QueueClosed:
+                    slots.release()
+                    break
+                if not msgs:
+                    slots.release()
+                    continue
+                run = asyncio.create_task(self._take(queue, msgs[0], handler))
+                self._running.add(run)
+                run.add_done_callback(self._running.discard)
+                run.add_done_callback(lambda _: slots.release())
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+        finally:
+            await queue.close()
+
+    async def _take(self, queue: PullQueue, msg: Msg, handler: TaskHandler) -> None:
+        """Claim one assignment, acknowledge it, and run its attempt."""
+        try:
+            assignment = TaskAssignment.model_validate_json(msg.data)
+        except ValidationError:
+            log.warning("dropping a malformed assignment: %r", msg.data[:200])
+            await queue.settle(msg, ack=True)
+            return
+        try:
+            task = await self.client.start_task(assignment.task_id, assignment.attempt)
+        except ServiceUnavailable:
+            await queue.settle(msg, ack=False, delay=RETRY_DELAY_S)
+            return
+        except RequestFailed as exc:  # cancelled, ended, superseded or unknown: not ours to run
+            log.info("not starting %s: %s", assignment.task_id, exc.message)
+            await queue.settle(msg, ack=True)
+            return
+        await queue.settle(msg, ack=True)
+        await self._attempt(TaskRun(self, task), handler)
+
+    async def _attempt(self, run: TaskRun, handler: TaskHandler) -> None:
+        work: asyncio.Task[JsonValue] = asyncio.create_task(handler(run))
+        beat = asyncio.create_task(self._heartbeat(run, work))
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            if not run.cancelled:
+                raise
+            log.info("task %s was cancelled", run.task_id)
+            return
+        except RetryTask as exc:
+            await self._report_end(run, fail=str(exc) or "retry requested", retry=True)
+            return
+        except Exception as exc:
+            log.exception("task %s failed", run.task_id)
+            await self._report_end(run, fail=f"{type(exc).__name__}: {exc}", retry=False)
+            return
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+        await self._report_end(run, result=result)
+
+    async def _heartbeat(self, run: TaskRun, work: asyncio.Task[JsonValue]) -> None:
+        """Report every third of the time to the deadline; cancel the work if the task was
+        cancelled (or taken from this worker) meanwhile."""
+        while True:
+            await asyncio.sleep(_beat_interval(run.task))
+            try:
+                await run.progress()
+            except ServiceUnavailable:
+                continue
+            except RequestFailed as exc:
+                if exc.code is ErrorCode.CONFLICT or exc.code is ErrorCode.NOT_FOUND:
+                    run.cancelled = True
+                    work.cancel()
+                    return
+
+    async def _report_end(
+        self,
+        run: TaskRun,
+        *,
+        result: JsonValue = None,
+        fail: str | None = None,
+        retry: bool = False,
+    ) -> None:
+        """Complete or fail the attempt, retrying while the service is unreachable (until
+        the deadline would have given it up anyway)."""
+        while True:
+            try:
+                if fail is None:
+                    await self.client.complete_task(run.task_id, run.attempt, result)
+                else:
+                    await self.client.fail_task(run.task_id, run.attempt, fail[:4000], retry=retry)
+                return
+            except ServiceUnavailable:
+                await asyncio.sleep(RETRY_DELAY_S)
+            except RequestFailed as exc:
+                log.warning("task %s: the end of attempt %d was refused: %s", run.task_id,
+                            run.attempt, exc.message)  # fmt: skip
+                return
+
+
+def _beat_interval(task: Task) -> float:
+    """A third of the time left before the service would give the attempt up."""
+    if task.status is not TaskStatus.RUNNING or task.deadline_at is None:
+        return 1.0
+    left = (task.deadline_at - datetime.now(UTC)).total_seconds()
+    return max(MIN_HEARTBEAT_S, left / 3)
