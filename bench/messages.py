@@ -97,7 +97,7 @@ from nats.js.client import JetStreamContext
 from agent_orchestrator.client import Inbox, InboxMessage, OrchestratorClient, RequestFailed
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.settings import Settings
-from agent_orchestrator.storage.inboxes import Inboxes, InboxSettings
+from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
 from agent_orchestrator.storage.jetstream import JetStreamLayout
 
 RAW, ORCHESTRATOR = "raw JetStream", "orchestrator"
@@ -302,7 +302,13 @@ async def raw_setup(js: JetStreamContext, recipients: Sequence[str]) -> list[Any
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(RAW_STREAM)
     await js.add_stream(raw_stream_config())
-    inboxes = Inboxes(InboxSettings())
+    inboxes = AgentQueue(
+        subjects.MESSAGES_STREAM,
+        subjects.inbox_subject,
+        subjects.inbox_consumer,
+        QueueSettings(),
+        holds="Messages",
+    )
     subscriptions = []
     for recipient in recipients:
         config = dataclasses.replace(

@@ -5,6 +5,7 @@ retries or ends it, and sweeps every 0.2 s.
 """
 
 import asyncio
+import re
 import signal
 import sys
 import uuid
@@ -40,17 +41,18 @@ async def new_agent(client: OrchestratorClient, *, active: bool = True) -> str:
 
 @asynccontextmanager
 async def example_agent(
-    servers: ServerUrls, agent_id: str, log: Path
+    servers: ServerUrls, agent_id: str | None, log: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """examples/word_count_agent.py serving ``agent_id`` as a child process."""
+    """examples/word_count_agent.py as a child process: serving ``agent_id``, or (None) an
+    agent it creates itself, as the README's tour does."""
+    serve = ["--agent-id", agent_id] if agent_id else []
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "examples" / "word_count_agent.py"),
             "--nats",
             servers.nats_url,
-            "--agent-id",
-            agent_id,
+            *serve,
             stdout=out,
             stderr=out,
         )
@@ -79,11 +81,26 @@ async def worker_running(
         await nc.close()
 
 
+def printed_agent(log: Path) -> str | None:
+    """The agent id the example program printed once its agent was ready, if it did yet."""
+    match = re.search(r"agent (\S+) is ready for tasks", log.read_text())
+    return match.group(1) if match else None
+
+
+async def agent_it_made(log: Path, within: float = 30.0) -> str:
+    """Wait for the example program to say which agent it made and started."""
+    async with asyncio.timeout(within):
+        while (agent_id := printed_agent(log)) is None:
+            await asyncio.sleep(0.1)
+    return agent_id
+
+
 async def test_a_task_runs_end_to_end_through_the_example_agent(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await new_agent(client)
-    async with example_agent(servers, agent_id, tmp_path / "agent.log") as proc:
+    async with example_agent(servers, None, tmp_path / "agent.log") as proc:
+        agent_id = await agent_it_made(tmp_path / "agent.log")
+        assert (await client.get_agent(agent_id)).status is AgentStatus.ACTIVE
         task = await client.execute(agent_id, {"text": "to be or not to be"})
         assert (task.status, task.attempts, task.progress) == (S.QUEUED, 0, 0)
         done = await client.wait_for_task(task.task_id)
