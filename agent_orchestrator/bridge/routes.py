@@ -55,6 +55,14 @@ from agent_orchestrator.contracts.state import (
     StateHistoryRequest,
     UpdateState,
 )
+from agent_orchestrator.contracts.tasks import (
+    CancelTask,
+    ExecuteTask,
+    GetTask,
+    ListTasks,
+    Task,
+    TaskPage,
+)
 from agent_orchestrator.contracts.templates import (
     CreateTemplate,
     DeleteTemplate,
@@ -91,6 +99,8 @@ class Route:
     location: str | None = None
     # Path parameter -> request field, where they are named differently.
     path_fields: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # OpenAPI operationId, where two routes share a subject (default: from the subject).
+    operation: str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.path_fields) - set(_PATH_PARAM.findall(self.path))
@@ -104,13 +114,15 @@ class Route:
 
     @property
     def operation_id(self) -> str:
-        """A stable OpenAPI operationId: the subject with dots as underscores."""
-        return self.subject.replace(".", "_")
+        """A stable OpenAPI operationId: ``operation``, or the subject with dots as
+        underscores."""
+        return self.operation or self.subject.replace(".", "_")
 
 
 AGENT = "/api/agents/{agent_id}"
 TEMPLATE = "/api/templates/{template_id}"
 COMMUNICATION = "/api/communications/{communication_id}"
+TASK = "/api/tasks/{task_id}"
 EXPECTED_VERSION = "expected_version"
 EXPECTED_REVISION = "expected_revision"
 
@@ -367,5 +379,46 @@ ROUTES: tuple[Route, ...] = (
         CommunicationPage,
         "An agent's communications, newest first",
         tag="communications",
+    ),
+    # Tasks (workers use NATS: task.start/progress/complete/fail have no route).
+    Route(
+        "POST",
+        f"{AGENT}/execute",
+        s.AGENT_EXECUTE,
+        ExecuteTask,
+        Task,
+        "Hand a task to an ACTIVE agent (QUEUED until its worker starts it)",
+        status=201,
+        tag="tasks",
+        location=TASK,
+    ),
+    Route("GET", TASK, s.TASK_GET, GetTask, Task, "Get a task", tag="tasks"),
+    Route(
+        "POST",
+        f"{TASK}/cancel",
+        s.TASK_CANCEL,
+        CancelTask,
+        Task,
+        "Cancel a QUEUED or RUNNING task (idempotent; 409 once it ended otherwise)",
+        tag="tasks",
+    ),
+    Route(
+        "GET",
+        "/api/tasks",
+        s.TASK_LIST,
+        ListTasks,
+        TaskPage,
+        "Tasks newest first, by agent, project and status",
+        tag="tasks",
+    ),
+    Route(
+        "GET",
+        f"{AGENT}/tasks",
+        s.TASK_LIST,
+        ListTasks,
+        TaskPage,
+        "An agent's tasks, newest first, by status",
+        tag="tasks",
+        operation="agent_tasks_list",
     ),
 )

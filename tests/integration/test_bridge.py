@@ -12,10 +12,11 @@ from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.app import BridgeState, nats_request
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.bridge.routes import ROUTES, Route
-from agent_orchestrator.client import OrchestratorClient
+from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent, GetAgent
 from tests.support.servers import ServerUrls
+from tests.support.workers import worker_running
 
 PROBLEM = "application/problem+json"
 
@@ -370,8 +371,42 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         has_body = route.method in ("POST", "PUT") and bool(body_fields)
         assert ("requestBody" in operation) == has_body, route.path
     assert {"/healthz", "/readyz"} <= set(spec["paths"])
-    served = {(r.method, r.path) for r in ROUTES}
-    assert ("POST", "/api/agents/{agent_id}/execute") not in served
+    operation_ids = [
+        operation["operationId"]
+        for path_item in spec["paths"].values()
+        for operation in path_item.values()
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
+    served = {(r.method, r.path): r for r in ROUTES}
+    tasks = {
+        ("POST", "/api/agents/{agent_id}/execute"): (subjects.AGENT_EXECUTE, 201),
+        ("GET", "/api/tasks/{task_id}"): (subjects.TASK_GET, 200),
+        ("POST", "/api/tasks/{task_id}/cancel"): (subjects.TASK_CANCEL, 200),
+        ("GET", "/api/tasks"): (subjects.TASK_LIST, 200),
+        ("GET", "/api/agents/{agent_id}/tasks"): (subjects.TASK_LIST, 200),
+    }
+    for (method, path), (subject, status) in tasks.items():
+        route = served[(method, path)]
+        assert (route.subject, route.status, route.tag) == (subject, status, "tasks")
+        assert spec["paths"][path][method.lower()]["tags"] == ["tasks"]
+    worker_side = {
+        subjects.TASK_START,
+        subjects.TASK_PROGRESS,
+        subjects.TASK_COMPLETE,
+        subjects.TASK_FAIL,
+    }
+    assert not worker_side & {r.subject for r in ROUTES}
+    execute = spec["components"]["schemas"]["ExecuteTaskBody"]
+    assert "agent_id" not in execute["properties"]
+    assert execute["additionalProperties"] is False
+    agent_tasks = spec["paths"]["/api/agents/{agent_id}/tasks"]["get"]["parameters"]
+    assert [p["name"] for p in agent_tasks] == [
+        "agent_id",
+        "project_id",
+        "status",
+        "limit",
+        "cursor",
+    ]
     send = spec["paths"]["/api/agents/{agent_id}/send"]["post"]
     assert send["tags"] == ["communications"]
     assert "from_agent_id" in send["parameters"][0]["description"]
@@ -553,3 +588,177 @@ async def test_communication_errors_are_problems(
     from_ended = await http.post(f"/api/agents/{bob}/send", json={"to_agent_id": alice})
     problem(from_ended, 409, "invalid_transition")
     assert (await http.get(f"/api/agents/{alice}/communications")).json()["items"] == []
+
+
+async def wait_task(http: httpx.AsyncClient, location: str, status: str) -> dict[str, Any]:
+    for _ in range(300):
+        task: dict[str, Any] = (await http.get(location)).json()
+        if task["status"] == status:
+            return task
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task never reached {status}: {task}")
+
+
+async def test_execute_get_and_cancel_a_task(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    project = unique("p")
+    agent_id = await active_agent(http, client, project)
+    executed = await http.post(
+        f"/api/agents/{agent_id}/execute",
+        json={"input": {"text": "hi"}, "parameters": {"fast": True}, "timeout_s": 60},
+    )
+    assert executed.status_code == 201, executed.text
+    task = executed.json()
+    task_id = task["task_id"]
+    assert executed.headers["location"] == f"/api/tasks/{task_id}"
+    assert (task["agent_id"], task["project_id"], task["status"]) == (agent_id, project, "QUEUED")
+    assert (task["input"], task["parameters"], task["timeout_s"]) == (
+        {"text": "hi"},
+        {"fast": True},
+        60,
+    )
+
+    got = await http.get(executed.headers["location"])
+    assert got.status_code == 200, got.text
+    assert got.json() == task
+
+    cancelled = await http.post(f"/api/tasks/{task_id}/cancel", json={"reason": "not now"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["status_reason"]) == (
+        "CANCELLED",
+        "not now",
+    )
+    assert cancelled.json()["finished_at"]
+    again = await http.post(f"/api/tasks/{task_id}/cancel")
+    assert again.status_code == 200, again.text
+    assert again.json() == cancelled.json()
+    assert (await http.get(f"/api/tasks/{task_id}")).json() == cancelled.json()
+
+    # Without a body, and repeated under one Idempotency-Key: one task.
+    key = {"Idempotency-Key": unique("k")}
+    first = await http.post(f"/api/agents/{agent_id}/execute", headers=key)
+    repeat = await http.post(f"/api/agents/{agent_id}/execute", headers=key)
+    assert first.status_code == repeat.status_code == 201, first.text
+    assert repeat.json() == first.json()
+    assert first.json()["input"] is None
+
+
+async def test_a_task_completed_by_a_worker(
+    http: httpx.AsyncClient, client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    agent_id = await active_agent(http, client, unique("p"))
+
+    async def handler(run: TaskRun) -> Any:
+        return {"echo": run.input, "attempt": run.attempt}
+
+    async with worker_running(servers, agent_id, handler):
+        executed = await http.post(f"/api/agents/{agent_id}/execute", json={"input": "ping"})
+        assert executed.status_code == 201, executed.text
+        done = await wait_task(http, executed.headers["location"], "SUCCEEDED")
+    assert done["result"] == {"echo": "ping", "attempt": 1}
+    assert (done["attempts"], done["progress"]) == (1, 100)
+    assert done["started_at"]
+    assert done["finished_at"]
+
+    refused = await http.post(f"/api/tasks/{done['task_id']}/cancel")
+    assert problem(refused, 409, "conflict")["errors"] == {"status": "SUCCEEDED"}
+    assert (await http.get(executed.headers["location"])).json() == done
+
+
+async def test_list_tasks_by_agent_project_and_status(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    project = unique("p")
+    agent_id, other = [await active_agent(http, client, project) for _ in range(2)]
+    ids = []
+    for n in range(3):
+        executed = await http.post(f"/api/agents/{agent_id}/execute", json={"input": n})
+        assert executed.status_code == 201, executed.text
+        ids.append(executed.json()["task_id"])
+    elsewhere = (await http.post(f"/api/agents/{other}/execute")).json()["task_id"]
+    cancelled = (await http.post(f"/api/agents/{agent_id}/execute")).json()["task_id"]
+    assert (await http.post(f"/api/tasks/{cancelled}/cancel")).status_code == 200
+    newest_first = list(reversed(ids))
+
+    def task_ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [t["task_id"] for t in response.json()["items"]]
+
+    queued = {"agent_id": agent_id, "status": "QUEUED"}
+    assert task_ids(await http.get("/api/tasks", params=queued)) == newest_first
+    first = await http.get("/api/tasks", params={**queued, "limit": 2})
+    assert task_ids(first) == newest_first[:2]
+    link = first.headers["link"]
+    assert link.endswith('>; rel="next"')
+    next_url = link[1 : link.index(">")]
+    assert f"agent_id={agent_id}" in next_url
+    assert "status=QUEUED" in next_url
+    assert "limit=2" in next_url
+    last = await http.get(next_url)
+    assert task_ids(last) == newest_first[2:]
+    assert last.json()["next_cursor"] is None
+    assert "link" not in last.headers
+
+    by_project = await http.get("/api/tasks", params={"project_id": project})
+    assert task_ids(by_project) == [cancelled, elsewhere, *newest_first]
+    by_status = {"project_id": project, "status": "CANCELLED"}
+    assert task_ids(await http.get("/api/tasks", params=by_status)) == [cancelled]
+
+    base = f"/api/agents/{agent_id}/tasks"
+    assert task_ids(await http.get(base)) == [cancelled, *newest_first]
+    assert task_ids(await http.get(base, params={"status": "CANCELLED"})) == [cancelled]
+    assert task_ids(await http.get(base, params={"status": "SUCCEEDED"})) == []
+    page = await http.get(base, params={"limit": 2})
+    assert task_ids(page) == [cancelled, newest_first[0]]
+    link = page.headers["link"]
+    next_url = link[1 : link.index(">")]
+    assert next_url.split("?")[0].endswith(base)
+    rest = await http.get(next_url)
+    assert task_ids(rest) == newest_first[1:]
+    assert "link" not in rest.headers
+    assert task_ids(await http.get(f"/api/agents/{other}/tasks")) == [elsewhere]
+
+
+async def test_task_errors_are_problems(
+    http: httpx.AsyncClient, client: OrchestratorClient
+) -> None:
+    nobody = str(uuid.uuid4())
+    problem(await http.get(f"/api/tasks/{nobody}"), 404, "not_found")
+    problem(await http.post(f"/api/tasks/{nobody}/cancel"), 404, "not_found")
+    problem(await http.post(f"/api/agents/{nobody}/execute", json={}), 404, "not_found")
+    problem(await http.get(f"/api/agents/{nobody}/tasks"), 404, "not_found")
+
+    created = (await new_agent(http))["agent_id"]
+    refused = await http.post(f"/api/agents/{created}/execute", json={"input": 1})
+    assert problem(refused, 409, "invalid_transition")["errors"] == {
+        "agent_id": created,
+        "status": "CREATED",
+    }
+    agent_id = await active_agent(http, client, unique("p"))
+    assert (await http.post(f"/api/agents/{agent_id}/pause")).json()["status"] == "PAUSED"
+    paused = await http.post(f"/api/agents/{agent_id}/execute", json={"input": 1})
+    assert problem(paused, 409, "invalid_transition")["errors"]["status"] == "PAUSED"
+    assert (await http.get(f"/api/agents/{agent_id}/tasks")).json()["items"] == []
+
+    execute = f"/api/agents/{agent_id}/execute"
+    bad = await http.post(execute, json={"timeout_s": 0, "surprise": True})
+    errors = problem(bad, 400, "validation_error")["errors"]
+    assert {e["path"] for e in errors} == {"timeout_s", "surprise"}
+    named = await http.post(execute, json={"agent_id": agent_id})
+    assert [e["path"] for e in problem(named, 400, "validation_error")["errors"]] == ["agent_id"]
+    bad_agent = await http.post("/api/agents/not-a-uuid/execute", json={})
+    assert [e["path"] for e in problem(bad_agent, 400, "validation_error")["errors"]] == [
+        "agent_id"
+    ]
+    bad_task = await http.get("/api/tasks/not-a-uuid")
+    assert [e["path"] for e in problem(bad_task, 400, "validation_error")["errors"]] == ["task_id"]
+
+    bad_filter = await http.get("/api/tasks", params={"status": "DONE", "limit": 0})
+    errors = problem(bad_filter, 400, "validation_error")["errors"]
+    assert {e["path"] for e in errors} == {"status", "limit"}
+    bad_agent_filter = await http.get(f"/api/agents/{agent_id}/tasks", params={"status": "DONE"})
+    assert [e["path"] for e in problem(bad_agent_filter, 400, "validation_error")["errors"]] == [
+        "status"
+    ]
+    problem(await http.get("/api/tasks", params={"cursor": "garbage"}), 400, "validation_error")

@@ -19,13 +19,14 @@ import nats
 import nats.aio.client
 import pytest
 
-from agent_orchestrator.client import AgentWorker, OrchestratorClient, RetryTask, TaskRun
+from agent_orchestrator.client import OrchestratorClient, RetryTask, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
 from agent_orchestrator.contracts.tasks import TaskStatus
 from tests.support.calls import call
 from tests.support.events import wait_for_events
 from tests.support.servers import ServerUrls
+from tests.support.workers import worker_running
 
 NC = nats.aio.client.Client
 S = TaskStatus
@@ -62,23 +63,6 @@ async def example_agent(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-
-
-@asynccontextmanager
-async def worker_running(
-    servers: ServerUrls, agent_id: str, handler: Any
-) -> AsyncIterator[AgentWorker]:
-    """An in-process AgentWorker on a connection of its own."""
-    nc = await nats.connect(servers.nats_url)
-    worker = AgentWorker(nc, agent_id, poll_s=0.2)
-    worker.task(handler)
-    running = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await nc.close()
 
 
 def printed_agent(log: Path) -> str | None:
