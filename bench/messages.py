@@ -121,6 +121,10 @@ FILLER = (
 
 Send = Callable[[int, int], Awaitable[None]]
 """Send message `seq` (second argument) from slot `n` (first); raises ReplyError on failure."""
+Body = Callable[[str, str, int], dict[str, Any]]
+"""The JSON a raw send publishes: from sender (first argument) to recipient, message `seq`."""
+Content = Callable[[bytes], Any]
+"""What carries the sequence number in a raw message (None if it is not one)."""
 
 
 # --- payloads --------------------------------------------------------------------------------
@@ -285,52 +289,79 @@ def stage_ms(finished: Sequence[Stamps]) -> dict[str, dict[str, float]]:
 # --- the raw JetStream path ------------------------------------------------------------------
 
 
-def raw_stream_config() -> StreamConfig:
-    """AGENT_MESSAGES's configuration, under RAW_STREAM and its own subjects."""
-    (messages,) = [s for s in JetStreamLayout().streams() if s.name == subjects.MESSAGES_STREAM]
-    config: StreamConfig = dataclasses.replace(
-        messages,
-        name=RAW_STREAM,
-        subjects=[f"{RAW_PREFIX}.>"],
-        description="bench/messages.py: the raw JetStream baseline.",
-    )
-    return config
+@dataclass(frozen=True)
+class RawQueues:
+    """The raw baseline's copy of one of the service's per-agent work queues: a stream with the
+    configuration of the service's stream `like` under its own name and subjects, and per
+    recipient a durable pull consumer configured like the service's (by AgentQueue)."""
 
+    like: str
+    stream: str
+    prefix: str
+    consumer: Callable[[str], str]
+    settings: QueueSettings
+    holds: str
 
-async def raw_setup(js: JetStreamContext, recipients: Sequence[str]) -> list[Any]:
-    """The stream and one inbox-like durable consumer per recipient; their subscriptions."""
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await js.delete_stream(RAW_STREAM)
-    await js.add_stream(raw_stream_config())
-    inboxes = AgentQueue(
-        subjects.MESSAGES_STREAM,
-        subjects.inbox_subject,
-        subjects.inbox_consumer,
-        QueueSettings(),
-        holds="Messages",
-    )
-    subscriptions = []
-    for recipient in recipients:
-        config = dataclasses.replace(
-            inboxes.config(uuid.UUID(recipient), active=True),
-            filter_subject=f"{RAW_PREFIX}.{recipient}",
-            description="bench/messages.py: a raw inbox.",
+    def subject(self, recipient: str) -> str:
+        """Where a recipient's messages go."""
+        return f"{self.prefix}.{recipient}"
+
+    def stream_config(self) -> StreamConfig:
+        """The configuration of `like`, under `stream` and its own subjects."""
+        (template,) = [s for s in JetStreamLayout().streams() if s.name == self.like]
+        config: StreamConfig = dataclasses.replace(
+            template,
+            name=self.stream,
+            subjects=[f"{self.prefix}.>"],
+            description=f"bench: the raw JetStream baseline, configured like {self.like}.",
         )
-        await js.add_consumer(RAW_STREAM, config)
-        assert config.durable_name is not None
-        subscriptions.append(await js.pull_subscribe_bind(config.durable_name, RAW_STREAM))
-    return subscriptions
+        return config
+
+    async def setup(self, js: JetStreamContext, recipients: Sequence[str]) -> list[Any]:
+        """The stream (afresh) and one consumer per recipient; their subscriptions."""
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(self.stream)
+        await js.add_stream(self.stream_config())
+        queue = AgentQueue(self.stream, self.subject, self.consumer, self.settings, holds="")
+        subscriptions = []
+        for recipient in recipients:
+            config = dataclasses.replace(
+                queue.config(uuid.UUID(recipient), active=True),
+                description=f"bench: raw {self.holds} of {recipient}.",
+            )
+            await js.add_consumer(self.stream, config)
+            assert config.durable_name is not None
+            subscriptions.append(await js.pull_subscribe_bind(config.durable_name, self.stream))
+        return subscriptions
 
 
-def raw_send(js: JetStreamContext, senders: Sequence[str], recipients: Sequence[str]) -> Send:
-    """js.publish of the agent.send body, with a fresh Nats-Msg-Id, awaiting the PubAck."""
+RAW_INBOXES = RawQueues(
+    subjects.MESSAGES_STREAM,
+    RAW_STREAM,
+    RAW_PREFIX,
+    subjects.inbox_consumer,
+    QueueSettings(),
+    "inbox",
+)
+"""Inboxes like the service's (default message_ack_wait_s and message_max_deliveries)."""
+
+
+def raw_send(
+    js: JetStreamContext,
+    queues: RawQueues,
+    senders: Sequence[str],
+    recipients: Sequence[str],
+    body: Body = send_body,
+) -> Send:
+    """js.publish of `body` (by default the agent.send body), with a fresh Nats-Msg-Id,
+    awaiting the PubAck."""
 
     async def send(n: int, seq: int) -> None:
         recipient = recipients[n % len(recipients)]
-        payload = encode(send_body(senders[n % len(senders)], recipient, seq))
+        payload = encode(body(senders[n % len(senders)], recipient, seq))
         try:
             await js.publish(
-                f"{RAW_PREFIX}.{recipient}",
+                queues.subject(recipient),
                 payload,
                 headers={subjects.MSG_ID_HEADER: str(uuid.uuid4())},
             )
@@ -348,7 +379,9 @@ def raw_content(data: bytes) -> Any:
         return None
 
 
-async def raw_receive(subscription: Any, batch: int, tracker: Tracker) -> None:
+async def raw_receive(
+    subscription: Any, batch: int, tracker: Tracker, content: Content = raw_content
+) -> None:
     """Fetch up to `batch`, ack each; until cancelled."""
     while True:
         try:
@@ -356,7 +389,7 @@ async def raw_receive(subscription: Any, batch: int, tracker: Tracker) -> None:
         except (nats.errors.TimeoutError, TimeoutError):
             continue
         for msg in msgs:
-            seq = tracker.sequence(raw_content(msg.data))
+            seq = tracker.sequence(content(msg.data))
             expected = seq is not None and tracker.received(seq, msg)
             await msg.ack()
             if expected:
@@ -431,6 +464,20 @@ async def start_agents(
 
 
 @dataclass(frozen=True)
+class Loop:
+    """The closed loop of one path: warm-up and measured messages, slots in flight, senders
+    and recipients, the fetch batch, and what the progress line calls a message."""
+
+    count: int
+    warmup: int
+    inflight: int
+    senders: int
+    recipients: int
+    batch: int
+    noun: str = "messages"
+
+
+@dataclass(frozen=True)
 class Config:
     """What the command line asked for."""
 
@@ -443,6 +490,10 @@ class Config:
     batch: int
     json_path: Path | None
     keep: bool = False
+
+    def loop(self, count: int) -> Loop:
+        """The closed loop of a path measuring `count` messages."""
+        return Loop(count, self.warmup, self.inflight, self.senders, self.recipients, self.batch)
 
 
 @dataclass
@@ -510,26 +561,25 @@ async def guarded(phase: Awaitable[Recorder], receivers: Sequence[asyncio.Task[N
 
 async def measure(
     name: str,
-    count: int,
+    loop: Loop,
     send: Send,
     receivers: Sequence[Coroutine[Any, Any, None]],
-    config: Config,
     probes: CpuProbes,
     tracker: Tracker,
     before_measuring: Callable[[], Awaitable[Any]] | None = None,
     during: Callable[[], contextlib.AbstractAsyncContextManager[Any]] = contextlib.nullcontext,
 ) -> PathResult:
     """Warm up, then measure (inside `during`), with the receivers running throughout."""
-    print(f"  {name}: {config.warmup} warm-up + {count} messages ...", flush=True)
+    print(f"  {name}: {loop.warmup} warm-up + {loop.count} {loop.noun} ...", flush=True)
     tasks = [asyncio.create_task(receiver) for receiver in receivers]
     try:
-        await guarded(run_phase(tracker, send, 0, config.warmup, config.inflight), tasks)
+        await guarded(run_phase(tracker, send, 0, loop.warmup, loop.inflight), tasks)
         if before_measuring is not None:
             await before_measuring()
         async with during():
             before = cpu_snapshot(probes)
             recorder = await guarded(
-                run_phase(tracker, send, config.warmup, count, config.inflight), tasks
+                run_phase(tracker, send, loop.warmup, loop.count, loop.inflight), tasks
             )
             after = cpu_snapshot(probes)
     finally:
@@ -549,34 +599,44 @@ async def stream_messages(js: JetStreamContext, stream: str) -> int:
         await asyncio.sleep(0.1)
 
 
-async def bench_raw(nc: Client, servers: Servers, config: Config, checks: list[str]) -> PathResult:
-    """The baseline, on RAW_STREAM (deleted afterwards)."""
+async def bench_raw(
+    nc: Client,
+    servers: Servers,
+    loop: Loop,
+    checks: list[str],
+    *,
+    queues: RawQueues = RAW_INBOXES,
+    body: Body = send_body,
+    content: Content = raw_content,
+    probes: CpuProbes | None = None,
+) -> PathResult:
+    """The baseline: `body` published to `queues` (its stream deleted afterwards), fetched and
+    acknowledged by this process; `probes` default to those of probes_for without a service."""
     js = nc.jetstream()
-    senders = [str(uuid.uuid4()) for _ in range(config.senders)]
-    recipients = [str(uuid.uuid4()) for _ in range(config.recipients)]
-    subscriptions = await raw_setup(js, recipients)
+    senders = [str(uuid.uuid4()) for _ in range(loop.senders)]
+    recipients = [str(uuid.uuid4()) for _ in range(loop.recipients)]
+    subscriptions = await queues.setup(js, recipients)
     tracker = Tracker()
     try:
-        receivers = [raw_receive(sub, config.batch, tracker) for sub in subscriptions]
+        receivers = [raw_receive(sub, loop.batch, tracker, content) for sub in subscriptions]
         path = await measure(
             RAW,
-            config.raw_messages,
-            raw_send(js, senders, recipients),
+            loop,
+            raw_send(js, queues, senders, recipients, body),
             receivers,
-            config,
-            probes_for(servers, None),
+            probes or probes_for(servers, None),
             tracker,
         )
-        left = await stream_messages(js, RAW_STREAM)
-        checks.append(f"{RAW}: {left} messages left in {RAW_STREAM} (expected 0)")
+        left = await stream_messages(js, queues.stream)
+        checks.append(f"{RAW}: {left} messages left in {queues.stream} (expected 0)")
         if left:
             path.result.errors += left
-            path.result.error_samples[f"left in stream (x{left})"] = f"{RAW_STREAM} is not empty"
+            path.result.error_samples[f"left in stream (x{left})"] = f"{queues.stream} is not empty"
     finally:
         for sub in subscriptions:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-        await js.delete_stream(RAW_STREAM)
+        await js.delete_stream(queues.stream)
     return path
 
 
@@ -628,10 +688,9 @@ async def bench_orchestrator(
             sampler = BacklogSampler(outbox)
             path = await measure(
                 ORCHESTRATOR,
-                config.messages,
+                config.loop(config.messages),
                 orchestrator_send(client, senders, recipients),
                 [orchestrator_receive(inbox, tracker) for inbox in inboxes],
-                config,
                 probes_for(servers, child),
                 tracker,
                 before_measuring=outbox.drain,
@@ -680,26 +739,33 @@ class Report:
         }
 
 
-def table(report: Report) -> str:
-    """The main table: figures, then ratios to raw JetStream with the target verdict."""
+def table(
+    report: Report, noun: str = "messages", rate: str = "msg/s", target: float | None = TARGET
+) -> str:
+    """The main table: figures, then ratios to raw JetStream (`noun`s counted, `rate` their
+    unit per second) with the target verdict (a throughput ratio; None: there is none)."""
     w = name_width(report.results)
     header = (
-        f"{'path':<{w}}{'messages':>9}{'msg/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'x raw msg/s':>12}{'x raw p50':>10}{'x raw p99':>10}{'errors':>7}  target"
+        f"{'path':<{w}}{noun:>9}{rate:>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'x raw ' + rate:>{len(rate) + 7}}{'x raw p50':>10}{'x raw p99':>10}{'errors':>7}  "
+        "target"
     )
     lines = [header, "-" * len(header)]
     ratios = report.ratios()
+    x = len(rate) + 7
     for r in report.results:
         if r.scenario == RAW:
-            cells = f"{1:>12.2f}{1:>10.2f}{1:>10.2f}"
-            target = "-"
+            cells = f"{1:>{x}.2f}{1:>10.2f}{1:>10.2f}"
+            verdict = "-"
         else:
-            cells = f"{ratios['throughput']:>12.2f}{ratios['p50']:>10.2f}{ratios['p99']:>10.2f}"
-            met = "met" if ratios["throughput"] >= TARGET else "MISSED"
-            target = f">= {TARGET:.1f}x raw msg/s: {met}"
+            cells = f"{ratios['throughput']:>{x}.2f}{ratios['p50']:>10.2f}{ratios['p99']:>10.2f}"
+            verdict = "-"
+            if target is not None:
+                met = "met" if ratios["throughput"] >= target else "MISSED"
+                verdict = f">= {target:.1f}x raw {rate}: {met}"
         lines.append(
             f"{r.scenario:<{w}}{r.requests:>9}{r.req_per_s:>9.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
-            f"{cells}{r.errors:>7}  {target}{' (ERRORS)' if r.errors else ''}"
+            f"{cells}{r.errors:>7}  {verdict}{' (ERRORS)' if r.errors else ''}"
         )
     return "\n".join(lines)
 
@@ -709,12 +775,12 @@ def pair(stage: dict[str, float]) -> str:
     return f"{stage['p50']:.2f} / {stage['p99']:.2f}"
 
 
-def stage_table(report: Report) -> str:
-    """p50 / p99 ms of each stage of a message."""
-    w = name_width(report.results)
-    header = f"{'stage ms p50/p99':<{w}}" + "".join(f"{name:>20}" for name in STAGES)
+def stage_table(paths: Sequence[PathResult]) -> str:
+    """p50 / p99 ms of each stage of a message; every path has the stages of the first."""
+    w = name_width([path.result for path in paths])
+    header = f"{'stage ms p50/p99':<{w}}" + "".join(f"{name:>20}" for name in paths[0].stages)
     lines = [header, "-" * len(header)]
-    for path in report.paths:
+    for path in paths:
         cells = "".join(f"{pair(s):>20}" for s in path.stages.values())
         lines.append(f"{path.result.scenario:<{w}}{cells}")
     return "\n".join(lines)
@@ -739,7 +805,7 @@ def print_report(report: Report) -> None:
     print()
     print(table(report))
     print()
-    print(stage_table(report))
+    print(stage_table(report.paths))
     print()
     print(cpu_table(report.results, "CPU us/message"))
     print()
@@ -813,7 +879,7 @@ async def run_all(config: Config, servers: Servers) -> Report:
             await postgres_settings(servers.database_url),
         )
         paths = [
-            await bench_raw(nc, servers, config, checks),
+            await bench_raw(nc, servers, config.loop(config.raw_messages), checks),
             await bench_orchestrator(nc, servers, config, checks, notes),
         ]
     finally:
