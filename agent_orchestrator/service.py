@@ -287,8 +287,11 @@ class Service:
         for task in tasks:
             task.cancel()
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+            done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
             for task in pending:
                 log.warning("%s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT_S)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("%s ended with %r", task.get_name(), task.exception())
         await self.broker.stop()
         await self.db.close()

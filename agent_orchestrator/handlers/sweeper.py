@@ -83,4 +83,8 @@ class Sweeper:
             except Unavailable as exc:
                 log.warning("sweep %r postponed: %s (%s)", name, exc.message, exc.__cause__)
                 done[name] = -1
+            except Exception:
+                # A bug in one sweep must not stop the others, nor the next rounds.
+                log.exception("sweep %r failed", name)
+                done[name] = -1
         return done

@@ -28,7 +28,7 @@ from agent_orchestrator.domain.communications import Outgoing, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
-from agent_orchestrator.storage.stream_positions import StreamPositions
+from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 
 COLUMNS = (
     "communication_id, broadcast_id, from_agent_id, to_agent_id, project_id, type, content, "
@@ -284,7 +284,7 @@ class CommunicationRepository:
         write = AtomicWrite(
             """UPDATE communications c SET status = u.status, status_reason = u.reason,
                    updated_at = u.at, delivered_at = u.delivered,
-                   stream_seq = CASE WHEN $7 THEN NULL ELSE COALESCE(u.seq, c.stream_seq) END
+                   stream_seq = CASE WHEN $7 THEN $8 ELSE COALESCE(u.seq, c.stream_seq) END
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bigint[])
                     AS u(id, status, reason, at, delivered, seq)
@@ -298,6 +298,7 @@ class CommunicationRepository:
                 [m.delivered_at for m in ended],
                 seqs,
                 left_stream,
+                TAKEN,
             ],
         )
         write.with_outbox_per_row(

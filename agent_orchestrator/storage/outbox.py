@@ -103,6 +103,9 @@ class OutboxRelay:
                 await self._lead(conn)
             except CONNECTION_ERRORS as exc:
                 log.warning("outbox relay lost PostgreSQL: %r", exc)
+            except Exception:
+                # Whatever it was, the relay must go on: start over on a fresh connection.
+                log.exception("outbox relay failed; starting over")
             finally:
                 self.is_leader = False
                 with contextlib.suppress(Exception):

@@ -3,6 +3,8 @@
 The outbox relay records each published message's stream sequence in its row (a
 :class:`PublishedHook`); once a row reaches a final status while its message may still wait in
 the stream (nobody acknowledged it), the sweep deletes the message and forgets the sequence.
+A sequence of :data:`TAKEN` means its receiver took the message and acknowledges it itself:
+the relay, however late, records nothing over it, and the sweep leaves it alone.
 """
 
 from dataclasses import dataclass
@@ -10,6 +12,9 @@ from uuid import UUID
 
 from agent_orchestrator.storage.outbox import PublishedHook
 from agent_orchestrator.storage.postgres import Database, translate_errors
+
+TAKEN = 0
+"""The stream_seq of a row whose message its receiver took (and acknowledges)."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,8 @@ class StreamPositions:
             subject_prefix,
             f"""UPDATE {self.table} t SET stream_seq = u.seq
                 FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
-                WHERE t.{self.msg_id_column} = u.id""",
+                WHERE t.{self.msg_id_column} = u.id
+                  AND t.stream_seq IS DISTINCT FROM {TAKEN}""",
         )
 
     @translate_errors
@@ -36,7 +42,7 @@ class StreamPositions:
         """(key, stream sequence) of ended rows whose message may still be in the stream."""
         rows = await db.pool.fetch(
             f"""SELECT {self.key}, stream_seq FROM {self.table}
-                WHERE {self.ended} AND stream_seq IS NOT NULL LIMIT $1""",
+                WHERE {self.ended} AND stream_seq > {TAKEN} LIMIT $1""",
             limit,
         )
         return [(row[0], row[1]) for row in rows]

@@ -19,7 +19,7 @@ from agent_orchestrator.domain.tasks import TaskChange, assignment_id, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
-from agent_orchestrator.storage.stream_positions import StreamPositions
+from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 
 COLUMNS = (
     "task_id, agent_id, project_id, status, status_reason, input, parameters, result, error, "
@@ -124,8 +124,8 @@ class TaskRepository:
         write = AtomicWrite(
             f"""UPDATE tasks SET {sets}, revision = revision + 1,
                    message_id = COALESCE(${n + 1}::uuid, message_id),
-                   stream_seq = CASE WHEN ${n + 1}::uuid IS NOT NULL OR ${n + 2} THEN NULL
-                                     ELSE stream_seq END
+                   stream_seq = CASE WHEN ${n + 1}::uuid IS NOT NULL THEN NULL
+                                     WHEN ${n + 2} THEN {TAKEN} ELSE stream_seq END
                 WHERE task_id = $1 AND revision = ${n + 3}
                 RETURNING task_id""",
             [*_values(task), message, taken, revision],
