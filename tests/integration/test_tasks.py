@@ -19,12 +19,19 @@ import nats
 import nats.aio.client
 import pytest
 
-from agent_orchestrator.client import OrchestratorClient, RetryTask, TaskRun
+from agent_orchestrator.client import (
+    AgentWorker,
+    OrchestratorClient,
+    RetryTask,
+    ServiceUnavailable,
+    TaskRun,
+)
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
 from agent_orchestrator.contracts.tasks import TaskStatus
 from tests.support.calls import call
 from tests.support.events import wait_for_events
+from tests.support.own_service import own_service
 from tests.support.servers import ServerUrls
 from tests.support.workers import worker_running
 
@@ -325,3 +332,34 @@ async def test_tasks_list_by_agent_and_status_newest_first_in_pages(
     assert seen == ids
     cancelled = await client.tasks(agent_id=agent_id, status=S.CANCELLED)
     assert [t.task_id for t in cancelled.items] == [made[1].task_id]
+
+
+async def test_the_worker_rides_out_a_nats_server_restart(tmp_path: Path) -> None:
+    async with own_service(tmp_path, task_heartbeat_s=5.0, sweep_s=0.2) as own:
+        client = OrchestratorClient(own.nc)
+        agent_id = await new_agent(client)
+
+        async def handler(run: TaskRun) -> Any:
+            return run.input
+
+        worker_nc = await nats.connect(own.nats.url, max_reconnect_attempts=-1)
+        worker = AgentWorker(worker_nc, agent_id, poll_s=0.2)
+        worker.task(handler)
+        running = asyncio.create_task(worker.run())
+        try:
+            before = await client.execute(agent_id, "before")
+            assert (await client.wait_for_task(before.task_id)).result == "before"
+            await asyncio.to_thread(own.nats.restart)
+            async with asyncio.timeout(30):
+                while True:  # until the service is connected again
+                    try:
+                        after = await client.execute(agent_id, "after")
+                        break
+                    except ServiceUnavailable:
+                        await asyncio.sleep(0.2)
+            done = await client.wait_for_task(after.task_id)
+            assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "after", 1)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await worker_nc.close()
