@@ -47,6 +47,8 @@ from agent_orchestrator.handlers.initialization import (
     standard_steps,
 )
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
+from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
@@ -60,6 +62,7 @@ from agent_orchestrator.storage.communications import (
     RECORD_INBOX_SEQUENCES,
     CommunicationRepository,
 )
+from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
@@ -130,7 +133,20 @@ class Service:
             holds="Task assignments",
         )
         self.queues = (self.inbox, self.task_queue)
-        self.consumers = AgentConsumers(self.agents, self.queues)
+        self.heartbeats = Heartbeats(
+            marker_ttl_s=float(settings.events_max_age_s), replicas=settings.js_replicas
+        )
+        self.consumers = AgentConsumers(
+            self.agents, self.queues, on_active=partial(arm, self.heartbeats)
+        )
+        self.recovery = Recovery(
+            self.agents,
+            self.tasks,
+            self.checkpointer,
+            self.consumers,
+            max_state_bytes=settings.max_state_bytes,
+        )
+        self.monitor = LivenessMonitor(self.agents, self.heartbeats, self.consumers, self.recovery)
         self.sweeper = Sweeper(
             {
                 "expire messages": partial(expire_messages, self.communications),
@@ -153,7 +169,13 @@ class Service:
         self.broker.include_router(self._command_router())
         jobs = NatsRouter()
         steps = [*standard_steps(self.templates, self.queues), *init_steps]
-        register_initializer(jobs, self.agents, steps, max_attempts=settings.init_max_attempts)
+        register_initializer(
+            jobs,
+            self.agents,
+            steps,
+            max_attempts=settings.init_max_attempts,
+            recovery=self.recovery,
+        )
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
         register_state_events(jobs, lambda: self.broker.connection.jetstream())
         register_agent_consumer_keeper(jobs, self.consumers, self.communications, self.tasks)
@@ -167,6 +189,7 @@ class Service:
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
+        self._monitor_task: asyncio.Task[None] | None = None
 
     def _command_router(self) -> NatsRouter:
         self.stats = ServiceStatsBook(subjects=[], version=__version__)
@@ -185,12 +208,12 @@ class Service:
             self.checkpointer,
             self.schedules,
             self.queues,
+            self.heartbeats,
         )
         register_template_commands(server, self.templates)
         register_checkpoint_commands(
             server,
             self.agents,
-            self.states,
             self.checkpointer,
             self.idempotency,
             max_state_bytes=self.settings.max_state_bytes,
@@ -213,6 +236,7 @@ class Service:
                 max_sender_backlog=self.settings.max_sender_backlog,
             ),
         )
+        register_recover_command(server, self.recovery)
         register_task_commands(
             server,
             self.agents,
@@ -262,6 +286,7 @@ class Service:
         self.schedules.open(js)
         for queue in self.queues:
             queue.open(js)
+        await self.heartbeats.declare(self.broker.connection)
         await self.broker.start()
         s = self.settings
         self.relay = OutboxRelay(
@@ -275,15 +300,21 @@ class Service:
             hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
         )
         self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
-        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="message-sweeper")
+        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
+        self._monitor_task = asyncio.create_task(
+            self.monitor.run(self.broker.connection), name="liveness-monitor"
+        )
         log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
 
     async def stop(self) -> None:
         """Stop serving and close connections; in-flight requests finish first."""
         self.sweeper.stop()
+        self.monitor.stop()
         if self.relay is not None:
             self.relay.stop()
-        tasks = {t for t in (self._relay_task, self._sweeper_task) if t is not None}
+        tasks = {
+            t for t in (self._relay_task, self._sweeper_task, self._monitor_task) if t is not None
+        }
         for task in tasks:
             task.cancel()
         if tasks:

@@ -13,6 +13,12 @@
 
     await worker.run()   # until the agent is terminated
 
+While it runs, it proves its agent alive: every third of the agent's heartbeat window
+(``configuration.liveness.heartbeat_window_s``, 15 s by default) it writes the agent's key in KV
+bucket ``agent_heartbeats`` with that window as its time to live, straight to JetStream (the
+service is not in the way, so beats go on during a service restart). If the process dies, the
+key expires and the service moves the agent to ERROR (``heartbeat_lost``).
+
 For each task assignment it receives (only while the agent is ACTIVE) it claims the attempt
 with task.start, acknowledges the assignment, and runs the task handler while reporting a
 heartbeat (task.progress) every third of the time the service gives it. The handler's return
@@ -25,12 +31,16 @@ Messages go to the message handler through an :class:`Inbox`. NATS reconnects ar
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import nats.aio.client
+import nats.errors
 from nats.aio.msg import Msg
 from pydantic import JsonValue, ValidationError
 
@@ -40,8 +50,9 @@ from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.contracts.checkpoints import Checkpoint
 from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.contracts.liveness import Heartbeat, LivenessPolicy
 from agent_orchestrator.contracts.state import AgentState
-from agent_orchestrator.contracts.subjects import TASKS_STREAM, task_consumer
+from agent_orchestrator.contracts.subjects import TASKS_STREAM, heartbeat_subject, task_consumer
 from agent_orchestrator.contracts.tasks import Task, TaskAssignment, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -115,11 +126,15 @@ class AgentWorker:
         client: OrchestratorClient | None = None,
         concurrency: int = 1,
         poll_s: float = 1.0,
+        heartbeat: bool = True,
     ) -> None:
-        """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits."""
+        """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits;
+        ``heartbeat``: prove the agent alive while running."""
         self.nc = nc
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._prove_alive = heartbeat
         self._concurrency = concurrency
         self._poll_s = poll_s
         self._task_handler: TaskHandler | None = None
@@ -146,7 +161,31 @@ class AgentWorker:
             loops.append(self._serve_messages(self._message_handler, timeout))
         if not loops:
             raise RuntimeError("register a @worker.task or @worker.message handler first")
-        await asyncio.gather(*loops)
+        beating = None
+        if self._prove_alive:
+            agent = await self.client.get_agent(self.agent_id)
+            window = LivenessPolicy.of(agent.configuration).heartbeat_window_s
+            beating = asyncio.create_task(self._beat(window))
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            if beating is not None:
+                beating.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
+
+    async def _beat(self, window_s: int) -> None:
+        """Write the agent's heartbeat key every third of its window, with the window as its
+        time to live."""
+        js = self.nc.jetstream()
+        subject = heartbeat_subject(str(self.agent_id))
+        while True:
+            beat = Heartbeat(by="worker", worker=self.worker_id, at=datetime.now(UTC))
+            try:
+                await js.publish(subject, beat.model_dump_json().encode(), msg_ttl=window_s)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("heartbeat of %s not written: %r", self.agent_id, exc)
+            await asyncio.sleep(window_s / 3)
 
     async def _serve_messages(self, handler: MessageHandler, timeout: float) -> None:
         inbox = Inbox(self.nc, self.agent_id, client=self.client, poll_s=self._poll_s)

@@ -1,5 +1,6 @@
 """Agents and their lifecycle: requests, replies and the Transition record."""
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
@@ -61,6 +62,11 @@ class Agent(Reply):
     version: int = Field(description="Increases by one on every change.")
     created_at: Timestamp
     updated_at: Timestamp
+    last_heartbeat_at: datetime | None = Field(
+        default=None,
+        description="When its worker last sent a heartbeat (agent.get and agent.list; null if "
+        "none is alive).",
+    )
 
 
 class CreateAgent(Request):

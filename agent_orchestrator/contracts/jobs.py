@@ -5,6 +5,7 @@ from uuid import UUID
 from pydantic import Field
 
 from agent_orchestrator.contracts.common import Reply
+from agent_orchestrator.contracts.liveness import RecoveryPlan
 
 
 class InitializeJob(Reply):
@@ -13,3 +14,6 @@ class InitializeJob(Reply):
     job_id: UUID = Field(description="UUIDv7; also the message's Nats-Msg-Id.")
     agent_id: UUID
     version: int = Field(description="Agent version when it entered INITIALIZING.")
+    recovery: RecoveryPlan | None = Field(
+        default=None, description="Set when the initialization is a recovery (agent.recover)."
+    )

@@ -46,6 +46,7 @@ TASK_START: Final = "task.start"
 TASK_PROGRESS: Final = "task.progress"
 TASK_COMPLETE: Final = "task.complete"
 TASK_FAIL: Final = "task.fail"
+AGENT_RECOVER: Final = "agent.recover"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
 ASYNCAPI: Final = "agent-orchestrator.asyncapi"
@@ -73,12 +74,14 @@ MESSAGE_DEAD_LETTERS_SUBJECTS: Final = (
 STATE_BUCKET: Final = "agent_state"
 CHECKPOINT_BUCKET: Final = "agent_checkpoints"
 CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
+HEARTBEATS_BUCKET: Final = "agent_heartbeats"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"
 CHECKPOINT_SCHEDULER_CONSUMER: Final = "checkpoint-scheduler"
 AGENT_CONSUMER_KEEPER: Final = "agent-consumer-keeper"
 DEAD_LETTER_CONSUMER: Final = "dead-letter-keeper"
+LIVENESS_MONITOR_CONSUMER: Final = "liveness-monitor"
 
 # Headers.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
@@ -132,3 +135,8 @@ def task_subject(agent_id: str) -> str:
 def task_consumer(agent_id: str) -> str:
     """The durable consumer an agent's worker receives its tasks from."""
     return f"tasks-{agent_id}"
+
+
+def heartbeat_subject(agent_id: str) -> str:
+    """The subject of an agent's key in KV bucket ``agent_heartbeats``."""
+    return f"$KV.{HEARTBEATS_BUCKET}.{agent_id}"

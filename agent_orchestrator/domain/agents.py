@@ -17,6 +17,7 @@ from agent_orchestrator.contracts.templates import Template
 from agent_orchestrator.domain.errors import Conflict, ValidationFailed
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable, check_transition, event_kind_for
+from agent_orchestrator.domain.liveness import check_policies
 from agent_orchestrator.domain.templates import apply_template, deep_merge, validate_configuration
 
 UPDATABLE_FIELDS = ("name", "description", "configuration", "prompt_template", "metadata")
@@ -82,6 +83,7 @@ def create_agent(
         )
     elif request.type is None:
         raise ValidationFailed("type is required without a template", details=[{"path": "type"}])
+    check_policies(fields["configuration"])
     agent = Agent(
         agent_id=new_id(),
         status=AgentStatus.CREATED,
@@ -133,6 +135,8 @@ def update_agent(
         raise ValidationFailed("name cannot be null", details=[{"path": "name"}])
     if "configuration" in changes and changes["configuration"] is None:
         changes["configuration"] = {}
+    if "configuration" in changes:
+        check_policies(changes["configuration"])
     if "metadata" in changes and changes["metadata"] is None:
         changes["metadata"] = {}
     if not changes:

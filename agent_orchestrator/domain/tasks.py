@@ -260,9 +260,20 @@ def cancel(
     return TaskChange(cancelled, event)
 
 
+def give_up(task: Task, reason: str, agent: AgentRef, now: datetime) -> TaskChange | None:
+    """Abandon a RUNNING attempt: a retry while attempts are left, else TIMED_OUT. None if the
+    task is not RUNNING."""
+    if task.status is not S.RUNNING:
+        return None
+    if task.attempts < task.max_attempts:
+        return _retry(task, reason, agent, now)
+    timed_out = _ended(task, S.TIMED_OUT, now, status_reason=f"{reason}; no attempts left")
+    return TaskChange(timed_out, task_event(EventKind.TASK_FAILED, timed_out, agent, now))
+
+
 def time_out(task: Task, agent: AgentRef, now: datetime) -> TaskChange | None:
     """A RUNNING attempt past its deadline (its worker went silent, or it overran timeout_s):
-    a retry while attempts are left, else TIMED_OUT. None if it is not overdue (any more)."""
+    given up. None if it is not overdue (any more)."""
     if task.status is not S.RUNNING or task.deadline_at is None or task.deadline_at > now:
         return None
     assert task.started_at is not None
@@ -270,7 +281,4 @@ def time_out(task: Task, agent: AgentRef, now: datetime) -> TaskChange | None:
         reason = f"attempt {task.attempts} ran longer than timeout_s ({task.timeout_s} s)"
     else:
         reason = f"attempt {task.attempts}: no report from its worker in time"
-    if task.attempts < task.max_attempts:
-        return _retry(task, reason, agent, now)
-    timed_out = _ended(task, S.TIMED_OUT, now, status_reason=f"{reason}; no attempts left")
-    return TaskChange(timed_out, task_event(EventKind.TASK_FAILED, timed_out, agent, now))
+    return give_up(task, reason, agent, now)

@@ -16,7 +16,7 @@ racing transitions and late syncs always settle on the consumer state of the fin
 """
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -24,7 +24,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.communications import CommunicationStatus
 from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.domain import communications as rules
@@ -46,23 +46,35 @@ MAX_ROUNDS = 8
 class AgentConsumers:
     """Brings an agent's consumers in line with its status."""
 
-    def __init__(self, agents: AgentRepository, queues: Sequence[AgentQueue]) -> None:
+    def __init__(
+        self,
+        agents: AgentRepository,
+        queues: Sequence[AgentQueue],
+        *,
+        on_active: Callable[[Agent], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_active`` also runs for an agent found ACTIVE (the liveness monitor's arming)."""
         self._agents = agents
         self._queues = tuple(queues)
+        self._on_active = on_active
 
-    async def _status(self, agent_id: UUID) -> AgentStatus | None:
+    async def _agent(self, agent_id: UUID) -> Agent | None:
         try:
-            return (await self._agents.get(agent_id)).status
+            return await self._agents.get(agent_id)
         except NotFound:
             return None
 
     async def sync(self, agent_id: UUID) -> AgentStatus | None:
         """Apply the agent's current status (None: it is gone) until it held still."""
         for _ in range(MAX_ROUNDS):
-            status = await self._status(agent_id)
+            agent = await self._agent(agent_id)
+            status = agent.status if agent else None
             for queue in self._queues:
                 await queue.follow(agent_id, status)
-            if await self._status(agent_id) is status:
+            again = await self._agent(agent_id)
+            if (again.status if again else None) is status:
+                if again is not None and status is AgentStatus.ACTIVE and self._on_active:
+                    await self._on_active(again)
                 return status
         raise Conflict(f"agent {agent_id} keeps changing; its consumers follow later")
 

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.jobs import InitializeJob
+from agent_orchestrator.contracts.liveness import RecoveryPlan
 from agent_orchestrator.contracts.subjects import initialize_job_subject
 from agent_orchestrator.domain.agents import Change
 from agent_orchestrator.domain.errors import Conflict
@@ -15,13 +16,17 @@ from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 MAX_ATTEMPTS = 8
 
 
-def outbox_for(change: Change) -> list[OutboxMessage]:
-    """The events of a change, plus the initialization job when it enters INITIALIZING."""
+def outbox_for(change: Change, recovery: RecoveryPlan | None = None) -> list[OutboxMessage]:
+    """The events of a change, plus the initialization job when it enters INITIALIZING (a
+    recovery when ``recovery`` says what to do after)."""
     messages = [OutboxMessage.for_event(event) for event in change.events]
     entered = change.transition.to_status if change.transition else None
     if entered is AgentStatus.INITIALIZING:
         job = InitializeJob(
-            job_id=new_id(), agent_id=change.agent.agent_id, version=change.agent.version
+            job_id=new_id(),
+            agent_id=change.agent.agent_id,
+            version=change.agent.version,
+            recovery=recovery,
         )
         messages.append(
             OutboxMessage(
@@ -39,6 +44,7 @@ async def change_agent(
     decide: Callable[[Agent], Change | None],
     *,
     idempotency: Callable[[Agent], IdempotencyRecord | None] = lambda _: None,
+    recovery: RecoveryPlan | None = None,
 ) -> Agent:
     """Load, decide, save if nobody changed the agent meanwhile; re-decide when somebody did.
 
@@ -53,7 +59,7 @@ async def change_agent(
         saved = await agents.save(
             change,
             previous_version=agent.version,
-            outbox=outbox_for(change),
+            outbox=outbox_for(change, recovery),
             idempotency=idempotency(change.agent),
         )
         if saved:

@@ -26,6 +26,7 @@ from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
+from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -41,8 +42,17 @@ def register_agent_commands(
     checkpointer: Checkpointer,
     schedules: CheckpointSchedules,
     queues: Sequence[AgentQueue],
+    heartbeats: Heartbeats,
 ) -> None:
     """Serve the agent CRUD subjects."""
+
+    async def with_heartbeats(found: list[Agent]) -> list[Agent]:
+        """The agents with when their workers last beat (as they are, should that fail)."""
+        try:
+            beats = await heartbeats.worker_beats([a.agent_id for a in found])
+        except Unavailable:
+            return found
+        return [a.model_copy(update={"last_heartbeat_at": beats.get(a.agent_id)}) for a in found]
 
     async def template_of(agent: Agent) -> Template | None:
         if agent.template_id is None or agent.template_version is None:
@@ -70,7 +80,8 @@ def register_agent_commands(
         subjects.AGENT_GET, GetAgent, Agent, mutating=False, description="Read one agent."
     )
     async def get_agent(body: GetAgent, ctx: CommandContext) -> Agent:
-        return await agents.get(body.agent_id)
+        [agent] = await with_heartbeats([await agents.get(body.agent_id)])
+        return agent
 
     @server.serve(
         subjects.AGENT_LIST,
@@ -84,7 +95,7 @@ def register_agent_commands(
         where = AgentFilter(body.project_id, body.status, body.type, body.template_id)
         fetched = await agents.page(where, limit=body.limit + 1, before=before)
         items, next_cursor = split_page(fetched, body.limit, "before", lambda a: str(a.agent_id))
-        return AgentPage(items=items, next_cursor=next_cursor)
+        return AgentPage(items=await with_heartbeats(items), next_cursor=next_cursor)
 
     @server.serve(
         subjects.AGENT_UPDATE,
@@ -131,6 +142,7 @@ def register_agent_commands(
                     "checkpoint schedule": partial(schedules.cancel, str(agent.agent_id)),
                     "state": partial(states.purge, agent.agent_id),
                     "checkpoint snapshots": partial(checkpointer.blobs.delete, snapshots),
+                    "heartbeat key": partial(heartbeats.forget, agent.agent_id),
                     # What waits for it is ended by the consumer keeper job.
                     **{
                         f"{queue.stream} consumer": partial(queue.remove, agent.agent_id)

@@ -1,11 +1,11 @@
 """agent.checkpoint.create / list / restore / delete."""
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent
@@ -113,6 +113,34 @@ class Checkpointer:
         await self.checkpoints.delete(agent.agent_id, ids, outbox, idempotency)
         await self.blobs.delete(doomed)
 
+    async def restore(
+        self,
+        agent: Agent,
+        checkpoint_id: UUID | None,
+        *,
+        actor: str,
+        now: datetime,
+        max_state_bytes: int,
+    ) -> RestoredState:
+        """Write a checkpoint's state (default: the latest recoverable) as a new revision."""
+        checkpoint = await self.checkpoints.find(agent.agent_id, checkpoint_id)
+        snapshot: dict[str, Any] = json.loads(await self.blobs.get(checkpoint))
+        event = new_event(
+            agent,
+            EventKind.CHECKPOINT_RESTORED,
+            {"checkpoint_id": str(checkpoint.checkpoint_id), "actor": actor},
+            now,
+        )
+        written = await replace_state(
+            self.states, agent.agent_id, snapshot, event=event, now=now, max_bytes=max_state_bytes
+        )
+        return RestoredState(
+            agent_id=agent.agent_id,
+            state=written.state,
+            revision=written.revision,
+            restored_from=checkpoint.checkpoint_id,
+        )
+
     async def prune(self, agent: Agent, keep_last: int, *, now: datetime) -> None:
         """Delete the agent's scheduled checkpoints beyond the newest ``keep_last``."""
         doomed = await self.checkpoints.beyond_newest_scheduled(agent.agent_id, keep_last)
@@ -122,7 +150,6 @@ class Checkpointer:
 def register_checkpoint_commands(
     server: CommandServer,
     agents: AgentRepository,
-    states: StateStore,
     checkpointer: Checkpointer,
     idempotency: IdempotencyStore,
     *,
@@ -170,25 +197,14 @@ def register_checkpoint_commands(
         "state, as a new revision.",
     )
     async def restore_checkpoint(body: RestoreCheckpoint, ctx: CommandContext) -> RestoredState:
-        agent, checkpoint = await asyncio.gather(
-            agents.get(body.agent_id), checkpoints.find(body.agent_id, body.checkpoint_id)
-        )
+        agent = await agents.get(body.agent_id)
         check_mutable(agent.status)
-        snapshot: dict[str, Any] = json.loads(await checkpointer.blobs.get(checkpoint))
-        event = new_event(
+        reply = await checkpointer.restore(
             agent,
-            EventKind.CHECKPOINT_RESTORED,
-            {"checkpoint_id": str(checkpoint.checkpoint_id), "actor": ctx.actor},
-            ctx.now,
-        )
-        written = await replace_state(
-            states, body.agent_id, snapshot, event=event, now=ctx.now, max_bytes=max_state_bytes
-        )
-        reply = RestoredState(
-            agent_id=body.agent_id,
-            state=written.state,
-            revision=written.revision,
-            restored_from=checkpoint.checkpoint_id,
+            body.checkpoint_id,
+            actor=ctx.actor,
+            now=ctx.now,
+            max_state_bytes=max_state_bytes,
         )
         await idempotency.remember(ctx.idempotency_for(reply))
         return reply

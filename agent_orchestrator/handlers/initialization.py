@@ -27,6 +27,7 @@ from agent_orchestrator.domain.errors import (
 )
 from agent_orchestrator.domain.templates import validate_configuration
 from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -46,11 +47,13 @@ def register_initializer(
     steps: Sequence[InitializationStep],
     *,
     max_attempts: int,
+    recovery: Recovery,
 ) -> None:
     """Consume initialization jobs from the durable consumer shared by all instances.
 
     A step that keeps failing moves the agent to ERROR after ``max_attempts``; a dependency
     that is down only postpones the job (with growing delays), however long it stays down.
+    A job that carries a recovery plan also carries it out (see ``handlers.recovery``).
     """
 
     async def finish(job: InitializeJob, target: AgentStatus, reason: str) -> None:
@@ -62,7 +65,7 @@ def register_initializer(
                     agent,
                     target,
                     reason=reason,
-                    actor=ACTOR,
+                    actor=job.recovery.actor if job.recovery else ACTOR,
                     expected_version=job.version,
                     now=datetime.now(UTC),
                 ),
@@ -85,15 +88,21 @@ def register_initializer(
         try:
             agent = await agents.get(job.agent_id)
             if agent.status is not AgentStatus.INITIALIZING or agent.version != job.version:
-                await msg.ack()  # the agent moved on (terminated, re-initialized, deleted)
+                # The agent moved on (terminated, re-initialized, deleted), or this job was
+                # redelivered after READY: a recovery may still owe its activation.
+                await recovery.after_ready(job)
+                await msg.ack()
                 return
             try:
                 for step in steps:
                     await step(agent)
+                if job.recovery is not None:
+                    await recovery.before_ready(agent, job.recovery)
             except InitializationFailed as exc:
                 await finish(job, AgentStatus.ERROR, f"initialization failed: {exc.message}")
             else:
-                await finish(job, AgentStatus.READY, "initialized")
+                await finish(job, AgentStatus.READY, "recovered" if job.recovery else "initialized")
+                await recovery.after_ready(job)
         except NotFound:
             pass
         except Unavailable:

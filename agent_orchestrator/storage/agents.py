@@ -1,6 +1,7 @@
 """The agents repository: agents, their transitions, and their outbox and idempotency rows."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -128,6 +129,29 @@ class AgentRepository:
             for r in rows
             if r["version"] is not None
         ]
+
+    @translate_errors
+    async def last_transition_at(self, agent_id: UUID) -> datetime | None:
+        """When the agent last changed status (None for an unknown agent)."""
+        at: datetime | None = await self._db.pool.fetchval(
+            "SELECT max(at) FROM agent_transitions WHERE agent_id = $1", agent_id
+        )
+        return at
+
+    @translate_errors
+    async def transitions_since(
+        self, agent_id: UUID, *, to_status: AgentStatus, actor: str, since: datetime
+    ) -> int:
+        """How often ``actor`` moved the agent to ``to_status`` since ``since``."""
+        count = await self._db.pool.fetchval(
+            """SELECT count(*) FROM agent_transitions
+               WHERE agent_id = $1 AND to_status = $2 AND actor = $3 AND at >= $4""",
+            agent_id,
+            to_status,
+            actor,
+            since,
+        )
+        return int(count)
 
     async def insert(
         self,
