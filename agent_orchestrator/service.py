@@ -190,6 +190,7 @@ class Service:
         self._relay_task: asyncio.Task[None] | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def _command_router(self) -> NatsRouter:
         self.stats = ServiceStatsBook(subjects=[], version=__version__)
@@ -307,7 +308,11 @@ class Service:
         log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
 
     async def stop(self) -> None:
-        """Stop serving and close connections; in-flight requests finish first."""
+        """Stop serving and close connections; in-flight requests finish first. Stopping a
+        stopped service does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.sweeper.stop()
         self.monitor.stop()
         if self.relay is not None:

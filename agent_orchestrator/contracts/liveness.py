@@ -40,9 +40,21 @@ class LivenessPolicy(Policy):
     )
     require_heartbeat: bool = Field(
         default=False,
-        description="Also flag an ACTIVE agent whose worker never sent a heartbeat within the "
-        "window after it was activated (by default only agents that had a worker are).",
+        description="Also flag an ACTIVE agent whose worker never sent a heartbeat after it "
+        "was activated (by default only agents that had a worker are).",
     )
+    activation_grace_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 3600,
+        description="How long an agent that is activated (or recovered) has to get a worker "
+        "beating before it is flagged; default twice the heartbeat window.",
+    )
+
+    @property
+    def grace_s(self) -> int:
+        """The activation grace in effect."""
+        return self.activation_grace_s or 2 * self.heartbeat_window_s
 
     @classmethod
     def of(cls, configuration: dict[str, Any]) -> "LivenessPolicy":

@@ -59,8 +59,9 @@ RETRY_DELAY_S = 1.0
 
 
 async def arm(heartbeats: Heartbeats, agent: Agent) -> None:
-    """On activation: expect a heartbeat within the window if the agent had a worker that is
-    gone (or its policy requires one), by writing a grace beat that expires like a worker's."""
+    """On activation: expect a worker's heartbeat within the activation grace if the agent had
+    a worker that is gone (or its policy requires one), by writing a grace beat that expires
+    like a worker's."""
     policy = LivenessPolicy.of(agent.configuration)
     latest = await heartbeats.latest(agent.agent_id)
     if latest is not None and latest.heartbeat is not None:
@@ -68,7 +69,7 @@ async def arm(heartbeats: Heartbeats, agent: Agent) -> None:
     if latest is None and not policy.require_heartbeat:
         return  # never had a worker: not watched
     grace = Heartbeat(by="orchestrator", at=datetime.now(UTC))
-    await heartbeats.beat(agent.agent_id, grace, policy.heartbeat_window_s)
+    await heartbeats.beat(agent.agent_id, grace, policy.grace_s)
 
 
 class LivenessMonitor:
