@@ -48,6 +48,7 @@ from agent_orchestrator.contracts.communications import (
     MarkDelivered,
     SendMessage,
 )
+from agent_orchestrator.contracts.liveness import RecoverAgent
 from agent_orchestrator.contracts.state import (
     AgentState,
     GetState,
@@ -191,6 +192,17 @@ ROUTES: tuple[Route, ...] = (
     _lifecycle("activate", s.AGENT_ACTIVATE),
     _lifecycle("pause", s.AGENT_PAUSE),
     _lifecycle("terminate", s.AGENT_TERMINATE),
+    Route(
+        "POST",
+        f"{AGENT}/recover",
+        s.AGENT_RECOVER,
+        RecoverAgent,
+        Agent,
+        "Recover an ERROR agent (restore a checkpoint, requeue its tasks, READY or ACTIVE)",
+        tag="lifecycle",
+        etag="version",
+        if_match=EXPECTED_VERSION,
+    ),
     Route(
         "GET",
         f"{AGENT}/history",

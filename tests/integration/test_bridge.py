@@ -139,6 +139,33 @@ async def test_lifecycle_walk_and_history(http: httpx.AsyncClient) -> None:
     assert items[1]["reason"] == "lunch"
 
 
+async def test_recover_an_agent_in_error(http: httpx.AsyncClient) -> None:
+    agent_id = (await new_agent(http))["agent_id"]
+    base = f"/api/agents/{agent_id}"
+    refused = await http.post(f"{base}/recover")
+    assert problem(refused, 409, "invalid_transition")["errors"]["status"] == "CREATED"
+    await http.post(f"{base}/initialize")
+    await wait_status(http, agent_id, "READY")
+    await http.post(f"{base}/activate")
+    errored = await http.post(f"{base}/status", json={"status": "ERROR", "reason": "broke"})
+    version = errored.json()["version"]
+    stale = await http.post(f"{base}/recover", headers={"If-Match": f'"{version - 1}"'})
+    problem(stale, 409, "conflict")
+    started = await http.post(
+        f"{base}/recover",
+        json={"restore": False, "target": "READY", "reason": "try again"},
+        headers={"If-Match": f'"{version}"', "Actor": "ops"},
+    )
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] == "INITIALIZING"
+    await wait_status(http, agent_id, "READY")
+    history = (await http.get(f"{base}/history", params={"limit": 100})).json()["items"]
+    assert [(t["to"], t["actor"], t["reason"]) for t in history[-2:]] == [
+        ("INITIALIZING", "ops", "try again"),
+        ("READY", "ops", "recovered"),
+    ]
+
+
 async def test_state_with_if_match(http: httpx.AsyncClient) -> None:
     base = f"/api/agents/{(await new_agent(http))['agent_id']}"
     empty = await http.get(f"{base}/state")
