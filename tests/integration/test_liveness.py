@@ -6,9 +6,6 @@ agent program, a child process) beats every third of a second.
 
 import asyncio
 import signal
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ from tests.support.calls import call, ok
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
 from tests.support.servers import ServerUrls
-from tests.support.workers import worker_running
+from tests.support.workers import example_agent, worker_running
 
 NC = nats.aio.client.Client
 S = AgentStatus
@@ -41,30 +38,6 @@ async def started_agent(client: OrchestratorClient, **configuration: Any) -> str
     )
     await client.start_agent(agent.agent_id)
     return str(agent.agent_id)
-
-
-@asynccontextmanager
-async def worker_process(
-    nats_url: str, agent_id: str, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The example agent program serving ``agent_id``: it beats while it runs."""
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "examples" / "word_count_agent.py"),
-            "--nats",
-            nats_url,
-            "--agent-id",
-            agent_id,
-            stdout=out,
-            stderr=out,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 async def beating(client: OrchestratorClient, agent_id: str, within: float = 20.0) -> Agent:
@@ -109,7 +82,7 @@ async def test_killing_a_worker_moves_its_agent_to_error(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
     agent_id = await started_agent(client, **WINDOW)
-    async with worker_process(servers.nats_url, agent_id, tmp_path / "worker.log") as proc:
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "worker.log") as proc:
         alive = await beating(client, agent_id)
         await kill(proc)
     lost = await status_reached(client, agent_id, S.ERROR)
@@ -128,13 +101,13 @@ async def test_automatic_recovery_restores_the_checkpoint_and_a_new_worker_takes
     await client.update_state(agent_id, {"step": 1})
     await client.checkpoint(agent_id, label="good")
     await client.update_state(agent_id, {"step": 2})
-    async with worker_process(servers.nats_url, agent_id, tmp_path / "first.log") as first:
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "first.log") as first:
         await beating(client, agent_id)
         await kill(first)
     # ERROR lasts only until the recovery starts: wait for where the recovery ends.
     await status_reached(client, agent_id, S.ACTIVE, "recovered")
     assert (await client.get_state(agent_id)).state == {"step": 1}
-    async with worker_process(servers.nats_url, agent_id, tmp_path / "second.log"):
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "second.log"):
         await beating(client, agent_id)
         task = await client.execute(agent_id, {"text": "back at work"})
         assert (await client.wait_for_task(task.task_id)).status is TaskStatus.SUCCEEDED
@@ -163,7 +136,7 @@ async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
             agent = await client.get_agent(agent_id)
             if agent.status is S.ACTIVE and agent.version > activated:
                 activated = agent.version
-                async with worker_process(servers.nats_url, agent_id, tmp_path / "w.log") as p:
+                async with example_agent(servers.nats_url, agent_id, tmp_path / "w.log") as p:
                     starts += 1
                     await beating(client, agent_id)
                     await kill(p)
@@ -277,13 +250,13 @@ async def test_each_loss_is_handled_once_with_two_instances_and_after_an_outage(
         try:
             recover_to_ready = {"recovery": {"automatic": True, "target": "READY"}}
             agent_id = await started_agent(client, **WINDOW, **recover_to_ready)
-            async with worker_process(own.nats.url, agent_id, tmp_path / "w.log") as proc:
+            async with example_agent(own.nats.url, agent_id, tmp_path / "w.log") as proc:
                 await beating(client, agent_id)
                 await kill(proc)
             await status_reached(client, agent_id, S.READY, "recovered")
             # And while no instance runs at all:
             other = await started_agent(client, **WINDOW)
-            async with worker_process(own.nats.url, other, tmp_path / "w2.log") as proc:
+            async with example_agent(own.nats.url, other, tmp_path / "w2.log") as proc:
                 await beating(client, other)
                 await own.service.stop()
                 await second.stop()

@@ -7,10 +7,7 @@ retries or ends it, and sweeps every 0.2 s.
 import asyncio
 import re
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,7 @@ from tests.support.calls import call
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
 from tests.support.servers import ServerUrls
-from tests.support.workers import worker_running
+from tests.support.workers import example_agent, worker_running
 
 NC = nats.aio.client.Client
 S = TaskStatus
@@ -45,31 +42,6 @@ async def new_agent(client: OrchestratorClient, *, active: bool = True) -> str:
     if active:
         await client.start_agent(agent.agent_id)
     return str(agent.agent_id)
-
-
-@asynccontextmanager
-async def example_agent(
-    servers: ServerUrls, agent_id: str | None, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """examples/word_count_agent.py as a child process: serving ``agent_id``, or (None) an
-    agent it creates itself, as the README's tour does."""
-    serve = ["--agent-id", agent_id] if agent_id else []
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "examples" / "word_count_agent.py"),
-            "--nats",
-            servers.nats_url,
-            *serve,
-            stdout=out,
-            stderr=out,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 def printed_agent(log: Path) -> str | None:
@@ -89,7 +61,7 @@ async def agent_it_made(log: Path, within: float = 30.0) -> str:
 async def test_a_task_runs_end_to_end_through_the_example_agent(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    async with example_agent(servers, None, tmp_path / "agent.log") as proc:
+    async with example_agent(servers.nats_url, None, tmp_path / "agent.log") as proc:
         agent_id = await agent_it_made(tmp_path / "agent.log")
         assert (await client.get_agent(agent_id)).status is AgentStatus.ACTIVE
         task = await client.execute(agent_id, {"text": "to be or not to be"})
@@ -117,7 +89,7 @@ async def test_progress_reports_are_recorded_and_published(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
     agent_id = await new_agent(client)
-    async with example_agent(servers, agent_id, tmp_path / "agent.log"):
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"):
         task = await client.execute(
             agent_id, {"text": "one two three four"}, parameters={"seconds_per_word": 0.1}
         )
@@ -134,14 +106,14 @@ async def test_a_worker_killed_mid_task_leads_to_a_retry(
 ) -> None:
     agent_id = await new_agent(client)
     text = {"text": "slow words to count"}
-    async with example_agent(servers, agent_id, tmp_path / "first.log") as first:
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "first.log") as first:
         task = await client.execute(
             agent_id, text, parameters={"seconds_per_word": 1}, max_attempts=2
         )
         await client.wait_for_task(task.task_id, S.RUNNING, timeout=15)
         first.send_signal(signal.SIGKILL)
         await first.wait()
-    async with example_agent(servers, agent_id, tmp_path / "second.log"):
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "second.log"):
         done = await client.wait_for_task(task.task_id, timeout=30)
     assert (done.status, done.attempts, done.result) == (S.SUCCEEDED, 2, {"words": 4})
     assert f"task {task.task_id} (attempt 2): 4 words" in (tmp_path / "second.log").read_text()
@@ -151,7 +123,7 @@ async def test_a_worker_that_never_reports_is_timed_out_after_its_last_attempt(
     client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
     agent_id = await new_agent(client)
-    async with example_agent(servers, agent_id, tmp_path / "agent.log") as proc:
+    async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log") as proc:
         task = await client.execute(
             agent_id, {"text": "a b c"}, parameters={"seconds_per_word": 5}, max_attempts=1
         )

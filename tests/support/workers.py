@@ -1,8 +1,10 @@
-"""An in-process agent worker for tests that need one to take tasks."""
+"""Agent workers for tests: one in process, or the example agent program as a child process."""
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -26,3 +28,26 @@ async def worker_running(
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await nc.close()
+
+
+EXAMPLE_AGENT = Path(__file__).resolve().parents[2] / "examples" / "word_count_agent.py"
+
+
+@asynccontextmanager
+async def example_agent(
+    nats_url: str, agent_id: str | None, log: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """examples/word_count_agent.py as a child process (killed at the end if still running):
+    serving ``agent_id``, or (None) an agent it creates itself, as the README's tour does.
+    Its output is appended to ``log``."""
+    serve = ["--agent-id", agent_id] if agent_id else []
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE_AGENT), "--nats", nats_url, *serve, stdout=out, stderr=out
+        )
+        try:
+            yield proc
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
