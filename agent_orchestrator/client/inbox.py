@@ -142,6 +142,12 @@ class Inbox:
             nc, MESSAGES_STREAM, inbox_consumer(str(self.agent_id)), batch=batch, poll_s=poll_s
         )
         self._ready: list[Msg] = []
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Make ``run``, iteration and ``next`` return (within the poll time): stopping by a
+        flag, as a cancelled request can be lost in a reply arriving at the same moment."""
+        self._stopped = True
 
     async def open(self, *, timeout: float = 30.0) -> "Inbox":
         """Bind to the agent's inbox, waiting up to ``timeout`` for the agent to be
@@ -166,23 +172,25 @@ class Inbox:
 
     async def next(self, timeout: float | None = None) -> InboxMessage | None:
         """The next message, or None if none came within ``timeout`` seconds (None: wait
-        as long as it takes). Raises QueueClosed once the agent is terminated."""
+        as long as it takes) or the inbox was stopped. Raises QueueClosed once the agent is
+        terminated."""
         try:
             async with asyncio.timeout(timeout):
-                while True:
+                while not self._stopped:
                     while self._ready:
                         message = await self._accept(self._ready.pop(0))
                         if message is not None:
                             return message
                     self._ready.extend(await self.queue.fetch())
         except TimeoutError:
-            return None
+            pass
+        return None
 
     def __aiter__(self) -> AsyncIterator[InboxMessage]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[InboxMessage]:
-        while True:
+        while not self._stopped:
             try:
                 message = await self.next()
             except QueueClosed:
@@ -193,7 +201,7 @@ class Inbox:
     async def run(self, handler: Callable[[InboxMessage], Awaitable[Any]]) -> None:
         """Hand every message to ``handler``, acknowledging it when the handler returns
         (unless it acked or nak'ed itself) and giving it back when the handler raises.
-        Returns when the agent is terminated."""
+        Returns when the agent is terminated, or the inbox is stopped."""
         async for message in self:
             try:
                 await handler(message)

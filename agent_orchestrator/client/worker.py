@@ -140,6 +140,19 @@ class AgentWorker:
         self._task_handler: TaskHandler | None = None
         self._message_handler: MessageHandler | None = None
         self._running: set[asyncio.Task[None]] = set()
+        self._stopped = False
+        self._inbox: Inbox | None = None
+
+    def stop(self, *, cancel_running: bool = False) -> None:
+        """Stop taking tasks and messages: ``run`` returns within the poll time, once the
+        tasks in hand are done (or, with ``cancel_running``, cancelled: their attempts are then
+        given up by the service like those of any silent worker)."""
+        self._stopped = True
+        if self._inbox is not None:
+            self._inbox.stop()
+        if cancel_running:
+            for attempt in self._running:
+                attempt.cancel()
 
     def task(self, handler: TaskHandler) -> TaskHandler:
         """Decorator: the handler of every task; its return value is the result."""
@@ -152,8 +165,8 @@ class AgentWorker:
         return handler
 
     async def run(self, *, timeout: float = 30.0) -> None:
-        """Serve tasks and messages until the agent is terminated; waits up to ``timeout``
-        for the agent to be initialized."""
+        """Serve tasks and messages until the agent is terminated (or ``stop()``); waits up
+        to ``timeout`` for the agent to be initialized."""
         loops = []
         if self._task_handler is not None:
             loops.append(self._serve_tasks(self._task_handler, timeout))
@@ -179,7 +192,7 @@ class AgentWorker:
         time to live."""
         js = self.nc.jetstream()
         subject = heartbeat_subject(str(self.agent_id))
-        while True:
+        while not self._stopped:
             beat = Heartbeat(by="worker", worker=self.worker_id, at=datetime.now(UTC))
             try:
                 await js.publish(subject, beat.model_dump_json().encode(), msg_ttl=window_s)
@@ -189,6 +202,9 @@ class AgentWorker:
 
     async def _serve_messages(self, handler: MessageHandler, timeout: float) -> None:
         inbox = Inbox(self.nc, self.agent_id, client=self.client, poll_s=self._poll_s)
+        self._inbox = inbox
+        if self._stopped:
+            inbox.stop()
         async with await inbox.open(timeout=timeout):
             await inbox.run(handler)
 
@@ -199,7 +215,7 @@ class AgentWorker:
         await queue.open(timeout=timeout)
         slots = asyncio.Semaphore(self._concurrency)
         try:
-            while True:
+            while not self._stopped:
                 await slots.acquire()
                 try:
                     msgs = await queue.fetch()

@@ -125,6 +125,7 @@ async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
 ) -> None:
     agent_id = await started_agent(client, **GRACE, **AUTOMATIC)
     starts = 0
+    done = asyncio.Event()  # a flag, not cancel(): see AgentWorker.stop
 
     async def supervise() -> None:
         """Start the worker each time the agent is (re)activated; it dies once it has beaten.
@@ -132,7 +133,7 @@ async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
         version, not as a status seen in between."""
         nonlocal starts
         activated = 0
-        while True:
+        while not done.is_set():
             agent = await client.get_agent(agent_id)
             if agent.status is S.ACTIVE and agent.version > activated:
                 activated = agent.version
@@ -146,8 +147,8 @@ async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
     try:
         exhausted = await status_reached(client, agent_id, S.ERROR, "recovery_exhausted")
     finally:
-        supervisor.cancel()
-        await asyncio.gather(supervisor, return_exceptions=True)
+        done.set()
+        await asyncio.wait_for(supervisor, 30)
     assert exhausted.status_reason == "recovery_exhausted"
     moves = await history(nc, agent_id)
     assert [m for m in moves if m[1] == "recovery-policy" and m[0] == "INITIALIZING"] == [

@@ -332,6 +332,8 @@ async def test_the_worker_rides_out_a_nats_server_restart(tmp_path: Path) -> Non
             done = await client.wait_for_task(after.task_id)
             assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "after", 1)
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
-            await worker_nc.close()
+            worker.stop()
+            try:
+                await asyncio.wait_for(running, 15)
+            finally:
+                await worker_nc.close()

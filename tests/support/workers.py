@@ -25,9 +25,11 @@ async def worker_running(
     try:
         yield worker
     finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await nc.close()
+        worker.stop(cancel_running=True)
+        try:
+            await asyncio.wait_for(running, 15)
+        finally:
+            await nc.close()
 
 
 EXAMPLE_AGENT = Path(__file__).resolve().parents[2] / "examples" / "word_count_agent.py"
