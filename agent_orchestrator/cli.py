@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from fastapi import FastAPI
+from pydantic import ValidationError
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
-from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import BridgeStartError, EmbeddedBridge, run_bridge
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
@@ -42,7 +44,11 @@ async def _serve_until_signalled(settings: Settings, banner: str = "", http_port
     bridge: EmbeddedBridge | None = None
     try:
         if http_port:
-            bridge = EmbeddedBridge(BridgeSettings(nats_url=settings.nats_url), port=http_port)
+            bridge_settings = _bridge_settings(nats_url=settings.nats_url)
+            try:
+                bridge = EmbeddedBridge(bridge_settings, port=http_port)
+            except (ValueError, OSError) as exc:
+                raise _refuse(exc) from None
             url = await bridge.start()
             banner = banner.replace("{http}", f"{url} (API docs: {url}/docs)")
         if banner:
@@ -53,6 +59,32 @@ async def _serve_until_signalled(settings: Settings, banner: str = "", http_port
         if bridge is not None:
             await bridge.stop()
         await service.stop()
+
+
+def _refuse(exc: Exception) -> typer.Exit:
+    """Say why the bridge will not start, without echoing any secret it was given."""
+    if isinstance(exc, ValidationError):
+        why = "; ".join(e["msg"] for e in exc.errors(include_input=False, include_url=False))
+    else:
+        why = str(exc)
+    typer.echo(f"agent-orchestrator: the HTTP bridge refuses to start: {why}", err=True)
+    return typer.Exit(2)
+
+
+def _bridge_settings(**given: str) -> BridgeSettings:
+    """The bridge's settings from the environment (and ``given``), or exit 2 with the reason."""
+    try:
+        return BridgeSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _refuse(exc) from None
+
+
+def _bridge_app(settings: BridgeSettings) -> FastAPI:
+    """The bridge app (its API keys file is read here), or exit 2 with the reason."""
+    try:
+        return create_app(settings)
+    except (ValueError, OSError) as exc:
+        raise _refuse(exc) from None
 
 
 @app.command()
@@ -119,7 +151,8 @@ def bridge(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
 ) -> None:
     """Serve the HTTP bridge (REST → one NATS request per call) against NATS_URL."""
-    run_bridge(BridgeSettings(), host, port)
+    settings = _bridge_settings()
+    run_bridge(settings, host, port, app=_bridge_app(settings))
 
 
 def _remembered_port(data_dir: Path, requested: int) -> int:

@@ -49,6 +49,7 @@ from agent_orchestrator.handlers.initialization import (
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
 from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
+from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
@@ -200,6 +201,7 @@ class Service:
             self.idempotency,
             max_request_bytes=self.settings.max_request_bytes,
             max_workers=self.settings.handler_max_workers,
+            scope_guard=ScopeGuard(self.agents, self.communications, self.tasks),
         )
         register_agent_commands(
             server,

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 import nats
 import nats.aio.client
 import nats.errors
-from fastapi import Body, FastAPI, Header, Path, Query
+from fastapi import Body, Depends, FastAPI, Header, Path, Query
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from nats.aio.msg import Msg
@@ -23,6 +24,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_orchestrator import __version__
+from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication, caller_of
 from agent_orchestrator.bridge.events import register_event_stream
 from agent_orchestrator.bridge.problems import (
     PROBLEM_MEDIA_TYPE,
@@ -38,11 +40,21 @@ from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
     ASYNCAPI,
     IDEMPOTENCY_KEY_HEADER,
+    PROJECT_SCOPE_HEADER,
     SERVICE_ERROR_CODE_HEADER,
     SERVICE_NAME,
 )
 
 PING_SUBJECT = f"$SRV.PING.{SERVICE_NAME}"
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "Idempotency-Key",
+    "Actor",
+    "Last-Event-ID",
+    API_KEY_HEADER,
+)
 _IF_MATCH = re.compile(r'^\s*"(\d{1,18})"\s*$')
 _ERROR_STATUSES = (400, 404, 409, 413, 503, 504)
 
@@ -253,6 +265,9 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
                 _error_paths(exc.errors()),
             ) from exc
         headers = {}
+        caller = caller_of(request)
+        if caller is not None and caller.project is not None:
+            headers[PROJECT_SCOPE_HEADER] = caller.project
         if kwargs.get("idempotency_key"):
             headers[IDEMPOTENCY_KEY_HEADER] = kwargs["idempotency_key"]
         if kwargs.get("actor"):
@@ -380,9 +395,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.bridge = state
+    authenticate = authentication(state.settings)
+    guarded = [Depends(authenticate)] if authenticate is not None else []
+    statuses = (401, 403, *_ERROR_STATUSES) if authenticate is not None else _ERROR_STATUSES
     error_responses: dict[int | str, dict[str, Any]] = {
-        status: {"model": Problem, "description": HTTPStatus(status).phrase}
-        for status in _ERROR_STATUSES
+        status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses
     }
     for route in ROUTES:
         app.add_api_route(
@@ -396,9 +413,10 @@ def create_app(
             operation_id=route.operation_id,
             tags=[route.tag],
             responses=error_responses,
+            dependencies=guarded,
         )
 
-    register_event_stream(app, lambda: _nc(state))
+    register_event_stream(app, lambda: _nc(state), guarded)
 
     @app.get(
         "/asyncapi",
@@ -457,6 +475,14 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
+    if state.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=state.settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=[*CORS_REQUEST_HEADERS],
+            expose_headers=["ETag", "Location", "Link"],
+        )
     return app
 
 

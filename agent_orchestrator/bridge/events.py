@@ -5,8 +5,9 @@ with ``Last-Event-ID`` resumes right after the last event it saw (the browser's 
 does this by itself). Without it, the stream starts with the next event.
 """
 
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Annotated, Any
 from uuid import UUID
 
 import nats.aio.client
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.requests import Request as HttpRequest
 
+from agent_orchestrator.bridge.auth import caller_of
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.events import EventKind
@@ -33,10 +35,25 @@ def sse(event_id: int, kind: str, data: bytes) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, kind.encode(), data)
 
 
+def in_project(data: bytes, project: str | None) -> bool:
+    """Whether an event envelope belongs to ``project`` (None: any project)."""
+    if project is None:
+        return True
+    try:
+        return bool(json.loads(data).get("project_id") == project)
+    except (ValueError, AttributeError):
+        return False
+
+
 async def event_stream(
-    nc: nats.aio.client.Client, request: HttpRequest, subject: str, after: int | None
+    nc: nats.aio.client.Client,
+    request: HttpRequest,
+    subject: str,
+    after: int | None,
+    project: str | None = None,
 ) -> AsyncIterator[bytes]:
-    """Events on ``subject`` after stream sequence ``after`` (or from now), until disconnect."""
+    """Events on ``subject`` after stream sequence ``after`` (or from now), until disconnect;
+    only those of ``project`` when the caller is confined to one."""
     if after is None:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
     else:
@@ -52,16 +69,22 @@ async def event_stream(
             except nats.errors.TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            yield sse(msg.metadata.sequence.stream, msg.subject.rsplit(".", 1)[-1], msg.data)
+            if in_project(msg.data, project):
+                yield sse(msg.metadata.sequence.stream, msg.subject.rsplit(".", 1)[-1], msg.data)
     finally:
         await sub.unsubscribe()
 
 
-def register_event_stream(app: FastAPI, connection: Callable[[], nats.aio.client.Client]) -> None:
-    """Add ``GET /api/events``."""
+def register_event_stream(
+    app: FastAPI,
+    connection: Callable[[], nats.aio.client.Client],
+    dependencies: Sequence[Any] = (),
+) -> None:
+    """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication)."""
 
     @app.get(
         "/api/events",
+        dependencies=list(dependencies),
         tags=["events"],
         summary="Agent events as Server-Sent Events (resumable with Last-Event-ID)",
         response_class=StreamingResponse,
@@ -82,7 +105,9 @@ def register_event_stream(app: FastAPI, connection: Callable[[], nats.aio.client
                     400, ErrorCode.VALIDATION_ERROR, "Last-Event-ID must be an event id (a number)"
                 )
             after = int(last_event_id)
-        stream = event_stream(connection(), request, events_subject(agent_id, kind), after)
+        caller = caller_of(request)
+        project = caller.project if caller is not None else None
+        stream = event_stream(connection(), request, events_subject(agent_id, kind), after, project)
         return StreamingResponse(
             stream,
             media_type="text/event-stream",

@@ -30,7 +30,13 @@ class ProblemError(Exception):
     """Raised inside the bridge to answer with a problem."""
 
     def __init__(
-        self, status: int, code: str, detail: str, errors: Any = None, trace_id: str | None = None
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        errors: Any = None,
+        trace_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -38,6 +44,7 @@ class ProblemError(Exception):
         self.detail = detail
         self.errors = errors
         self.trace_id = trace_id
+        self.headers = headers
 
 
 class ProblemResponse(JSONResponse):
@@ -79,4 +86,6 @@ def problem_response(
 
 def from_error(error: ProblemError) -> ProblemResponse:
     """The response of a :class:`ProblemError`."""
-    return problem_response(error.status, error.code, error.detail, error.errors, error.trace_id)
+    return problem_response(
+        error.status, error.code, error.detail, error.errors, error.trace_id, error.headers
+    )

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import nats.aio.client
 import uvicorn
+from fastapi import FastAPI
 
 from agent_orchestrator.bridge.app import create_app
 from agent_orchestrator.bridge.settings import BridgeSettings
@@ -70,7 +71,9 @@ class EmbeddedBridge:
         self._task = None
 
 
-def run_bridge(settings: BridgeSettings, host: str, port: int) -> None:
+def run_bridge(
+    settings: BridgeSettings, host: str, port: int, *, app: FastAPI | None = None
+) -> None:
     """Serve the bridge alone until SIGINT/SIGTERM (uvicorn's own signal handling)."""
     # No per-request access log: like the service, the bridge logs problems, not traffic.
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+    uvicorn.run(app or create_app(settings), host=host, port=port, access_log=False)

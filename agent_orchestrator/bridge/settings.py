@@ -1,7 +1,58 @@
 """Bridge settings from the environment (``NATS_URL``, ``AO_BRIDGE_*``)."""
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic.functional_validators import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+WEAK_SECRETS = frozenset(
+    {
+        "secret",
+        "changeme",
+        "change-me",
+        "your_secret_key",
+        "your-secret-key",
+        "jwt_secret",
+        "jwt-secret",
+        "password",
+        "default",
+        "development",
+    }
+)
+
+
+def weakness(secret: str) -> str | None:
+    """Why a secret (or API key) is too weak to be used, or None."""
+    if secret.lower().strip() in WEAK_SECRETS or "change" in secret.lower():
+        return "it is a placeholder, not a secret"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"it is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(secret)) < 8:
+        return "it has fewer than 8 distinct characters"
+    return None
+
+
+def _comma_list(value: object) -> object:
+    """``a,b`` or a JSON list, from the environment."""
+    if isinstance(value, str):
+        value = value.strip()
+        if value.startswith("["):
+            return json.loads(value)
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class AuthMode(StrEnum):
+    """How the bridge knows its callers."""
+
+    OFF = "off"
+    JWT = "jwt"
+    API_KEYS = "api_keys"
 
 
 class BridgeSettings(BaseSettings):
@@ -23,3 +74,46 @@ class BridgeSettings(BaseSettings):
     ready_timeout_s: float = Field(
         default=1.0, gt=0, le=30, description="How long /readyz waits for the service's ping."
     )
+    auth: AuthMode = Field(
+        default=AuthMode.OFF,
+        description="off (no authentication), jwt (Authorization: Bearer) or api_keys "
+        "(X-API-Key). With either, each caller is scoped to one project.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret (at least 32 bytes, not a placeholder)."
+    )
+    jwt_jwks_file: Path | None = Field(
+        default=None, description="A JWKS file of public keys (RS256, ES256, EdDSA, ...)."
+    )
+    jwt_audience: str | None = Field(default=None, description="Required `aud`, if set.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss`, if set.")
+    jwt_project_claim: str = Field(
+        default="project",
+        min_length=1,
+        description="The claim naming the caller's project (`*`: every project).",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description='A JSON file {"<key>": {"project": "<project or *>", "name": "<who>"}}.',
+    )
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (comma-separated); none by default.",
+    )
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Self:
+        if self.auth is AuthMode.JWT:
+            if (self.jwt_secret is None) == (self.jwt_jwks_file is None):
+                raise ValueError("auth=jwt needs exactly one of jwt_secret and jwt_jwks_file")
+            if self.jwt_secret is not None:
+                why = weakness(self.jwt_secret.get_secret_value())
+                if why:
+                    raise ValueError(f"jwt_secret is refused: {why}")
+            if self.jwt_jwks_file is not None and not self.jwt_jwks_file.is_file():
+                raise ValueError(f"jwt_jwks_file {self.jwt_jwks_file} does not exist")
+        if self.auth is AuthMode.API_KEYS and (
+            self.api_keys_file is None or not self.api_keys_file.is_file()
+        ):
+            raise ValueError("auth=api_keys needs api_keys_file, an existing JSON file")
+        return self

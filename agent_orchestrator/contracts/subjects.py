@@ -86,6 +86,8 @@ LIVENESS_MONITOR_CONSUMER: Final = "liveness-monitor"
 # Headers.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 ACTOR_HEADER: Final = "Actor"
+# Set by the HTTP bridge for an authenticated caller: the one project the request may touch.
+PROJECT_SCOPE_HEADER: Final = "Project-Scope"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"

@@ -14,7 +14,7 @@ from agent_orchestrator.contracts.agents import (
 )
 from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.templates import Template
-from agent_orchestrator.domain.errors import Conflict, ValidationFailed
+from agent_orchestrator.domain.errors import Conflict, NotFound, ValidationFailed
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable, check_transition, event_kind_for
 from agent_orchestrator.domain.liveness import check_policies
@@ -45,6 +45,11 @@ class Change:
     agent: Agent
     transition: Transition | None = None
     events: list[Event] = field(default_factory=list)
+
+
+def not_found(agent_id: UUID) -> NotFound:
+    """The error for an unknown agent (also one outside the caller's project)."""
+    return NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
 
 
 def new_event(agent: Agent, kind: EventKind, data: dict[str, Any], now: datetime) -> Event:

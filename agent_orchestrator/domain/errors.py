@@ -2,6 +2,7 @@
 
     OrchestratorError
     ├── ValidationFailed      validation_error  (400)
+    ├── Forbidden             forbidden         (403)
     ├── NotFound              not_found         (404)
     ├── Conflict              conflict          (409)
     ├── InvalidTransition     invalid_transition (409)
@@ -31,6 +32,12 @@ class ValidationFailed(OrchestratorError):
     """The request does not match the contract."""
 
     code = ErrorCode.VALIDATION_ERROR
+
+
+class Forbidden(OrchestratorError):
+    """The caller's project scope does not allow this."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(OrchestratorError):

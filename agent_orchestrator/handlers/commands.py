@@ -18,10 +18,12 @@ from pydantic import BaseModel, ValidationError
 from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
     IDEMPOTENCY_KEY_HEADER,
+    PROJECT_SCOPE_HEADER,
     QUEUE_GROUP,
 )
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 
@@ -123,6 +125,7 @@ class CommandServer:
     idempotency_store: IdempotencyStore
     max_request_bytes: int
     max_workers: int
+    scope_guard: ScopeGuard | None = None
     specs: list[CommandSpec] = field(default_factory=list)
 
     def serve(
@@ -139,6 +142,9 @@ class CommandServer:
         def register(handler: Handler[RequestT]) -> Handler[RequestT]:
             async def endpoint(body: Any) -> Any:
                 headers = _request_headers.get() or {}
+                scope = headers.get(PROJECT_SCOPE_HEADER)
+                if scope and self.scope_guard is not None:
+                    await self.scope_guard.check(body, scope)
                 ctx = self._context(subject, body, headers, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)

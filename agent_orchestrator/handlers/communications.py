@@ -16,8 +16,9 @@ from agent_orchestrator.contracts.communications import (
 )
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.agents import AgentRef
+from agent_orchestrator.domain.agents import not_found as agent_not_found
 from agent_orchestrator.domain.cursor import decode_cursor, split_page
-from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
+from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
@@ -49,10 +50,6 @@ async def expire_messages(communications: CommunicationRepository) -> int:
     return count
 
 
-def _agent_not_found(agent_id: UUID) -> NotFound:
-    return NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
-
-
 def register_communication_commands(
     server: CommandServer,
     agents: AgentRepository,
@@ -66,7 +63,7 @@ def register_communication_commands(
         found = await communications.parties(wanted)
         for agent_id in wanted:
             if agent_id not in found:
-                raise _agent_not_found(agent_id)
+                raise agent_not_found(agent_id)
         sender = found[body.from_agent_id]
         if body.to_agent_id is not None:
             return sender, [found[body.to_agent_id]]

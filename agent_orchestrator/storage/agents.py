@@ -8,8 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from agent_orchestrator.contracts.agents import Agent, AgentStatus, Transition
-from agent_orchestrator.domain.agents import AgentRef, Change
-from agent_orchestrator.domain.errors import NotFound
+from agent_orchestrator.domain.agents import AgentRef, Change, not_found
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
@@ -79,7 +78,7 @@ class AgentRepository:
             f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id
         )
         if row is None:
-            raise NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
+            raise not_found(agent_id)
         return _agent(row)
 
     @translate_errors
@@ -116,7 +115,7 @@ class AgentRepository:
             limit,
         )
         if not rows:
-            raise NotFound(f"agent {agent_id} does not exist", details={"agent_id": str(agent_id)})
+            raise not_found(agent_id)
         return [
             Transition(
                 from_status=r["from_status"],

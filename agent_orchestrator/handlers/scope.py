@@ -1,0 +1,90 @@
+"""Project scope: a request that carries ``Project-Scope`` touches only that project.
+
+The HTTP bridge sets the header for an authenticated caller. Before any handler runs, the
+guard checks every id the request names: an agent (``agent_id``, ``from_agent_id``,
+``to_agent_id``), a task or a communication of another project is answered exactly as an
+unknown one (``not_found``), so callers cannot learn what other projects hold. A project filter
+or field naming another project is ``forbidden``; left out, it is set to the scope. Templates
+are a catalogue shared by all projects and are not scoped. A NATS caller without the header is
+not restricted (access to NATS is governed by NATS itself).
+"""
+
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from agent_orchestrator.domain.agents import not_found as agent_not_found
+from agent_orchestrator.domain.communications import not_found as communication_not_found
+from agent_orchestrator.domain.errors import Forbidden, NotFound
+from agent_orchestrator.domain.tasks import not_found as task_not_found
+from agent_orchestrator.storage.agents import AgentRepository
+from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.tasks import TaskRepository
+
+AGENT_FIELDS = ("agent_id", "from_agent_id", "to_agent_id")
+
+
+class ScopeGuard:
+    """Checks a request body against a caller's project before its handler runs."""
+
+    def __init__(
+        self,
+        agents: AgentRepository,
+        communications: CommunicationRepository,
+        tasks: TaskRepository,
+    ) -> None:
+        self._agents = agents
+        self._communications = communications
+        self._tasks = tasks
+
+    async def check(self, body: BaseModel, project: str) -> None:
+        """Raise NotFound for what lies outside ``project``; confine project filters to it."""
+        self._confine(body, project)
+        for field in AGENT_FIELDS:
+            agent_id = getattr(body, field, None)
+            if isinstance(agent_id, UUID):
+                await self._agent_in(agent_id, project)
+        task_id = getattr(body, "task_id", None)
+        if isinstance(task_id, UUID):
+            stored = await self._tasks.find(task_id)
+            if stored is None or stored.task.project_id != project:
+                raise task_not_found(task_id)
+        communication_id = getattr(body, "communication_id", None)
+        if isinstance(communication_id, UUID):
+            await self._communication_in(communication_id, project)
+
+    @staticmethod
+    def _confine(body: BaseModel, project: str) -> None:
+        if "project_id" not in type(body).model_fields:
+            return
+        asked = getattr(body, "project_id", None)
+        if asked is None:
+            body.project_id = project  # type: ignore[attr-defined]
+        elif asked != project:
+            raise Forbidden(
+                f"this caller may only use project {project!r}",
+                details={"project_id": asked, "scope": project},
+            )
+
+    async def _agent_in(self, agent_id: UUID, project: str) -> None:
+        agent = await self._agents.get(agent_id)  # NotFound for an unknown one
+        if agent.project_id != project:
+            raise agent_not_found(agent_id)
+
+    async def _communication_in(self, communication_id: UUID, project: str) -> None:
+        """A message belongs to its sender's project, and to its recipient's."""
+        message = await self._communications.find(communication_id)
+        if message is None:
+            copies = await self._communications.broadcast_copies(communication_id)
+            message = copies[0] if copies else None
+        if message is None:
+            raise communication_not_found(communication_id)
+        if message.project_id == project:
+            return
+        try:
+            if message.to_agent_id is not None:
+                await self._agent_in(message.to_agent_id, project)
+                return
+        except NotFound:
+            pass
+        raise communication_not_found(communication_id)
