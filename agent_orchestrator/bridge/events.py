@@ -7,6 +7,7 @@ does this by itself). Without it, the stream starts with the next event.
 
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
+from http import HTTPStatus
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,7 +19,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.requests import Request as HttpRequest
 
 from agent_orchestrator.bridge.auth import caller_of
-from agent_orchestrator.bridge.problems import ProblemError
+from agent_orchestrator.bridge.problems import Problem, ProblemError
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.events import EventKind
 
@@ -81,6 +82,13 @@ def register_event_stream(
     dependencies: Sequence[Any] = (),
 ) -> None:
     """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication)."""
+    # Its problems: bad filters or Last-Event-ID, no NATS connection, and (with
+    # authentication) no valid credential or none for a project.
+    statuses = (400, 503) if not dependencies else (400, 401, 403, 503)
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"content": {"text/event-stream": {}}},
+        **{s: {"model": Problem, "description": HTTPStatus(s).phrase} for s in statuses},
+    }
 
     @app.get(
         "/api/events",
@@ -88,7 +96,7 @@ def register_event_stream(
         tags=["events"],
         summary="Agent events as Server-Sent Events (resumable with Last-Event-ID)",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses=responses,
     )
     async def events(
         request: HttpRequest,

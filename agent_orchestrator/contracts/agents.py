@@ -11,8 +11,10 @@ from agent_orchestrator.contracts.common import (
     MAX_VERSION,
     Cursor,
     ExpectedVersion,
+    JsonInt,
     JsonObject,
     Limit,
+    QueryExpectedVersion,
     Reason,
     Reply,
     Request,
@@ -85,7 +87,7 @@ class CreateAgent(Request):
     description: Description = None
     project_id: ProjectId = None
     template_id: UUID | None = None
-    template_version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
+    template_version: JsonInt | None = Field(default=None, ge=1, le=MAX_VERSION)
     configuration: JsonObject = Field(default_factory=dict)
     prompt_template: PromptTemplate = None
     metadata: JsonObject = Field(default_factory=dict)
@@ -131,7 +133,7 @@ class DeleteAgent(Request):
     """Delete an agent and its history."""
 
     agent_id: UUID
-    expected_version: ExpectedVersion = None
+    expected_version: QueryExpectedVersion = None
 
 
 class AgentDeleted(Reply):

@@ -7,7 +7,15 @@ from uuid import UUID
 from pydantic import Field, model_validator
 
 from agent_orchestrator.contracts.agents import AgentStatus
-from agent_orchestrator.contracts.common import JsonObject, Reply, Request, Timestamp
+from agent_orchestrator.contracts.common import (
+    JsonBool,
+    JsonDatetime,
+    JsonInt,
+    JsonObject,
+    Reply,
+    Request,
+    Timestamp,
+)
 
 
 class CheckpointStorage(StrEnum):
@@ -22,7 +30,7 @@ class CreateCheckpoint(Request):
 
     agent_id: UUID
     label: str | None = Field(default=None, max_length=200)
-    recoverable: bool = Field(
+    recoverable: JsonBool = Field(
         default=True, description="Whether a restore without checkpoint_id may pick it."
     )
 
@@ -91,15 +99,15 @@ class ScheduleCheckpoints(Request):
     """Take checkpoints every ``interval_s`` seconds, or once ``at`` a time; 0 cancels."""
 
     agent_id: UUID
-    interval_s: int | None = Field(
+    interval_s: JsonInt | None = Field(
         default=None, ge=0, le=366 * 24 * 3600, description="Period in seconds; 0 cancels."
     )
-    at: datetime | None = Field(default=None, description="One checkpoint at this time.")
-    keep_last: int | None = Field(
+    at: JsonDatetime | None = Field(default=None, description="One checkpoint at this time.")
+    keep_last: JsonInt | None = Field(
         default=None, ge=1, le=1000, description="Keep only this many scheduled checkpoints."
     )
     label: str | None = Field(default=None, max_length=200)
-    recoverable: bool = True
+    recoverable: JsonBool = True
 
     @model_validator(mode="after")
     def _one_timing(self) -> "ScheduleCheckpoints":

@@ -3,7 +3,8 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic_core import PydanticCustomError
 
 JsonObject = dict[str, Any]
 
@@ -25,6 +26,30 @@ class Reply(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
 
 
+def _refuse(error_type: str, message: str, *refused: type) -> BeforeValidator:
+    """Refuse values of the ``refused`` types, which pydantic's lax mode would convert."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, refused):
+            raise PydanticCustomError(error_type, message)
+        return value
+
+    return BeforeValidator(check)
+
+
+# A request body's scalars are what its JSON Schema says, as in OpenAPI and AsyncAPI: pydantic's
+# lax mode would also read `true` or "5" as an integer, 0 or "no" as a boolean, and a number as
+# a datetime. (Query parameters arrive as text: those fields keep the plain types.) Strict
+# integers also refuse 5.0; a validator function instead would hide their bounds from the
+# JSON Schema.
+JsonInt = Annotated[int, Strict()]
+JsonBool = Annotated[bool, Strict()]
+JsonDatetime = Annotated[
+    datetime,
+    _refuse("datetime_type", "Input should be a valid datetime string", bool, int, float),
+]
+
+
 Limit = Annotated[
     int, Field(ge=1, le=500, description="Page size (1-500).", json_schema_extra={"default": 50})
 ]
@@ -36,6 +61,15 @@ Reason = Annotated[
     str | None, Field(default=None, max_length=2000, description="Why; kept in the history.")
 ]
 ExpectedVersion = Annotated[
+    JsonInt | None,
+    Field(
+        default=None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Fail with `conflict` unless the agent is at this version.",
+    ),
+]
+QueryExpectedVersion = Annotated[
     int | None,
     Field(
         default=None,
@@ -44,4 +78,5 @@ ExpectedVersion = Annotated[
         description="Fail with `conflict` unless the agent is at this version.",
     ),
 ]
+"""ExpectedVersion where it is also a query parameter (DELETE /api/agents/{agent_id})."""
 Timestamp = Annotated[datetime, Field(description="RFC 3339, UTC.")]

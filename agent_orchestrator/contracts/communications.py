@@ -11,7 +11,15 @@ from uuid import UUID
 
 from pydantic import Field, JsonValue, model_validator
 
-from agent_orchestrator.contracts.common import Cursor, Limit, Reply, Request, Timestamp
+from agent_orchestrator.contracts.common import (
+    Cursor,
+    JsonBool,
+    JsonInt,
+    Limit,
+    Reply,
+    Request,
+    Timestamp,
+)
 
 MAX_TTL_S = 30 * 24 * 3600
 
@@ -58,7 +66,7 @@ class SendMessage(Request):
 
     from_agent_id: UUID
     to_agent_id: UUID | None = None
-    broadcast: bool = Field(
+    broadcast: JsonBool = Field(
         default=False, description="Send to every ACTIVE agent of the sender's project instead."
     )
     type: MessageType = "message"
@@ -69,7 +77,7 @@ class SendMessage(Request):
         description="The communication this one answers; it must have been sent to the "
         "sender. Its correlation_id is inherited unless one is given.",
     )
-    ttl_s: int | None = Field(
+    ttl_s: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_TTL_S,
@@ -128,7 +136,7 @@ class MarkDelivered(Request):
     """Confirm that the recipient has the message; idempotent."""
 
     communication_id: UUID
-    ack_follows: bool = Field(
+    ack_follows: JsonBool = Field(
         default=False,
         description="Set by a receiver that holds the message from its inbox consumer and "
         "acknowledges it in JetStream right after (the SDK does); the service then leaves "

@@ -14,7 +14,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_orchestrator.contracts.common import ExpectedVersion, Reason, Reply, Request, Timestamp
+from agent_orchestrator.contracts.common import (
+    ExpectedVersion,
+    JsonBool,
+    Reason,
+    Reply,
+    Request,
+    Timestamp,
+)
 
 LIVENESS_KEY = "liveness"
 RECOVERY_KEY = "recovery"
@@ -108,7 +115,7 @@ class RecoverAgent(Request):
     checkpoint_id: UUID | None = Field(
         default=None, description="Restore this one (default: the latest recoverable)."
     )
-    restore: bool = Field(default=True, description="False: keep the current state.")
+    restore: JsonBool = Field(default=True, description="False: keep the current state.")
     target: RecoveryTarget = RecoveryTarget.ACTIVE
     reason: Reason = None
     expected_version: ExpectedVersion = None

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from agent_orchestrator.contracts.common import MAX_REVISION, JsonObject, Reply, Request
+from agent_orchestrator.contracts.common import MAX_REVISION, JsonInt, JsonObject, Reply, Request
 
 
 class StateMode(StrEnum):
@@ -28,7 +28,7 @@ class UpdateState(Request):
     agent_id: UUID
     state: JsonObject = Field(description="A merge patch (null removes a key) or the new state.")
     mode: StateMode = StateMode.MERGE
-    expected_revision: int | None = Field(
+    expected_revision: JsonInt | None = Field(
         default=None,
         ge=0,
         le=MAX_REVISION,

@@ -15,6 +15,8 @@ from pydantic import Field, JsonValue
 
 from agent_orchestrator.contracts.common import (
     Cursor,
+    JsonBool,
+    JsonInt,
     JsonObject,
     Limit,
     Reason,
@@ -39,7 +41,7 @@ class TaskStatus(StrEnum):
 
 
 Attempt = Annotated[
-    int | None,
+    JsonInt | None,
     Field(
         default=None,
         ge=1,
@@ -55,13 +57,13 @@ class ExecuteTask(Request):
     agent_id: UUID
     input: JsonValue = Field(default=None, description="What to work on: any JSON value.")
     parameters: JsonObject = Field(default_factory=dict, description="How to work on it.")
-    timeout_s: int | None = Field(
+    timeout_s: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_TIMEOUT_S,
         description="Longest one attempt may run (default AO_TASK_TIMEOUT_S).",
     )
-    max_attempts: int | None = Field(
+    max_attempts: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_ATTEMPTS,
@@ -139,7 +141,7 @@ class StartTask(Request):
     """A worker claims an attempt it received: QUEUED -> RUNNING."""
 
     task_id: UUID
-    attempt: int = Field(ge=1, le=MAX_ATTEMPTS, description="From the TaskAssignment.")
+    attempt: JsonInt = Field(ge=1, le=MAX_ATTEMPTS, description="From the TaskAssignment.")
 
 
 class ReportProgress(Request):
@@ -147,7 +149,7 @@ class ReportProgress(Request):
 
     task_id: UUID
     attempt: Attempt = None
-    progress: int | None = Field(default=None, ge=0, le=100, description="Percent done.")
+    progress: JsonInt | None = Field(default=None, ge=0, le=100, description="Percent done.")
     message: str | None = Field(default=None, max_length=2000)
 
 
@@ -167,4 +169,4 @@ class FailTask(Request):
     attempt: Attempt = None
     error: str = Field(min_length=1, max_length=4000, description="What went wrong.")
     details: JsonValue = None
-    retry: bool = Field(default=False, description="Try again if attempts are left.")
+    retry: JsonBool = Field(default=False, description="Try again if attempts are left.")

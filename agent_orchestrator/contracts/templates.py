@@ -10,6 +10,7 @@ from pydantic import Field
 from agent_orchestrator.contracts.common import (
     MAX_VERSION,
     Cursor,
+    JsonInt,
     JsonObject,
     Limit,
     Reply,
@@ -92,7 +93,7 @@ class UpdateTemplate(Request):
     default_configuration: JsonObject | None = None
     prompt_template: Annotated[str | None, Field(default=None, max_length=100_000)]
     changelog: Changelog = None
-    expected_version: int | None = Field(
+    expected_version: JsonInt | None = Field(
         default=None,
         ge=1,
         le=MAX_VERSION,

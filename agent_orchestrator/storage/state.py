@@ -14,7 +14,12 @@ from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
 
 from agent_orchestrator.contracts.events import Event
@@ -157,7 +162,7 @@ class StateStore:
         """Earlier revisions, newest first (as many as the bucket keeps)."""
         try:
             entries = await self.kv.history(str(agent_id))
-        except KeyNotFoundError:
+        except (NoKeysError, KeyNotFoundError):  # nats-py: NoKeysError for a key never written
             return []
         except (NatsError, TimeoutError) as exc:
             raise Unavailable("JetStream is unavailable; retry shortly") from exc

@@ -304,6 +304,40 @@ async def test_bad_requests_are_400_problems(http: httpx.AsyncClient) -> None:
     problem(await http.get("/api/agents", params={"cursor": "garbage"}), 400, "validation_error")
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "path"),
+    [
+        ("checkpoint", {"recoverable": 0}, "recoverable"),
+        ("schedule-checkpoint", {"interval_s": 60, "keep_last": True}, "keep_last"),
+        ("schedule-checkpoint", {"interval_s": "60"}, "interval_s"),
+        ("schedule-checkpoint", {"at": 4102444800}, "at"),
+        ("activate", {"expected_version": True}, "expected_version"),
+        ("recover", {"restore": "no"}, "restore"),
+        ("execute", {"max_attempts": "3"}, "max_attempts"),
+    ],
+)
+async def test_body_scalars_are_the_types_the_document_says(
+    http: httpx.AsyncClient, route: str, body: dict[str, Any], path: str
+) -> None:
+    # Found by schemathesis: pydantic's lax mode took 0 as false, true as 1, "60" as 60 and
+    # a number as a datetime, against the types the OpenAPI document gives.
+    agent = await new_agent(http)
+    response = await http.post(f"/api/agents/{agent['agent_id']}/{route}", json=body)
+    assert {e["path"] for e in problem(response, 400, "validation_error")["errors"]} == {path}
+
+
+async def test_numbers_in_a_query_are_still_read_from_text(http: httpx.AsyncClient) -> None:
+    agent = await new_agent(http)
+    stale = await http.delete(f"/api/agents/{agent['agent_id']}", params={"expected_version": "2"})
+    problem(stale, 409, "conflict")
+    listed = await http.get("/api/agents", params={"limit": "1"})
+    assert listed.status_code == 200
+    deleted = await http.delete(
+        f"/api/agents/{agent['agent_id']}", params={"expected_version": "1"}
+    )
+    assert deleted.json()["deleted"] is True
+
+
 async def test_unknown_route_and_method(http: httpx.AsyncClient) -> None:
     problem(await http.get("/api/nothing"), 404, "not_found")
     wrong_method = await http.patch("/api/agents")

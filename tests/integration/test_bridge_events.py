@@ -11,7 +11,7 @@ import nats.aio.client
 import pytest
 import pytest_asyncio
 
-from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.runtime import free_port
 from agent_orchestrator.service import Service
@@ -114,6 +114,23 @@ async def test_bad_filters_are_problems(
         response = await client.get(f"{bridge_url}/api/events", params=params, headers=headers)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_event_streams_problems_are_documented(http: httpx.AsyncClient) -> None:
+    # Found by schemathesis: its 400 (and 503) problems were missing from the OpenAPI document.
+    spec = (await http.get("/openapi.json")).json()
+    responses = spec["paths"]["/api/events"]["get"]["responses"]
+    assert set(responses) == {"200", "400", "503"}
+    for status in ("400", "503"):
+        assert "application/problem+json" in responses[status]["content"], status
+    guarded = create_app(BridgeSettings(auth="jwt", jwt_secret="k9-" + "0123456789abcdef" * 3))
+    assert set(guarded.openapi()["paths"]["/api/events"]["get"]["responses"]) == {
+        "200",
+        "400",
+        "401",
+        "403",
+        "503",
+    }
 
 
 async def test_the_asyncapi_document_is_served_by_the_service_and_the_bridge(

@@ -166,6 +166,29 @@ async def test_numbers_beyond_what_is_stored_are_validation_errors(
     assert_error(await call(nc, subject, body), "validation_error", 400)
 
 
+@pytest.mark.parametrize(
+    ("subject", "body", "path"),
+    [
+        ("agent.checkpoint.create", {"recoverable": 1}, "recoverable"),
+        ("agent.checkpoint.schedule", {"interval_s": True}, "interval_s"),
+        ("agent.checkpoint.schedule", {"at": 4102444800}, "at"),
+        ("agent.update", {"name": "b", "expected_version": "1"}, "expected_version"),
+        ("agent.state.update", {"state": {}, "expected_revision": False}, "expected_revision"),
+        ("agent.send", {"broadcast": "yes"}, "broadcast"),
+    ],
+)
+async def test_body_scalars_are_not_converted_from_other_json_types(
+    nc: NC, subject: str, body: dict[str, Any], path: str
+) -> None:
+    # The contract's JSON Schema says integer, boolean or date-time; pydantic's lax mode would
+    # have read true, 1, "yes" or a number as one.
+    agent = await ok(nc, "agent.create", {"name": "strict", "type": "echo"})
+    id_field = "from_agent_id" if subject == "agent.send" else "agent_id"
+    reply = await call(nc, subject, {id_field: agent["agent_id"], **body})
+    assert_error(reply, "validation_error", 400)
+    assert path in {d["path"] for d in reply.body["error"]["details"]}
+
+
 async def test_a_forged_history_cursor_with_a_huge_version_is_a_validation_error(nc: NC) -> None:
     from agent_orchestrator.domain.cursor import encode_cursor
 

@@ -89,6 +89,13 @@ async def test_history_lists_earlier_revisions_newest_first(nc: NC) -> None:
     assert revisions == sorted(revisions, reverse=True)
 
 
+async def test_history_of_a_state_never_written_is_empty(nc: NC) -> None:
+    # Found by schemathesis: nats-py raises NoKeysError (not KeyNotFoundError) for the history
+    # of a key never written, which became 503 "JetStream is unavailable".
+    agent_id = await new_agent(nc)
+    assert await ok(nc, "agent.state.history", {"agent_id": agent_id}) == {"items": []}
+
+
 async def test_state_of_a_terminated_agent_is_read_only(nc: NC) -> None:
     agent_id = await new_agent(nc)
     await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"kept": 1}})
