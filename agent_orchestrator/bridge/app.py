@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -92,6 +93,12 @@ async def nats_request(
         ) from exc
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
         raise ProblemError(503, ErrorCode.UNAVAILABLE, "the NATS connection is closed") from exc
+    except nats.errors.MaxPayloadError as exc:
+        raise ProblemError(
+            413,
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"the request is {len(payload)} bytes, more than the NATS server carries",
+        ) from exc
 
 
 def _error_paths(errors: Any) -> list[dict[str, Any]]:
@@ -272,7 +279,8 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
             headers[IDEMPOTENCY_KEY_HEADER] = kwargs["idempotency_key"]
         if kwargs.get("actor"):
             headers[ACTOR_HEADER] = kwargs["actor"]
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        # As UTF-8, not \u escapes: non-ASCII text must not grow the NATS payload threefold.
+        payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         msg = await nats_request(state, route.subject, payload, headers)
         return _reply_response(route, request, msg)
 
@@ -462,13 +470,15 @@ def create_app(
             _error_paths(exc.errors()),
         )
 
-    async def on_http(_: HttpRequest, exc: Exception) -> Response:
+    async def on_http(request: HttpRequest, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: ErrorCode.NOT_FOUND}.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(
-            exc.status_code, code, detail, headers=dict(exc.headers or {}) or None
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route whose path matched; a path may have several.
+            headers["Allow"] = ", ".join(_methods_of(app, request.url.path))
+        return problem_response(exc.status_code, code, detail, headers=headers or None)
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_invalid)
@@ -484,6 +494,15 @@ def create_app(
             expose_headers=["ETag", "Location", "Link"],
         )
     return app
+
+
+def _methods_of(app: FastAPI, path: str) -> list[str]:
+    """Every method served on ``path``, by any route."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def route_paths() -> Mapping[str, set[str]]:

@@ -823,3 +823,20 @@ async def test_task_errors_are_problems(
         "status"
     ]
     problem(await http.get("/api/tasks", params={"cursor": "garbage"}), 400, "validation_error")
+
+
+async def test_a_405_allows_every_method_of_the_path(http: httpx.AsyncClient) -> None:
+    reply = await http.request("PATCH", "/api/agents")
+    assert reply.status_code == 405
+    assert reply.headers["allow"] == "GET, POST"
+
+
+async def test_non_ascii_text_travels_as_utf8(http: httpx.AsyncClient) -> None:
+    # 200 KB as UTF-8, but 600 KB as \u escapes: over the service's 256 KiB request limit.
+    prompt = "é" * 100_000
+    made = await http.post(
+        "/api/templates",
+        json={"name": f"utf8-{uuid.uuid4()}", "agent_type": "t", "prompt_template": prompt},
+    )
+    assert made.status_code == 201, made.text[:300]
+    assert made.json()["prompt_template"] == prompt
