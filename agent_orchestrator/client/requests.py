@@ -75,7 +75,7 @@ class OrchestratorClient:
         if isinstance(body, BaseModel):
             payload = body.model_dump_json(exclude_unset=True).encode()
         else:
-            payload = json.dumps(body).encode()
+            payload = json.dumps(body, ensure_ascii=False).encode()
         headers = {}
         if self.actor:
             headers[subjects.ACTOR_HEADER] = self.actor

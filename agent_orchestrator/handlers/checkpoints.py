@@ -54,7 +54,7 @@ class Checkpointer:
     ) -> Checkpoint:
         """Snapshot the agent's current state: bytes first, then the record and its event."""
         current = await self.states.read(agent.agent_id)
-        data = json.dumps(current.state, separators=(",", ":")).encode()
+        data = json.dumps(current.state, separators=(",", ":"), ensure_ascii=False).encode()
         if len(data) > self.max_checkpoint_bytes:
             raise PayloadTooLarge(
                 f"checkpoint would be {len(data)} bytes; the limit is {self.max_checkpoint_bytes}",

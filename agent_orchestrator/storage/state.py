@@ -61,6 +61,7 @@ def encode_state(state: dict[str, Any], updated_at: datetime, event: Event) -> b
             "event": event.model_dump(mode="json"),
         },
         separators=(",", ":"),
+        ensure_ascii=False,  # UTF-8: the size limit counts what a caller sent, not escapes
     ).encode()
 
 
