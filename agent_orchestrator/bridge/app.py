@@ -177,11 +177,25 @@ def _sub_model(route: Route, suffix: str, exclude: set[str]) -> type[BaseModel] 
         return None
     model: type[BaseModel] = create_model(
         f"{route.request.__name__}{suffix}",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", json_schema_extra=_examples(route.request, fields)),
         __doc__=route.request.__doc__,
         **fields,
     )
     return model
+
+
+def _examples(request: type[BaseModel], fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request model's examples, cut down to ``fields`` (path parameters go elsewhere)."""
+    extra = request.model_config.get("json_schema_extra")
+    given = extra.get("examples") if isinstance(extra, dict) else None
+    if not isinstance(given, list):
+        return None
+    examples = [
+        {name: value for name, value in example.items() if name in fields}
+        for example in given
+        if isinstance(example, dict)
+    ]
+    return {"examples": [e for e in examples if e]} if examples else None
 
 
 def _header_param(name: str, alias: str, description: str) -> inspect.Parameter:

@@ -8,6 +8,8 @@ from uuid import UUID
 from pydantic import Field
 
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
+    EXAMPLE_TIME,
     MAX_VERSION,
     Cursor,
     ExpectedVersion,
@@ -19,6 +21,7 @@ from agent_orchestrator.contracts.common import (
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 
@@ -49,6 +52,23 @@ PromptTemplate = Annotated[str | None, Field(default=None, max_length=100_000)]
 class Agent(Reply):
     """An agent as stored by the orchestrator."""
 
+    model_config = examples(
+        {
+            "agent_id": EXAMPLE_AGENT_ID,
+            "name": "researcher",
+            "type": "llm",
+            "project_id": "acme",
+            "configuration": {"model": "small"},
+            "metadata": {},
+            "status": "ACTIVE",
+            "status_reason": None,
+            "version": 4,
+            "created_at": EXAMPLE_TIME,
+            "updated_at": EXAMPLE_TIME,
+            "last_heartbeat_at": EXAMPLE_TIME,
+        },
+    )
+
     agent_id: UUID = Field(description="UUIDv7.")
     name: str
     type: str
@@ -73,6 +93,16 @@ class Agent(Reply):
 
 class CreateAgent(Request):
     """Create an agent in status CREATED, from a template or from scratch."""
+
+    model_config = examples(
+        {
+            "name": "researcher",
+            "type": "llm",
+            "project_id": "acme",
+            "configuration": {"model": "small", "liveness": {"heartbeat_window_s": 15}},
+            "metadata": {"team": "search"},
+        },
+    )
 
     name: Name
     type: Annotated[
@@ -120,6 +150,15 @@ class AgentPage(Reply):
 class UpdateAgent(Request):
     """Change an agent's descriptive fields; fields left out stay as they are."""
 
+    model_config = examples(
+        {
+            "agent_id": EXAMPLE_AGENT_ID,
+            "description": "Finds and summarizes papers",
+            "configuration": {"model": "large"},
+            "expected_version": 3,
+        },
+    )
+
     agent_id: UUID
     name: Name | None = None
     description: Description = None
@@ -146,6 +185,10 @@ class AgentDeleted(Reply):
 class ChangeStatus(Request):
     """Move an agent to any status the transition table allows."""
 
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "status": "PAUSED", "reason": "maintenance window"},
+    )
+
     agent_id: UUID
     status: AgentStatus
     reason: Reason = None
@@ -154,6 +197,10 @@ class ChangeStatus(Request):
 
 class LifecycleCommand(Request):
     """agent.initialize / agent.activate / agent.pause / agent.terminate."""
+
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "reason": "lunch break"},
+    )
 
     agent_id: UUID
     reason: Reason = None

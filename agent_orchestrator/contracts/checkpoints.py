@@ -8,6 +8,8 @@ from pydantic import Field, model_validator
 
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
+    EXAMPLE_ID,
     JsonBool,
     JsonDatetime,
     JsonInt,
@@ -15,6 +17,7 @@ from agent_orchestrator.contracts.common import (
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 
@@ -27,6 +30,10 @@ class CheckpointStorage(StrEnum):
 
 class CreateCheckpoint(Request):
     """Snapshot the agent's current state."""
+
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "label": "before tool call", "recoverable": True},
+    )
 
     agent_id: UUID
     label: str | None = Field(default=None, max_length=200)
@@ -66,6 +73,10 @@ class CheckpointList(Reply):
 class RestoreCheckpoint(Request):
     """Make a checkpoint's state the agent's current state (a new revision)."""
 
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "checkpoint_id": EXAMPLE_ID},
+    )
+
     agent_id: UUID
     checkpoint_id: UUID | None = Field(
         default=None, description="Default: the latest recoverable checkpoint."
@@ -97,6 +108,10 @@ class CheckpointsDeleted(Reply):
 
 class ScheduleCheckpoints(Request):
     """Take checkpoints every ``interval_s`` seconds, or once ``at`` a time; 0 cancels."""
+
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "interval_s": 60, "keep_last": 5},
+    )
 
     agent_id: UUID
     interval_s: JsonInt | None = Field(

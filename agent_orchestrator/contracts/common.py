@@ -14,6 +14,17 @@ MAX_REVISION = 2**63 - 1
 """KV revisions are stream sequences (unsigned 64-bit; nats-py sends signed)."""
 
 
+EXAMPLE_AGENT_ID = "0193b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f"
+EXAMPLE_OTHER_AGENT_ID = "0193b4e2-8d2b-7a41-8e11-2b3c4d5e6f70"
+EXAMPLE_ID = "0193b4e3-0a1b-7c2d-8e3f-405162738495"
+EXAMPLE_TIME = "2026-11-25T09:30:00Z"
+
+
+def examples(*items: dict[str, Any]) -> ConfigDict:
+    """A model config documenting ``items`` as examples (in OpenAPI and AsyncAPI)."""
+    return ConfigDict(json_schema_extra={"examples": list(items)})
+
+
 class Request(BaseModel):
     """A command body: unknown fields are rejected, as the contract says."""
 

@@ -12,6 +12,10 @@ from uuid import UUID
 from pydantic import Field, JsonValue, model_validator
 
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
+    EXAMPLE_ID,
+    EXAMPLE_OTHER_AGENT_ID,
+    EXAMPLE_TIME,
     Cursor,
     JsonBool,
     JsonInt,
@@ -19,6 +23,7 @@ from agent_orchestrator.contracts.common import (
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 MAX_TTL_S = 30 * 24 * 3600
@@ -64,6 +69,23 @@ class SendMessage(Request):
     """Send a message to one agent (`to_agent_id`) or to every ACTIVE agent of the sender's
     project (`broadcast`: each gets its own copy and delivery record)."""
 
+    model_config = examples(
+        {
+            "from_agent_id": EXAMPLE_AGENT_ID,
+            "to_agent_id": EXAMPLE_OTHER_AGENT_ID,
+            "type": "question",
+            "content": {"text": "6*7?"},
+            "correlation_id": "conv-1",
+            "ttl_s": 300,
+        },
+        {
+            "from_agent_id": EXAMPLE_AGENT_ID,
+            "broadcast": True,
+            "type": "notice",
+            "content": "tea is ready",
+        },
+    )
+
     from_agent_id: UUID
     to_agent_id: UUID | None = None
     broadcast: JsonBool = Field(
@@ -106,6 +128,23 @@ class Communication(Reply):
     `communication_id`, and `recipients` listing every copy.
     """
 
+    model_config = examples(
+        {
+            "communication_id": EXAMPLE_ID,
+            "from_agent_id": EXAMPLE_AGENT_ID,
+            "to_agent_id": EXAMPLE_OTHER_AGENT_ID,
+            "project_id": "acme",
+            "type": "question",
+            "content": {"text": "6*7?"},
+            "correlation_id": "conv-1",
+            "ttl_s": 300,
+            "expires_at": EXAMPLE_TIME,
+            "status": "SENT",
+            "created_at": EXAMPLE_TIME,
+            "updated_at": EXAMPLE_TIME,
+        },
+    )
+
     communication_id: UUID = Field(description="UUIDv7; the inbox message's Nats-Msg-Id.")
     broadcast_id: UUID | None = Field(
         default=None, description="Shared by the copies of one broadcast."
@@ -134,6 +173,8 @@ class Communication(Reply):
 
 class MarkDelivered(Request):
     """Confirm that the recipient has the message; idempotent."""
+
+    model_config = examples({"communication_id": EXAMPLE_ID, "ack_follows": False})
 
     communication_id: UUID
     ack_follows: JsonBool = Field(

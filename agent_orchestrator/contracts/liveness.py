@@ -15,12 +15,14 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
     ExpectedVersion,
     JsonBool,
     Reason,
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 LIVENESS_KEY = "liveness"
@@ -110,6 +112,10 @@ class Heartbeat(Reply):
 class RecoverAgent(Request):
     """Bring an ERROR agent back: INITIALIZING, restore a checkpoint, requeue its RUNNING
     tasks, then READY or ACTIVE."""
+
+    model_config = examples(
+        {"agent_id": EXAMPLE_AGENT_ID, "target": "READY", "reason": "after the outage"},
+    )
 
     agent_id: UUID
     checkpoint_id: UUID | None = Field(

@@ -6,7 +6,15 @@ from uuid import UUID
 
 from pydantic import Field
 
-from agent_orchestrator.contracts.common import MAX_REVISION, JsonInt, JsonObject, Reply, Request
+from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
+    MAX_REVISION,
+    JsonInt,
+    JsonObject,
+    Reply,
+    Request,
+    examples,
+)
 
 
 class StateMode(StrEnum):
@@ -24,6 +32,15 @@ class GetState(Request):
 
 class UpdateState(Request):
     """Change an agent's state: RFC 7396 merge (default) or replace."""
+
+    model_config = examples(
+        {
+            "agent_id": EXAMPLE_AGENT_ID,
+            "state": {"goal": "summarize", "notes": {"draft": None}},
+            "mode": "merge",
+            "expected_revision": 7,
+        },
+    )
 
     agent_id: UUID
     state: JsonObject = Field(description="A merge patch (null removes a key) or the new state.")

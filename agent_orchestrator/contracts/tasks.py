@@ -14,6 +14,9 @@ from uuid import UUID
 from pydantic import Field, JsonValue
 
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_AGENT_ID,
+    EXAMPLE_ID,
+    EXAMPLE_TIME,
     Cursor,
     JsonBool,
     JsonInt,
@@ -23,6 +26,7 @@ from agent_orchestrator.contracts.common import (
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 MAX_TIMEOUT_S = 7 * 24 * 3600
@@ -54,6 +58,16 @@ Attempt = Annotated[
 class ExecuteTask(Request):
     """Hand a task to an ACTIVE agent."""
 
+    model_config = examples(
+        {
+            "agent_id": EXAMPLE_AGENT_ID,
+            "input": {"text": "to be or not to be"},
+            "parameters": {"seconds_per_word": 0},
+            "timeout_s": 600,
+            "max_attempts": 3,
+        },
+    )
+
     agent_id: UUID
     input: JsonValue = Field(default=None, description="What to work on: any JSON value.")
     parameters: JsonObject = Field(default_factory=dict, description="How to work on it.")
@@ -74,6 +88,26 @@ class ExecuteTask(Request):
 
 class Task(Reply):
     """A task and where it is."""
+
+    model_config = examples(
+        {
+            "task_id": EXAMPLE_ID,
+            "agent_id": EXAMPLE_AGENT_ID,
+            "project_id": "acme",
+            "status": "SUCCEEDED",
+            "input": {"text": "to be or not to be"},
+            "parameters": {},
+            "result": {"words": 6},
+            "progress": 100,
+            "attempts": 1,
+            "max_attempts": 3,
+            "timeout_s": 600,
+            "created_at": EXAMPLE_TIME,
+            "updated_at": EXAMPLE_TIME,
+            "started_at": EXAMPLE_TIME,
+            "finished_at": EXAMPLE_TIME,
+        },
+    )
 
     task_id: UUID = Field(description="UUIDv7.")
     agent_id: UUID
@@ -132,6 +166,10 @@ class TaskPage(Reply):
 
 class CancelTask(Request):
     """Cancel a QUEUED or RUNNING task; a running worker hears of it at its next report."""
+
+    model_config = examples(
+        {"task_id": EXAMPLE_ID, "reason": "no longer needed"},
+    )
 
     task_id: UUID
     reason: Reason = None

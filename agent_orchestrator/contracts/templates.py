@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import Field
 
 from agent_orchestrator.contracts.common import (
+    EXAMPLE_ID,
     MAX_VERSION,
     Cursor,
     JsonInt,
@@ -16,6 +17,7 @@ from agent_orchestrator.contracts.common import (
     Reply,
     Request,
     Timestamp,
+    examples,
 )
 
 TemplateName = Annotated[str, Field(min_length=1, max_length=200)]
@@ -52,6 +54,20 @@ class Template(Reply):
 class CreateTemplate(Request):
     """Create a template at version 1."""
 
+    model_config = examples(
+        {
+            "name": "researcher",
+            "agent_type": "llm",
+            "config_schema": {
+                "type": "object",
+                "required": ["model"],
+                "properties": {"model": {"type": "string"}},
+            },
+            "default_configuration": {"model": "small"},
+            "prompt_template": "You are a careful researcher.",
+        },
+    )
+
     name: TemplateName
     description: Annotated[str | None, Field(default=None, max_length=4000)]
     agent_type: AgentTypeName
@@ -84,6 +100,15 @@ class TemplatePage(Reply):
 
 class UpdateTemplate(Request):
     """Make a new version from the latest with the fields given; no change makes none."""
+
+    model_config = examples(
+        {
+            "template_id": EXAMPLE_ID,
+            "default_configuration": {"model": "large"},
+            "changelog": "bigger model",
+            "expected_version": 1,
+        },
+    )
 
     template_id: UUID
     name: TemplateName | None = None
