@@ -268,6 +268,7 @@ class Service:
             events_max_age_s=s.events_max_age_s,
             duplicate_window_s=s.duplicate_window_s,
             init_job_ack_wait_s=s.init_job_ack_wait_s,
+            max_agent_queues=s.max_agent_queues,
         )
 
     async def start(self) -> None:

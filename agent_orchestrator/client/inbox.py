@@ -18,6 +18,7 @@ work but before ``ack()`` sees the message again, so make handlers idempotent, e
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -36,7 +37,8 @@ from agent_orchestrator.contracts.subjects import MESSAGES_STREAM, inbox_consume
 
 log = logging.getLogger(__name__)
 
-ACK_ATTEMPTS = 3
+#: How long ``ack`` keeps trying to record a delivery while the service is unavailable.
+ACK_RETRY_S = 30.0
 
 
 class InboxMessage:
@@ -76,22 +78,29 @@ class InboxMessage:
     async def ack(self) -> Communication:
         """Record it DELIVERED, then acknowledge it: it is never delivered again.
 
-        Raises RequestFailed (``conflict``) when the message had already ended FAILED or
-        EXPIRED before this ack; it is removed from the inbox all the same.
+        While the service is unavailable (restarting, its database down) the record is
+        retried for up to ``ACK_RETRY_S``, the message held meanwhile; after that it is given
+        back, to be delivered again, and ServiceUnavailable is raised. Raises RequestFailed
+        (``conflict``) when the message had already ended FAILED or EXPIRED before this ack;
+        it is removed from the inbox all the same.
         """
         if self.settled:
             return self.communication
         client = self._inbox.client
-        for attempt in range(1, ACK_ATTEMPTS + 1):
+        deadline = time.monotonic() + ACK_RETRY_S
+        pause = 0.1
+        while True:
             try:
                 self.communication = await client.mark_delivered(
                     self.communication_id, ack_follows=True
                 )
                 break
             except ServiceUnavailable:
-                if attempt == ACK_ATTEMPTS:
+                if time.monotonic() + pause > deadline:
+                    await self._settle(ack=False, delay=pause)
                     raise
-                await asyncio.sleep(0.2 * attempt)
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
             except RequestFailed:
                 await self._settle(ack=True)
                 raise

@@ -70,6 +70,10 @@ class Unavailable(OrchestratorError):
     code = ErrorCode.UNAVAILABLE
 
 
+class CapacityReached(Unavailable):
+    """A configured limit on what may exist at once is reached; retry once some is freed."""
+
+
 class InitializationFailed(OrchestratorError):
     """An agent cannot be prepared as configured; it moves to ERROR with this reason."""
 

@@ -136,8 +136,12 @@ def register_agent_consumer_keeper(
     async def keep_agent_consumers(event: Event, msg: NatsMessage) -> None:
         try:
             await follow(event)
-        except (Unavailable, Conflict):
-            log.warning("consumers of %s not in step yet; retrying", event.agent_id)
+        except (Unavailable, Conflict) as exc:
+            log.warning(
+                "consumers of %s not in step yet (%s); retrying",
+                event.agent_id,
+                str(exc.__cause__ or exc),
+            )
             await msg.nack(delay=RETRY_DELAY_S)
             return
         await msg.ack()

@@ -18,6 +18,7 @@ from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.jobs import InitializeJob
 from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.errors import (
+    CapacityReached,
     Conflict,
     InitializationFailed,
     InvalidTransition,
@@ -105,8 +106,12 @@ def register_initializer(
                 await recovery.after_ready(job)
         except NotFound:
             pass
-        except Unavailable:
-            log.warning("initialization of %s postponed: a dependency is down", job.agent_id)
+        except Unavailable as exc:
+            log.warning(
+                "initialization of %s postponed: a dependency is down (%s)",
+                job.agent_id,
+                str(exc.__cause__ or exc),
+            )
             await msg.nack(delay=min(MAX_RETRY_DELAY_S, float(attempt)))
             return
         except Exception as exc:
@@ -146,6 +151,9 @@ def standard_steps(
     async def set_up_queues(agent: Agent) -> None:
         """The agent's inbox and task consumers, paused until the agent is ACTIVE."""
         for queue in queues:
-            await queue.ensure(agent.agent_id, active=False)
+            try:
+                await queue.ensure(agent.agent_id, active=False)
+            except CapacityReached as exc:
+                raise InitializationFailed(exc.message) from exc
 
     return [check_configuration, set_up_queues]

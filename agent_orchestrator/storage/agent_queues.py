@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
+from agent_orchestrator.domain.errors import CapacityReached
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
 
 PAUSED_UNTIL = "9999-01-01T00:00:00Z"
@@ -27,6 +28,8 @@ PAUSED_UNTIL = "9999-01-01T00:00:00Z"
 # 2.15 answers a delete or get: 10037 no message found; 10043 sequence not found (400, for a
 # work-queue message acknowledged since); 10057 message delete failed (500 "stream store EOF").
 MESSAGE_GONE = frozenset({10037, 10043, 10057})
+#: "maximum consumers limit reached": the stream's max_consumers (``max_agent_queues``).
+CONSUMER_LIMIT_REACHED = 10026
 
 
 class MaxDeliveriesAdvisory(BaseModel):
@@ -112,7 +115,16 @@ class AgentQueue(JetStreamBound):
         """Make the agent's consumer exist, delivering only if ``active``."""
         name = self._consumer(str(agent_id))
         with jetstream_calls():
-            info = await self.js.add_consumer(self.stream, self.config(agent_id, active=active))
+            try:
+                info = await self.js.add_consumer(self.stream, self.config(agent_id, active=active))
+            except APIError as exc:
+                if exc.err_code != CONSUMER_LIMIT_REACHED:
+                    raise
+                raise CapacityReached(
+                    f"no room for the {self._holds} of one more agent: stream {self.stream} "
+                    "holds its maximum of consumers, one per initialized agent "
+                    "(AO_MAX_AGENT_QUEUES); terminate agents or raise the limit"
+                ) from exc
             if active and info.paused:
                 await self.js.resume_consumer(self.stream, name)
             elif not active and not info.paused:

@@ -73,6 +73,8 @@ class JetStreamLayout:
     events_max_age_s: int = 7 * 24 * 3600
     duplicate_window_s: int = 300
     init_job_ack_wait_s: float = 30.0
+    #: max_consumers of AGENT_MESSAGES and AGENT_TASKS: one consumer per agent with queues.
+    max_agent_queues: int = 10_000
 
     def _event_stream(self, name: str, subject: str, description: str) -> StreamConfig:
         return StreamConfig(
@@ -119,6 +121,7 @@ class JetStreamLayout:
                 storage=StorageType.FILE,
                 duplicate_window=float(self.duplicate_window_s),
                 allow_msg_ttl=True,  # ttl_s of agent.send becomes the message's Nats-TTL
+                max_consumers=self.max_agent_queues,
                 num_replicas=self.replicas,
                 description="Messages between agents, on agent.inbox.<agent_id>; "
                 "Nats-Msg-Id = communication_id.",
@@ -131,6 +134,7 @@ class JetStreamLayout:
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 duplicate_window=float(self.duplicate_window_s),
+                max_consumers=self.max_agent_queues,
                 num_replicas=self.replicas,
                 description="Task assignments to agents, on agent.task.<agent_id>; one message "
                 "per attempt.",

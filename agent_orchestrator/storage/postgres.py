@@ -22,6 +22,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.OperatorInterventionError,  # admin / crash shutdown, class 57
+    # A pooled connection caught mid-operation when PostgreSQL went away ("cannot switch to
+    # state 12; another operation is in progress"), seen on a PostgreSQL restart under load.
+    asyncpg.exceptions.InternalClientError,
 )
 
 

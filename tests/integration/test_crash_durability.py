@@ -9,38 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import random
-import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import asyncpg
 import nats
-import nats.aio.client
-import nats.errors
 import pytest
 
 from agent_orchestrator.contracts import subjects
 from tests.support.calls import ok
-from tests.support.events import StreamEvent, read_events
+from tests.support.durability import (
+    MUTATING,
+    Load,
+    cancel_all,
+    check_acknowledged_commands,
+    compare_stream_with_outbox,
+    event_order_problems,
+    eventually,
+    outbox_events,
+    wait_relay_drained,
+)
+from tests.support.events import read_events
 from tests.support.service_process import OwnServers, ServiceProcess, own_servers
 
 pytestmark = pytest.mark.slow
 
-T = TypeVar("T")
-
 WORKERS = 40
-REQUEST_TIMEOUT_S = 2.0
-MUTATING = (
-    subjects.AGENT_CREATE,
-    subjects.AGENT_INITIALIZE,
-    subjects.AGENT_ACTIVATE,
-    subjects.AGENT_PAUSE,
-)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -61,192 +56,6 @@ def service(servers: OwnServers, tmp_path: Path) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.kill()
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait until they are done."""
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.1,
-) -> T:
-    """Poll ``probe`` until ``done(result)``; fail with the last result after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {within:.0f} s; last seen: {result!r}")
-        await asyncio.sleep(interval)
-
-
-async def wait_relay_drained(db: asyncpg.Connection, *, within: float = 20.0) -> None:
-    """Wait until every outbox row is published and no agent is INITIALIZING any more.
-
-    With no INITIALIZING agent left no job will write again, so a drained outbox stays drained.
-    """
-
-    async def probe() -> tuple[int, int]:
-        row = await db.fetchrow(
-            """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL) AS unpublished,
-                      (SELECT count(*) FROM agents WHERE status = 'INITIALIZING') AS initializing"""
-        )
-        assert row is not None
-        return int(row["unpublished"]), int(row["initializing"])
-
-    await eventually(
-        probe,
-        lambda r: r == (0, 0),
-        within=within,
-        what="relay drained (unpublished outbox rows, INITIALIZING agents) == (0, 0)",
-    )
-
-
-async def outbox_events(db: asyncpg.Connection) -> list[asyncpg.Record]:
-    """Outbox rows of events (not jobs), in id order."""
-    return await db.fetch(
-        "SELECT id, msg_id::text AS msg_id, subject, published_at FROM outbox "
-        "WHERE subject LIKE 'agent.event.%' ORDER BY id"
-    )
-
-
-def compare_stream_with_outbox(
-    stream: list[StreamEvent], outbox: list[asyncpg.Record]
-) -> list[str]:
-    """Problems found: messages without a Nats-Msg-Id, doubles, missing and unexpected ids."""
-    problems = []
-    no_id = [e.seq for e in stream if not e.msg_id]
-    if no_id:
-        problems.append(f"{len(no_id)} stream messages without Nats-Msg-Id (seqs {no_id[:10]})")
-    per_id = Counter(e.msg_id for e in stream if e.msg_id)
-    doubles = {m: n for m, n in per_id.items() if n > 1}
-    if doubles:
-        problems.append(
-            f"{len(doubles)} msg ids published more than once: {list(doubles.items())[:10]}"
-        )
-    expected = Counter(r["msg_id"] for r in outbox)
-    assert all(n == 1 for n in expected.values()), "outbox.msg_id is UNIQUE"
-    missing = set(expected) - set(per_id)
-    if missing:
-        problems.append(
-            f"{len(missing)} outbox events missing from the stream: {sorted(missing)[:10]}"
-        )
-    extra = set(per_id) - set(expected)
-    if extra:
-        problems.append(f"{len(extra)} stream messages with no outbox row: {sorted(extra)[:10]}")
-    mismatched = [
-        e.seq
-        for e in stream
-        if e.msg_id != e.envelope.get("event_id")
-        or e.subject
-        != subjects.event_subject(e.envelope.get("agent_id", "?"), e.envelope.get("type", "?"))
-    ]
-    if mismatched:
-        problems.append(
-            f"messages whose subject or Nats-Msg-Id disagree with the envelope: {mismatched[:10]}"
-        )
-    return problems
-
-
-# --------------------------------------------------------------------------- load
-
-
-@dataclass(frozen=True)
-class Ack:
-    """A command that got a success reply, and what the reply claimed."""
-
-    subject: str
-    agent_id: str
-    version: int
-    status: str
-
-
-@dataclass
-class Load:
-    """Concurrent callers issuing commands; remembers every acknowledged one."""
-
-    nc: nats.aio.client.Client
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    acks: list[Ack] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    in_flight: Counter[str] = field(default_factory=Counter)
-
-    async def send(self, subject: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """One request; the reply body on success, None on an error reply or no reply."""
-        if self.stop.is_set():
-            return None
-        mutating = subject in MUTATING
-        self.in_flight[subject] += 1
-        try:
-            msg = await self.nc.request(
-                subject, json.dumps(body).encode(), timeout=REQUEST_TIMEOUT_S
-            )
-        except nats.errors.NoRespondersError:
-            self.outcomes[f"{subject}: no responders"] += 1
-            return None
-        except nats.errors.TimeoutError:
-            self.outcomes[f"{subject}: timeout"] += 1
-            return None
-        finally:
-            self.in_flight[subject] -= 1
-        reply = json.loads(msg.data)
-        if isinstance(reply, dict) and "error" in reply:
-            self.outcomes[f"{subject}: {reply['error']['code']}"] += 1
-            return None
-        self.outcomes[f"{subject}: ok"] += 1
-        if mutating:
-            self.acks.append(
-                Ack(subject, str(reply["agent_id"]), int(reply["version"]), str(reply["status"]))
-            )
-        return dict(reply)
-
-    async def wait_ready(self, agent_id: str) -> bool:
-        """Poll agent.get until the initialization job made the agent READY."""
-        deadline = time.monotonic() + 10.0
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            agent = await self.send(subjects.AGENT_GET, {"agent_id": agent_id})
-            if agent is not None and agent["status"] == "READY":
-                return True
-            await asyncio.sleep(0.02)
-        return False
-
-    async def worker(self, n: int) -> None:
-        """Create agents; walk some through initialize, activate, pause, activate, ..."""
-        rng = random.Random(n)
-        while not self.stop.is_set():
-            agent = await self.send(
-                subjects.AGENT_CREATE, {"name": f"crash-{n}", "type": "crash-test"}
-            )
-            if agent is None:
-                continue
-            agent_id = agent["agent_id"]
-            steps = rng.randint(0, 5)
-            if steps == 0:
-                continue
-            if await self.send(subjects.AGENT_INITIALIZE, {"agent_id": agent_id}) is None:
-                continue
-            if steps == 1 or not await self.wait_ready(agent_id):
-                continue
-            for i in range(steps - 1):
-                subject = subjects.AGENT_ACTIVATE if i % 2 == 0 else subjects.AGENT_PAUSE
-                if await self.send(subject, {"agent_id": agent_id}) is None:
-                    break
-
-    def acked(self, subject: str) -> int:
-        """How many commands on ``subject`` were acknowledged."""
-        return sum(1 for a in self.acks if a.subject == subject)
 
 
 # --------------------------------------------------------------------------- tests
@@ -290,61 +99,19 @@ async def test_sigkill_in_flight_loses_no_acknowledged_command(
 
         await service.start_and_wait()
 
-        # Every acknowledged create and transition is stored, at the version the reply claimed.
-        created = {a.agent_id for a in acks if a.subject == subjects.AGENT_CREATE}
-        stored = {
-            str(r["agent_id"])
-            for r in await db.fetch(
-                "SELECT agent_id FROM agents WHERE agent_id = ANY($1::uuid[])", list(created)
-            )
-        }
-        assert created <= stored, (
-            f"{len(created - stored)} acknowledged agent.create replies have no agents row: "
-            f"{sorted(created - stored)[:10]}"
-        )
-        acked_agents = sorted({a.agent_id for a in acks})
-        transitions = {
-            (str(r["agent_id"]), r["version"]): r["to_status"]
-            for r in await db.fetch(
-                "SELECT agent_id, version, to_status FROM agent_transitions "
-                "WHERE agent_id = ANY($1::uuid[])",
-                acked_agents,
-            )
-        }
-        lost = [a for a in acks if transitions.get((a.agent_id, a.version)) != a.status]
-        assert not lost, (
-            f"{len(lost)} of {len(acks)} acknowledged commands are not in agent_transitions at "
-            f"the version and status their reply claimed, e.g. "
-            f"{[(a, transitions.get((a.agent_id, a.version))) for a in lost[:5]]}"
-        )
+        await check_acknowledged_commands(db, acks)
 
-        # Once the relay has drained, the stream holds each outbox event exactly once.
+        # Once the relay has drained, the stream holds each outbox event exactly once, and
+        # per agent in version order, as its transition history says.
         await wait_relay_drained(db)
         js = nc.jetstream()
         stream = await read_events(js)
         outbox = await outbox_events(db)
         problems = compare_stream_with_outbox(stream, outbox)
+        problems += await event_order_problems(db, stream)
         assert not problems, "AGENT_EVENTS disagrees with the outbox:\n" + "\n".join(problems)
-
-        # Per agent, events arrive in version order: 1, 2, ..., the agent's version.
-        versions: dict[str, list[int]] = defaultdict(list)
-        for e in stream:
-            versions[e.envelope["agent_id"]].append(int(e.envelope["version"]))
-        final = {
-            str(r["agent_id"]): r["version"]
-            for r in await db.fetch("SELECT agent_id, version FROM agents")
-        }
-        out_of_order = {
-            agent_id: (versions.get(agent_id), version)
-            for agent_id, version in final.items()
-            if versions.get(agent_id) != list(range(1, version + 1))
-        }
-        assert not out_of_order, (
-            f"{len(out_of_order)} agents whose events are not versions 1..N in stream order "
-            f"(seen, N): {list(out_of_order.items())[:5]}"
-        )
-        assert set(versions) == set(final), "events of agents that do not exist"
-        assert created <= set(versions)
+        created = {a.agent_id for a in acks if a.subject == subjects.AGENT_CREATE}
+        assert created <= {e.envelope["agent_id"] for e in stream}
 
 
 @pytest.mark.parametrize("blocked_write", ["completes", "terminated"])

@@ -6,6 +6,7 @@ from typing import Any
 
 import nats.aio.client
 
+from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.domain.errors import InitializationFailed, Unavailable
 from tests.support.calls import ok
@@ -67,3 +68,27 @@ async def test_step_outcomes_decide_ready_or_error(tmp_path: Path) -> None:
         history = await ok(nc, "agent.history", {"agent_id": failed["agent_id"]})
         assert [t["to"] for t in history["items"]] == ["CREATED", "INITIALIZING", "ERROR"]
         assert history["items"][-1]["actor"] == "initializer"
+
+
+async def test_agents_beyond_the_queue_capacity_end_in_error_until_room_is_made(
+    tmp_path: Path,
+) -> None:
+    """Each initialized agent holds one consumer per queue stream; past ``max_agent_queues``
+    initialization ends in ERROR with the reason, and once an agent is terminated the
+    refused one can be initialized again."""
+    async with own_service(tmp_path, max_agent_queues=10) as own:
+        nc = own.nc
+        js = nc.jetstream()
+        for stream in (subjects.MESSAGES_STREAM, subjects.TASKS_STREAM):
+            assert (await js.stream_info(stream)).config.max_consumers == 10
+        held = [await initialize(nc, {}) for _ in range(10)]
+        assert {a["status"] for a in held} == {"READY"}
+
+        refused = await initialize(nc, {})
+        assert refused["status"] == "ERROR"
+        assert "AO_MAX_AGENT_QUEUES" in refused["status_reason"]
+        assert (await js.stream_info(subjects.MESSAGES_STREAM)).state.consumer_count == 10
+
+        await ok(nc, "agent.terminate", {"agent_id": held[0]["agent_id"]})
+        await ok(nc, "agent.initialize", {"agent_id": refused["agent_id"]})
+        assert (await settle(nc, refused["agent_id"]))["status"] == "READY"

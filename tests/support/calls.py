@@ -16,10 +16,11 @@ class Reply:
 
     @property
     def error_code(self) -> str | None:
-        """The contract error code, or None for a success reply."""
-        if isinstance(self.body, dict) and "error" in self.body:
-            return str(self.body["error"]["code"])
-        return None
+        """The contract error code, or None for a success reply (which the service marks by
+        the absence of ``Nats-Service-Error``; a task's own ``error`` field is not one)."""
+        if "Nats-Service-Error" not in self.headers:
+            return None
+        return str(self.body["error"]["code"])
 
     @property
     def status(self) -> int:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+import nats.aio.client
 import nats.errors
 
-from agent_orchestrator.contracts.subjects import AGENT_GET
+from agent_orchestrator.contracts.subjects import AGENT_GET, SERVICE_NAME
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "OwnServers",
     "ServiceNotAnswering",
     "ServiceProcess",
+    "instance_ids",
     "own_servers",
     "service_executable",
 ]
@@ -150,6 +152,25 @@ def _stop_or_kill(server: EmbeddedNats | EmbeddedPostgres) -> None:
         raise
 
 
+async def instance_ids(nc: nats.aio.client.Client, *, wait: float = 0.2) -> frozenset[str]:
+    """Ids of the service instances that answer ``$SRV.PING`` within ``wait`` seconds."""
+    ids = set()
+    sub = await nc.subscribe(nc.new_inbox())
+    try:
+        await nc.publish(f"$SRV.PING.{SERVICE_NAME}", b"", reply=sub.subject)
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await sub.next_msg(timeout=left)
+            except nats.errors.TimeoutError:
+                break
+            if msg.data:  # not the server's "no responders" status
+                ids.add(str(json.loads(msg.data)["id"]))
+    finally:
+        await sub.unsubscribe()
+    return frozenset(ids)
+
+
 class ServiceProcess:
     """``agent-orchestrator serve`` as a child process that can be killed and started again.
 
@@ -215,12 +236,20 @@ class ServiceProcess:
                 preexec_fn=_die_with_parent(),
             )
 
-    async def wait_until_answers(self, within: float = 30.0) -> None:
-        """Wait until the process answers ``agent.get`` with any reply (not_found will do)."""
+    async def wait_until_answers(
+        self, within: float = 30.0, *, besides: frozenset[str] | None = None
+    ) -> None:
+        """Wait until the process answers ``agent.get`` with any reply (not_found will do).
+
+        With other instances running, their answers prove nothing about this one: pass the ids
+        of the instances that answered ``$SRV.PING`` before this one started as ``besides``,
+        and it also waits until an instance not among them answers (``start_and_wait`` does).
+        """
         deadline = time.monotonic() + within
         body = json.dumps({"agent_id": str(uuid.uuid4())}).encode()
         nc = await nats.connect(self.nats_url, allow_reconnect=False, connect_timeout=5)
         try:
+            answered = False
             while True:
                 if self._proc is None or self._proc.poll() is not None:
                     code = None if self._proc is None else self._proc.returncode
@@ -228,11 +257,13 @@ class ServiceProcess:
                         f"the service is not running (exit code {code}); "
                         f"log {self.log_path}:\n{self.log_tail()}"
                     )
-                try:
-                    await nc.request(AGENT_GET, body, timeout=0.5)
-                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    pass
-                else:
+                if not answered:
+                    try:
+                        await nc.request(AGENT_GET, body, timeout=0.5)
+                        answered = True
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        pass
+                if answered and (besides is None or await instance_ids(nc) - besides):
                     return
                 if time.monotonic() > deadline:
                     raise ServiceNotAnswering(
@@ -244,10 +275,16 @@ class ServiceProcess:
             await nc.close()
 
     async def start_and_wait(self, within: float = 30.0) -> None:
-        """Start the process and wait until it answers; kill it if it does not."""
+        """Start the process and wait until it answers (itself, not another instance); kill it
+        if it does not."""
+        nc = await nats.connect(self.nats_url, allow_reconnect=False, connect_timeout=5)
+        try:
+            others = await instance_ids(nc)
+        finally:
+            await nc.close()
         self.start()
         try:
-            await self.wait_until_answers(within)
+            await self.wait_until_answers(within, besides=others)
         except BaseException:
             self.kill()
             raise
