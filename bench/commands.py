@@ -347,15 +347,23 @@ def percentile_ms(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
+def cpu_figures(
+    cpu_before: dict[str, float], cpu_after: dict[str, float], count: int, elapsed: float
+) -> tuple[dict[str, float], float]:
+    """CPU µs per request of each probed process (rounded), and how busy all CPUs were (%)."""
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    per_request = {name: round(s * 1e6 / max(count, 1), 1) for name, s in cpu.items()}
+    busy = sum(cpu.values()) / (elapsed * (os.cpu_count() or 1)) * 100
+    return per_request, round(busy, 1)
+
+
 def summarize(
     scenario: str, recorder: Recorder, cpu_before: dict[str, float], cpu_after: dict[str, float]
 ) -> Result:
     """Turn a measured phase into a Result."""
     ordered = sorted(recorder.latencies)
     count = len(ordered)
-    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
-    per_request = {name: seconds * 1e6 / max(count, 1) for name, seconds in cpu.items()}
-    busy = sum(cpu.values()) / (recorder.elapsed * (os.cpu_count() or 1)) * 100
+    per_request, busy = cpu_figures(cpu_before, cpu_after, count, recorder.elapsed)
     errors = sum(recorder.errors.values())
     samples = {
         f"{kind} (x{recorder.errors[kind]})": text for kind, text in recorder.samples.items()
@@ -370,8 +378,8 @@ def summarize(
         max_ms=percentile_ms(ordered, 1.0),
         errors=errors,
         error_samples=samples,
-        cpu_us_per_request={name: round(value, 1) for name, value in per_request.items()},
-        cpu_busy_pct=round(busy, 1),
+        cpu_us_per_request=per_request,
+        cpu_busy_pct=busy,
     )
 
 
