@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from agent_orchestrator import __version__
@@ -16,6 +17,9 @@ from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import BridgeStartError, EmbeddedBridge, run_bridge
 from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.observability import configure_logging, tracer_provider_from_env
+from agent_orchestrator.observability.logs import LogFormat
+from agent_orchestrator.observability.tracing import shutdown as shutdown_tracing
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
 from agent_orchestrator.service import BROKER_LOGGER, Service
 from agent_orchestrator.settings import Settings
@@ -24,10 +28,8 @@ app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_arg
 log = logging.getLogger("agent_orchestrator")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
-    )
+def _configure_logging(level: str, fmt: LogFormat = "text") -> None:
+    configure_logging(level, fmt)
     # FastStream's own chatter (per message, per worker task) only in DEBUG runs.
     quiet = max(logging.getLevelName(level), logging.WARNING)
     logging.getLogger(BROKER_LOGGER).setLevel(quiet)
@@ -35,7 +37,8 @@ def _configure_logging(level: str) -> None:
 
 
 async def _serve_until_signalled(settings: Settings, banner: str = "", http_port: int = 0) -> None:
-    service = Service(settings)
+    tracing = _tracer_provider()
+    service = Service(settings, tracer_provider=tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -46,11 +49,12 @@ async def _serve_until_signalled(settings: Settings, banner: str = "", http_port
         if http_port:
             bridge_settings = _bridge_settings(nats_url=settings.nats_url)
             try:
-                bridge = EmbeddedBridge(bridge_settings, port=http_port)
+                bridge = EmbeddedBridge(bridge_settings, port=http_port, tracer_provider=tracing)
             except (ValueError, OSError) as exc:
                 raise _refuse(exc) from None
             url = await bridge.start()
             banner = banner.replace("{http}", f"{url} (API docs: {url}/docs)")
+        banner = banner.replace("{metrics}", service.metrics_url or "")
         if banner:
             print(banner, flush=True)
         await stop.wait()
@@ -59,6 +63,16 @@ async def _serve_until_signalled(settings: Settings, banner: str = "", http_port
         if bridge is not None:
             await bridge.stop()
         await service.stop()
+        shutdown_tracing(tracing)
+
+
+def _tracer_provider(service_name: str = "agent-orchestrator") -> TracerProvider | None:
+    """Tracing as the OTEL_* variables ask (None: off), or exit 2 with the reason."""
+    try:
+        return tracer_provider_from_env(service_name)
+    except ValueError as exc:
+        typer.echo(f"agent-orchestrator: tracing cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _refuse(exc: Exception) -> typer.Exit:
@@ -79,10 +93,10 @@ def _bridge_settings(**given: str) -> BridgeSettings:
         raise _refuse(exc) from None
 
 
-def _bridge_app(settings: BridgeSettings) -> FastAPI:
+def _bridge_app(settings: BridgeSettings, tracing: TracerProvider | None = None) -> FastAPI:
     """The bridge app (its API keys file is read here), or exit 2 with the reason."""
     try:
-        return create_app(settings)
+        return create_app(settings, tracer_provider=tracing)
     except (ValueError, OSError) as exc:
         raise _refuse(exc) from None
 
@@ -91,7 +105,7 @@ def _bridge_app(settings: BridgeSettings) -> FastAPI:
 def serve() -> None:
     """Serve the command subjects against NATS_URL and DATABASE_URL (production)."""
     settings = Settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(_serve_until_signalled(settings))
     except Unavailable as exc:
@@ -111,6 +125,9 @@ def dev(
     http_port: Annotated[
         int, typer.Option(help="Port of the HTTP bridge (127.0.0.1); 0 disables it.")
     ] = 8000,
+    metrics_port: Annotated[
+        int, typer.Option(help="Port of the service's Prometheus metrics (127.0.0.1); 0: off.")
+    ] = 9464,
 ) -> None:
     """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service."""
     data_dir = data_dir.resolve()
@@ -120,13 +137,19 @@ def dev(
     try:
         nats_url = nats.start()
         database_url = postgres.start()
-        settings = Settings(nats_url=nats_url, database_url=database_url)
-        _configure_logging(settings.log_level)
+        settings = Settings(
+            nats_url=nats_url,
+            database_url=database_url,
+            metrics_port=metrics_port,
+            metrics_host="127.0.0.1",
+        )
+        _configure_logging(settings.log_level, settings.log_format)
         banner = (
             f"agent-orchestrator {__version__} is up (Ctrl-C stops it)\n"
             f"  NATS:       {nats_url}\n"
             f"  PostgreSQL: {database_url}\n"
             + ("  HTTP:       {http}\n" if http_port else "")
+            + ("  metrics:    {metrics}\n" if metrics_port else "")
             + f"  data:       {data_dir}\n"
             f"  try:        nats --server {nats_url} req agent.create "
             '\'{"name":"demo","type":"echo"}\''
@@ -152,7 +175,12 @@ def bridge(
 ) -> None:
     """Serve the HTTP bridge (REST → one NATS request per call) against NATS_URL."""
     settings = _bridge_settings()
-    run_bridge(settings, host, port, app=_bridge_app(settings))
+    _configure_logging(settings.log_level, settings.log_format)
+    tracing = _tracer_provider("agent-orchestrator-bridge")
+    try:
+        run_bridge(settings, host, port, app=_bridge_app(settings, tracing))
+    finally:
+        shutdown_tracing(tracing)
 
 
 def _remembered_port(data_dir: Path, requested: int) -> int:

@@ -9,8 +9,11 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+import asyncpg
+import nats.aio.client
 from faststream.nats import NatsBroker, NatsRouter
 from nats.errors import Error as NatsError
+from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
@@ -48,12 +51,14 @@ from agent_orchestrator.handlers.initialization import (
 )
 from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
+from agent_orchestrator.handlers.metrics import RuntimeSources, ServiceMetrics
 from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import register_state_events
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
+from agent_orchestrator.handlers.telemetry import tracing_middleware
 from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
@@ -85,13 +90,22 @@ class Service:
     """One instance of agent-orchestrator: handlers on NATS plus the outbox relay."""
 
     def __init__(
-        self, settings: Settings, *, init_steps: Sequence[InitializationStep] = ()
+        self,
+        settings: Settings,
+        *,
+        init_steps: Sequence[InitializationStep] = (),
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         """``init_steps`` run after the standard initialization steps (tests add failing ones;
-        a deployment could add its own preparation)."""
+        a deployment could add its own preparation). With ``tracer_provider`` every command
+        is traced (see ``observability``); without, nothing is."""
         self.settings = settings
+        self.tracer_provider = tracer_provider
         self.db = Database(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            traced=tracer_provider is not None,
         )
         self.agents = AgentRepository(self.db)
         self.templates = TemplateRepository(self.db)
@@ -192,10 +206,24 @@ class Service:
         self._sweeper_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.metrics_url: str | None = None
 
     def _command_router(self) -> NatsRouter:
         self.stats = ServiceStatsBook(subjects=[], version=__version__)
-        router = NatsRouter(middlewares=[stats_middleware(self.stats), build_error_middleware()])
+        self.metrics: ServiceMetrics | None = None
+        if self.settings.metrics_port:
+            self.metrics = ServiceMetrics(
+                (), version=__version__, instance_id=self.stats.instance_id
+            )
+        # Tracing outermost, so that the error replies and the counting happen inside its span.
+        tracing = [] if self.tracer_provider is None else [tracing_middleware(self.tracer_provider)]
+        router = NatsRouter(
+            middlewares=[
+                *tracing,
+                stats_middleware(self.stats, self.metrics.requests if self.metrics else None),
+                build_error_middleware(),
+            ]
+        )
         server = CommandServer(
             router,
             self.idempotency,
@@ -252,6 +280,8 @@ class Service:
         )
         self.commands = server.specs
         self.stats.subjects = [spec.subject for spec in server.specs]
+        if self.metrics is not None:
+            self.metrics.requests.declare(self.stats.subjects)
         return router
 
     async def _asyncapi(self) -> str:
@@ -275,6 +305,15 @@ class Service:
         """Connect, migrate, declare streams, then serve."""
         if not self.settings.database_url:
             raise Unavailable("DATABASE_URL is not set")
+        self._serve_metrics()
+        try:
+            await self._start()
+        except BaseException:
+            if self.metrics is not None:
+                await self.metrics.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.db.open()
         async with self.db.pool.acquire() as conn:
             await apply_migrations(conn)
@@ -334,3 +373,36 @@ class Service:
                     log.error("%s ended with %r", task.get_name(), task.exception())
         await self.broker.stop()
         await self.db.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
+
+    def _serve_metrics(self) -> None:
+        """Serve Prometheus metrics on the configured port, if any (first, to fail fast)."""
+        if self.metrics is None:
+            return
+        host, port = self.settings.metrics_host, self.settings.metrics_port
+        try:
+            port = self.metrics.serve(host, port)
+        except OSError as exc:
+            raise Unavailable(f"cannot serve metrics on {host}:{port}: {exc}") from exc
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        self.metrics.watch(
+            RuntimeSources(
+                loop=asyncio.get_running_loop(),
+                pool=self._open_pool,
+                connection=self._connection,
+                relay=lambda: self.relay,
+            )
+        )
+
+    def _open_pool(self) -> asyncpg.Pool | None:
+        try:
+            return self.db.pool
+        except Unavailable:
+            return None
+
+    def _connection(self) -> nats.aio.client.Client | None:
+        try:
+            return self.broker.connection
+        except Exception:  # not connected yet
+            return None

@@ -1,5 +1,7 @@
 """Service settings from the environment (``NATS_URL``, ``DATABASE_URL``, ``AO_*``)."""
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -120,6 +122,21 @@ class Settings(BaseSettings):
     outbox_retention_s: int = Field(default=24 * 3600, ge=60)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # Observability (metrics port, log format); tracing follows the standard OTEL_* variables.
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or as JSON objects carrying trace_id and span_id.",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus metrics at http://<metrics_host>:<port>/metrics; 0: off "
+        "(`agent-orchestrator dev` serves them on 9464).",
+    )
+    metrics_host: str = Field(
+        default="0.0.0.0", min_length=1, description="Interface the metrics port listens on."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

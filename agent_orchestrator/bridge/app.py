@@ -3,9 +3,10 @@
 import inspect
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -19,6 +20,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from nats.aio.msg import Msg
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request as HttpRequest
@@ -36,6 +40,7 @@ from agent_orchestrator.bridge.problems import (
 )
 from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.bridge.settings import BridgeSettings
+from agent_orchestrator.bridge.telemetry import BridgeMetrics, ObserveRequests
 from agent_orchestrator.contracts.errors import STATUS_BY_CODE, ErrorCode
 from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
@@ -45,6 +50,7 @@ from agent_orchestrator.contracts.subjects import (
     SERVICE_ERROR_CODE_HEADER,
     SERVICE_NAME,
 )
+from agent_orchestrator.observability.tracing import get_tracer
 
 PING_SUBJECT = f"$SRV.PING.{SERVICE_NAME}"
 CORS_REQUEST_HEADERS = (
@@ -62,10 +68,13 @@ _ERROR_STATUSES = (400, 404, 409, 413, 503, 504)
 
 @dataclass
 class BridgeState:
-    """What every request shares: the settings and one NATS connection."""
+    """What every request shares: the settings, one NATS connection, metrics and the tracer
+    (None: not traced)."""
 
     settings: BridgeSettings
     nc: nats.aio.client.Client | None = None
+    metrics: BridgeMetrics = field(default_factory=BridgeMetrics)
+    tracer: Tracer | None = None
 
 
 def _nc(state: BridgeState) -> nats.aio.client.Client:
@@ -74,31 +83,76 @@ def _nc(state: BridgeState) -> nats.aio.client.Client:
     return state.nc
 
 
+def _client_span(state: BridgeState, subject: str) -> AbstractContextManager[Any]:
+    if state.tracer is None:
+        return nullcontext()
+    return state.tracer.start_as_current_span(
+        f"{subject} request",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": subject,
+        },
+    )
+
+
 async def nats_request(
     state: BridgeState, subject: str, payload: bytes, headers: dict[str, str] | None = None
 ) -> Msg:
-    """One NATS request; no responders → 503, timeout → 504."""
-    nc = _nc(state)
+    """One NATS request (a client span when traced, its context in the request's headers);
+    no responders → 503, timeout → 504."""
+    with _client_span(state, subject) as span:
+        try:
+            if span is not None:
+                headers = dict(headers or {})
+                propagate.inject(headers)
+            return await _request(state, subject, payload, headers)
+        except ProblemError as exc:
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, exc.detail))
+            raise
+
+
+async def _request(
+    state: BridgeState, subject: str, payload: bytes, headers: dict[str, str] | None
+) -> Msg:
+    try:
+        nc = _nc(state)
+    except ProblemError:
+        state.metrics.nats_errors.labels(subject, "not_connected").inc()
+        raise
+    started = time.perf_counter()
+    kind = None
     try:
         return await nc.request(
             subject, payload, timeout=state.settings.request_timeout_s, headers=headers or None
         )
     except nats.errors.NoRespondersError as exc:
+        kind = "no_responders"
         raise ProblemError(
             503, ErrorCode.UNAVAILABLE, f"no service answers on {subject}; retry later"
         ) from exc
     except (nats.errors.TimeoutError, TimeoutError) as exc:
+        kind = "timeout"
         raise ProblemError(
             504, ErrorCode.UNAVAILABLE, f"the service did not answer on {subject} in time"
         ) from exc
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
+        kind = "connection_closed"
         raise ProblemError(503, ErrorCode.UNAVAILABLE, "the NATS connection is closed") from exc
     except nats.errors.MaxPayloadError as exc:
+        kind = "max_payload"
         raise ProblemError(
             413,
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"the request is {len(payload)} bytes, more than the NATS server carries",
         ) from exc
+    finally:
+        if kind is None:
+            state.metrics.nats_latency.labels(subject).observe(time.perf_counter() - started)
+        else:
+            state.metrics.nats_errors.labels(subject, kind).inc()
 
 
 def _error_paths(errors: Any) -> list[dict[str, Any]]:
@@ -384,11 +438,19 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
 
 def create_app(
-    settings: BridgeSettings | None = None, nc: nats.aio.client.Client | None = None
+    settings: BridgeSettings | None = None,
+    nc: nats.aio.client.Client | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """The bridge app. Give ``nc`` to share a connected client (it is then not closed here);
-    otherwise the lifespan connects to ``settings.nats_url`` and closes on shutdown."""
-    state = BridgeState(settings or BridgeSettings(), nc)
+    otherwise the lifespan connects to ``settings.nats_url`` and closes on shutdown. With
+    ``tracer_provider`` every request is traced into the service."""
+    state = BridgeState(
+        settings or BridgeSettings(),
+        nc,
+        tracer=get_tracer(tracer_provider) if tracer_provider is not None else None,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -451,6 +513,11 @@ def create_app(
         msg = await nats_request(state, ASYNCAPI, b"")
         return Response(msg.data, media_type="application/yaml")
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics of this bridge process."""
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz", tags=["health"], summary="The process is up")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -507,6 +574,8 @@ def create_app(
             allow_headers=[*CORS_REQUEST_HEADERS],
             expose_headers=["ETag", "Location", "Link"],
         )
+    # Outermost: it sees every request, refused ones included.
+    app.add_middleware(ObserveRequests, metrics=state.metrics, tracer_provider=tracer_provider)
     return app
 
 

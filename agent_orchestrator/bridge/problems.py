@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.observability.tracing import current_trace_id
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:agent-orchestrator:problem:"
@@ -23,7 +24,11 @@ class Problem(BaseModel):
     errors: Any = Field(
         default=None, description="The error's details, e.g. every failing path of a body."
     )
-    trace_id: str | None = Field(default=None, description="Set on internal errors; in logs.")
+    trace_id: str | None = Field(
+        default=None,
+        description="The request's trace id when it was traced (always set on internal "
+        "errors); the same id is in the log lines and the trace.",
+    )
 
 
 class ProblemError(Exception):
@@ -71,7 +76,7 @@ def problem_response(
     trace_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> ProblemResponse:
-    """Build the problem+json response of one error."""
+    """Build the problem+json response of one error (with the trace id when traced)."""
     body = Problem(
         type=TYPE_PREFIX + code,
         title=_title(code, status),
@@ -79,7 +84,7 @@ def problem_response(
         detail=detail,
         code=code,
         errors=errors,
-        trace_id=trace_id,
+        trace_id=trace_id or current_trace_id(),
     )
     return ProblemResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import nats.aio.client
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator.bridge.app import create_app
 from agent_orchestrator.bridge.settings import BridgeSettings
@@ -33,12 +34,14 @@ class EmbeddedBridge:
         host: str = "127.0.0.1",
         port: int = 8000,
         nc: nats.aio.client.Client | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         config = uvicorn.Config(
-            create_app(settings, nc=nc),
+            create_app(settings, nc=nc, tracer_provider=tracer_provider),
             host=host,
             port=port,
             log_level="warning",
+            log_config=None,  # the host configured logging (AO_LOG_FORMAT)
             lifespan="on",
         )
         self._server = _EmbeddedServer(config)
@@ -76,4 +79,7 @@ def run_bridge(
 ) -> None:
     """Serve the bridge alone until SIGINT/SIGTERM (uvicorn's own signal handling)."""
     # No per-request access log: like the service, the bridge logs problems, not traffic.
-    uvicorn.run(app or create_app(settings), host=host, port=port, access_log=False)
+    # Logging is configured by the caller (AO_LOG_LEVEL, AO_LOG_FORMAT), not by uvicorn.
+    uvicorn.run(
+        app or create_app(settings), host=host, port=port, access_log=False, log_config=None
+    )

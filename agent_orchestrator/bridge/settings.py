@@ -3,7 +3,7 @@
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic.functional_validators import BeforeValidator
@@ -99,6 +99,17 @@ class BridgeSettings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (comma-separated); none by default.",
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern="^(DEBUG|INFO|WARNING|ERROR)$",
+        validation_alias=AliasChoices("AO_LOG_LEVEL", "AO_BRIDGE_LOG_LEVEL"),
+        description="Log level of `agent-orchestrator bridge` (AO_LOG_LEVEL, as the service).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        validation_alias=AliasChoices("AO_LOG_FORMAT", "AO_BRIDGE_LOG_FORMAT"),
+        description="Log lines as text or JSON with trace_id/span_id (AO_LOG_FORMAT).",
     )
 
     @model_validator(mode="after")

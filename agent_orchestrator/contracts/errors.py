@@ -41,7 +41,11 @@ class ErrorBody(Reply):
     code: ErrorCode = Field(description="Machine-readable error code.")
     message: str = Field(description="Human-readable explanation.")
     details: Any = Field(default=None, description="Structured details, e.g. failing paths.")
-    trace_id: str | None = Field(default=None, description="Set on `internal`; also in logs.")
+    trace_id: str | None = Field(
+        default=None,
+        description="The request's OpenTelemetry trace id when it was traced (always set on "
+        "`internal`); the same id is in the log lines and the trace.",
+    )
 
 
 class ErrorReply(Reply):

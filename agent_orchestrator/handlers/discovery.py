@@ -3,8 +3,10 @@
 FastStream's subscribers do not answer the service API themselves. Every instance answers
 for itself (no queue group) with every command subject as an endpoint, and counts requests,
 error replies and processing time per subject in a middleware that wraps the error middleware.
+The same measurement feeds the Prometheus metrics, when they are on.
 """
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,10 @@ from agent_orchestrator.contracts.subjects import (
     SERVICE_NAME,
 )
 from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.handlers.errors import ErrorResponse
+from agent_orchestrator.handlers.metrics import RequestMetrics
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = "Manages AI agents: lifecycle, state, checkpoints, templates."
 
@@ -104,8 +110,11 @@ class ServiceStatsBook:
         ).to_dict()
 
 
-def stats_middleware(book: ServiceStatsBook) -> type[BaseMiddleware]:
-    """A middleware (to put outside the error middleware) that feeds ``book``."""
+def stats_middleware(
+    book: ServiceStatsBook, metrics: RequestMetrics | None = None
+) -> type[BaseMiddleware]:
+    """A middleware (to put outside the error middleware) that feeds ``book`` and
+    ``metrics``."""
 
     class CountRequests(BaseMiddleware):
         async def consume_scope(
@@ -118,7 +127,14 @@ def stats_middleware(book: ServiceStatsBook) -> type[BaseMiddleware]:
                 code = result.headers.get(SERVICE_ERROR_CODE_HEADER)
                 if code is not None:
                     error = f"{code}:{result.headers.get(SERVICE_ERROR_HEADER, '')}"
-            book.record(msg.raw_message.subject, time.perf_counter_ns() - started, error)
+            elapsed_ns = time.perf_counter_ns() - started
+            subject = msg.raw_message.subject
+            book.record(subject, elapsed_ns, error)
+            code = result.code.value if isinstance(result, ErrorResponse) else None
+            if metrics is not None:
+                metrics.observe(subject, elapsed_ns, code)
+            if log.isEnabledFor(logging.DEBUG):  # inside the request's span: JSON lines name it
+                log.debug("%s answered %s in %.2f ms", subject, code or "ok", elapsed_ns / 1e6)
             return result
 
     return CountRequests

@@ -1,4 +1,9 @@
-"""Every failure becomes a contract error reply with NATS service-API headers."""
+"""Every failure becomes a contract error reply with NATS service-API headers.
+
+While the request is traced, every error reply carries the OpenTelemetry trace id
+(``trace_id`` in the body, ``Trace-Id`` header), so a caller can find the trace and the log
+lines of a failure; an ``internal`` error always carries one (a fresh id when untraced).
+"""
 
 import logging
 from typing import Any
@@ -15,14 +20,25 @@ from agent_orchestrator.contracts.subjects import (
 )
 from agent_orchestrator.domain.errors import OrchestratorError
 from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.observability.tracing import current_trace_id
 
 log = logging.getLogger(__name__)
 
 
+class ErrorResponse(NatsResponse):
+    """An error reply, which tells the middlewares that count and trace it its code."""
+
+    def __init__(self, code: ErrorCode, body: bytes, headers: dict[str, str]) -> None:
+        super().__init__(body, headers=headers)
+        self.code = code
+
+
 def error_response(
     code: ErrorCode, message: str, details: Any = None, trace_id: str | None = None
-) -> NatsResponse:
-    """The reply for one error: JSON body plus ``Nats-Service-Error(-Code)`` headers."""
+) -> ErrorResponse:
+    """The reply for one error: JSON body plus ``Nats-Service-Error(-Code)`` headers; the
+    current trace id unless one is given."""
+    trace_id = trace_id or current_trace_id()
     body = ErrorReply(
         error=ErrorBody(code=code, message=message, details=details, trace_id=trace_id)
     )
@@ -34,7 +50,7 @@ def error_response(
     }
     if trace_id:
         headers[TRACE_ID_HEADER] = trace_id
-    return NatsResponse(body.model_dump_json(exclude_none=True).encode(), headers=headers)
+    return ErrorResponse(code, body.model_dump_json(exclude_none=True).encode(), headers)
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -53,18 +69,18 @@ def build_error_middleware() -> ExceptionMiddleware:
     middleware = ExceptionMiddleware()
 
     @middleware.add_handler(OrchestratorError, publish=True)
-    async def on_orchestrator_error(exc: OrchestratorError) -> NatsResponse:
+    async def on_orchestrator_error(exc: OrchestratorError) -> ErrorResponse:
         return error_response(exc.code, exc.message, exc.details)
 
     @middleware.add_handler(ValidationError, publish=True)
-    async def on_validation_error(exc: ValidationError) -> NatsResponse:
+    async def on_validation_error(exc: ValidationError) -> ErrorResponse:
         details = validation_details(exc)
         summary = "; ".join(f"{d['path'] or '(body)'}: {d['message']}" for d in details[:5])
         return error_response(ErrorCode.VALIDATION_ERROR, f"invalid request: {summary}", details)
 
     @middleware.add_handler(Exception, publish=True)
-    async def on_bug(exc: Exception) -> NatsResponse:
-        trace_id = str(new_id())
+    async def on_bug(exc: Exception) -> ErrorResponse:
+        trace_id = current_trace_id() or str(new_id())
         log.exception("internal error, trace_id=%s", trace_id, exc_info=exc)
         return error_response(
             ErrorCode.INTERNAL,

@@ -20,7 +20,7 @@ from agent_orchestrator.contracts.checkpoints import Checkpoint, CheckpointStora
 from agent_orchestrator.contracts.subjects import CHECKPOINT_BUCKET, CHECKPOINT_OBJECTS
 from agent_orchestrator.domain.errors import NotFound, Unavailable
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
-from agent_orchestrator.storage.jetstream import jetstream_calls
+from agent_orchestrator.storage.jetstream import jetstream_calls, kv_span
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 COLUMNS = (
@@ -84,9 +84,11 @@ class CheckpointBlobs:
         _, kv, objects = self._bound()
         with jetstream_calls():
             if len(data) <= self.inline_max_bytes:
-                await kv.put(_key(agent_id, checkpoint_id), data)
+                with kv_span("put", CHECKPOINT_BUCKET, _key(agent_id, checkpoint_id)):
+                    await kv.put(_key(agent_id, checkpoint_id), data)
                 return CheckpointStorage.KV
-            await objects.put(_object(agent_id, checkpoint_id), data)
+            with kv_span("object.put", CHECKPOINT_OBJECTS, _object(agent_id, checkpoint_id)):
+                await objects.put(_object(agent_id, checkpoint_id), data)
             return CheckpointStorage.OBJECT_STORE
 
     async def get(self, checkpoint: Checkpoint) -> bytes:
@@ -95,9 +97,13 @@ class CheckpointBlobs:
         with jetstream_calls():
             try:
                 if checkpoint.storage is CheckpointStorage.KV:
-                    entry = await kv.get(_key(checkpoint.agent_id, checkpoint.checkpoint_id))
+                    key = _key(checkpoint.agent_id, checkpoint.checkpoint_id)
+                    with kv_span("get", CHECKPOINT_BUCKET, key):
+                        entry = await kv.get(key)
                     return entry.value or b""
-                result = await objects.get(_object(checkpoint.agent_id, checkpoint.checkpoint_id))
+                name = _object(checkpoint.agent_id, checkpoint.checkpoint_id)
+                with kv_span("object.get", CHECKPOINT_OBJECTS, name):
+                    result = await objects.get(name)
                 return result.data or b""
             except (KeyNotFoundError, ObjectNotFoundError) as exc:
                 raise NotFound(
@@ -110,10 +116,15 @@ class CheckpointBlobs:
         with jetstream_calls():
             for cp in checkpoints:
                 if cp.storage is CheckpointStorage.KV:
-                    await kv.purge(_key(cp.agent_id, cp.checkpoint_id))
+                    with kv_span("purge", CHECKPOINT_BUCKET, _key(cp.agent_id, cp.checkpoint_id)):
+                        await kv.purge(_key(cp.agent_id, cp.checkpoint_id))
                 else:
-                    with contextlib.suppress(ObjectNotFoundError):
-                        await objects.delete(_object(cp.agent_id, cp.checkpoint_id))
+                    name = _object(cp.agent_id, cp.checkpoint_id)
+                    with (
+                        contextlib.suppress(ObjectNotFoundError),
+                        kv_span("object.delete", CHECKPOINT_OBJECTS, name),
+                    ):
+                        await objects.delete(name)
 
 
 def _checkpoint(row: asyncpg.Record) -> Checkpoint:

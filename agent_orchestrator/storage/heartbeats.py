@@ -25,7 +25,7 @@ from agent_orchestrator.contracts.subjects import (
     heartbeat_subject,
 )
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
+from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls, kv_span
 
 HEARTBEATS_STREAM = f"KV_{HEARTBEATS_BUCKET}"
 MARKER_REASON = "Nats-Marker-Reason"
@@ -130,7 +130,7 @@ class Heartbeats(JetStreamBound):
 
     async def beat(self, agent_id: UUID, heartbeat: Heartbeat, ttl_s: int) -> None:
         """Write the agent's key with a time to live (the worker SDK does the same)."""
-        with jetstream_calls():
+        with jetstream_calls(), kv_span("put", HEARTBEATS_BUCKET, str(agent_id)):
             await self.js.publish(
                 heartbeat_subject(str(agent_id)),
                 heartbeat.model_dump_json().encode(),
@@ -139,7 +139,7 @@ class Heartbeats(JetStreamBound):
 
     async def latest(self, agent_id: UUID) -> KeyEntry | None:
         """The key's latest message, or None if it never had one."""
-        with jetstream_calls():
+        with jetstream_calls(), kv_span("get", HEARTBEATS_BUCKET, str(agent_id)):
             reply = await self.nc.request(
                 f"{DIRECT_GET}.{heartbeat_subject(str(agent_id))}", b"", timeout=BATCH_TIMEOUT_S
             )
@@ -151,7 +151,8 @@ class Heartbeats(JetStreamBound):
             return {}
         request = {"multi_last": [heartbeat_subject(str(a)) for a in agent_ids]}
         beats: dict[UUID, datetime] = {}
-        with jetstream_calls():
+        keys = str(agent_ids[0]) if len(agent_ids) == 1 else f"{len(agent_ids)} keys"
+        with jetstream_calls(), kv_span("get_last", HEARTBEATS_BUCKET, keys):
             inbox = self.nc.new_inbox()
             sub = await self.nc.subscribe(inbox)
             try:
@@ -166,5 +167,5 @@ class Heartbeats(JetStreamBound):
 
     async def forget(self, agent_id: UUID) -> None:
         """Remove the agent's key and its history (the agent is deleted)."""
-        with jetstream_calls():
+        with jetstream_calls(), kv_span("purge", HEARTBEATS_BUCKET, str(agent_id)):
             await self.js.purge_stream(HEARTBEATS_STREAM, subject=heartbeat_subject(str(agent_id)))

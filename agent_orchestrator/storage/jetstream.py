@@ -2,8 +2,9 @@
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -20,6 +21,7 @@ from nats.js.errors import NotFoundError
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.events import EventKind
 from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.observability.tracing import NO_SPAN, child_span, is_traced
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,21 @@ class JetStreamBound:
         if self._js is None:
             raise Unavailable(f"{type(self).__name__} is not open")
         return self._js
+
+
+def kv_span(operation: str, bucket: str, key: str) -> AbstractContextManager[Any]:
+    """A span for one key-value (or object store) operation of a traced request."""
+    if not is_traced():
+        return NO_SPAN
+    return child_span(
+        f"kv.{operation} {bucket}",
+        {
+            "messaging.system": "nats",
+            "nats.kv.bucket": bucket,
+            "nats.kv.operation": operation,
+            "nats.kv.key": key,
+        },
+    )
 
 
 @contextmanager

@@ -217,3 +217,22 @@ class OutboxRelay:
             "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
             float(self._settings.idempotency_ttl_s),
         )
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Committed events not yet published, and how long the oldest has waited."""
+
+    pending: int
+    oldest_age_s: float
+
+
+async def outbox_backlog(pool: asyncpg.Pool) -> OutboxBacklog:
+    """The outbox's backlog now (reads only the pending rows, by their partial index)."""
+    row = await pool.fetchrow(
+        """SELECT count(*) AS pending,
+                  coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS age
+           FROM outbox WHERE published_at IS NULL"""
+    )
+    assert row is not None
+    return OutboxBacklog(row["pending"], max(0.0, row["age"]))

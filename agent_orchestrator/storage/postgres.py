@@ -9,6 +9,7 @@ from typing import ParamSpec, TypeVar
 import asyncpg
 
 from agent_orchestrator.domain.errors import Unavailable, ValidationFailed
+from agent_orchestrator.storage.traced_db import TracedConnection
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -41,12 +42,19 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class Database:
-    """The service's connection pool; created by ``open()``, so construction does no I/O."""
+    """The service's connection pool; created by ``open()``, so construction does no I/O.
 
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    ``traced``: every query is a span of the traced request that runs it (tracing is on)."""
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 2, max_size: int = 10, traced: bool = False
+    ) -> None:
         self.dsn = dsn
         self._min_size = min_size
         self._max_size = max_size
+        self._connection_class: type[asyncpg.Connection[asyncpg.Record]] = (
+            TracedConnection if traced else asyncpg.Connection
+        )
         self._pool: asyncpg.Pool | None = None
 
     @property
@@ -67,6 +75,7 @@ class Database:
                 reset=_keep_session,
                 command_timeout=30,
                 timeout=10,
+                connection_class=self._connection_class,
             )
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {exc!r}") from exc

@@ -25,9 +25,16 @@ from nats.js.kv import KeyValue
 from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.contracts.subjects import STATE_BUCKET
 from agent_orchestrator.domain.errors import PayloadTooLarge, Unavailable
+from agent_orchestrator.storage.jetstream import kv_span
 
 STATE_STREAM = f"KV_{STATE_BUCKET}"
 STATE_EVENTS_CONSUMER = "state-events"
+#: A delivery of the state-events consumer that is lost (its instance died, or its NATS node:
+#: the consumer's leader moved) holds up every later revision until this runs out, since one
+#: is in flight at a time; meanwhile a key that takes more than its history of revisions loses
+#: the events of the oldest (the bucket drops them unread). So keep it short: a redelivery to a
+#: handler still publishing is harmless (same Nats-Msg-Id, dropped by AGENT_EVENTS).
+STATE_EVENTS_ACK_WAIT_S = 5.0
 
 
 class StaleRevision(Exception):
@@ -106,7 +113,7 @@ class StateStore:
                 # From now on when first made; then it keeps its place.
                 deliver_policy=DeliverPolicy.NEW,
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=30.0,
+                ack_wait=STATE_EVENTS_ACK_WAIT_S,
                 max_deliver=-1,
                 max_ack_pending=1,  # one at a time, so events keep the revisions' order
                 description="Publishes one event per state revision.",
@@ -123,7 +130,8 @@ class StateStore:
     async def read(self, agent_id: UUID) -> StoredState:
         """The current state; revision 0 and ``{}`` when never written."""
         try:
-            entry = await self.kv.get(str(agent_id))
+            with kv_span("get", STATE_BUCKET, str(agent_id)):
+                entry = await self.kv.get(str(agent_id))
         except KeyNotFoundError:
             return StoredState({}, 0, None)
         except (NatsError, TimeoutError) as exc:
@@ -134,9 +142,10 @@ class StateStore:
         """Store ``value`` if the key is still at ``last_revision``; the new revision."""
         key = str(agent_id)
         try:
-            if last_revision == 0:
-                return await self.kv.create(key, value)
-            return await self.kv.update(key, value, last=last_revision)
+            with kv_span("create" if last_revision == 0 else "update", STATE_BUCKET, key):
+                if last_revision == 0:
+                    return await self.kv.create(key, value)
+                return await self.kv.update(key, value, last=last_revision)
         except KeyWrongLastSequenceError as exc:
             raise StaleRevision from exc
         except MaxPayloadError as exc:
@@ -151,7 +160,8 @@ class StateStore:
     async def put(self, agent_id: UUID, value: bytes) -> int:
         """Store ``value`` whatever the key holds (last writer wins); the new revision."""
         try:
-            return await self.kv.put(str(agent_id), value)
+            with kv_span("put", STATE_BUCKET, str(agent_id)):
+                return await self.kv.put(str(agent_id), value)
         except MaxPayloadError as exc:
             raise PayloadTooLarge(
                 f"state of {len(value)} bytes is over the NATS server's max_payload"
@@ -162,7 +172,8 @@ class StateStore:
     async def history(self, agent_id: UUID, limit: int) -> list[StoredState]:
         """Earlier revisions, newest first (as many as the bucket keeps)."""
         try:
-            entries = await self.kv.history(str(agent_id))
+            with kv_span("history", STATE_BUCKET, str(agent_id)):
+                entries = await self.kv.history(str(agent_id))
         except (NoKeysError, KeyNotFoundError):  # nats-py: NoKeysError for a key never written
             return []
         except (NatsError, TimeoutError) as exc:
@@ -173,6 +184,7 @@ class StateStore:
     async def purge(self, agent_id: UUID) -> None:
         """Forget an agent's state and its history."""
         try:
-            await self.kv.purge(str(agent_id))
+            with kv_span("purge", STATE_BUCKET, str(agent_id)):
+                await self.kv.purge(str(agent_id))
         except (NatsError, TimeoutError) as exc:
             raise Unavailable("JetStream is unavailable; retry shortly") from exc

@@ -36,7 +36,7 @@ def processes_using(data_dir: Path) -> list[int]:
 
 
 def start_dev(
-    data_dir: Path, nats_port: int, log: Path, http_port: int = 0
+    data_dir: Path, nats_port: int, log: Path, http_port: int = 0, metrics_port: int = 0
 ) -> subprocess.Popen[bytes]:
     def banners() -> int:
         return log.read_text(errors="replace").count("is up") if log.exists() else 0
@@ -53,6 +53,8 @@ def start_dev(
                 str(nats_port),
                 "--http-port",
                 str(http_port),
+                "--metrics-port",
+                str(metrics_port),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -85,15 +87,20 @@ async def test_dev_serves_keeps_data_and_leaves_no_process(tmp_path: Path) -> No
     log = tmp_path / "dev.log"
     port = free_port()
     http_port = free_port()
+    metrics_port = free_port()
     url = f"nats://127.0.0.1:{port}"
     http_url = f"http://127.0.0.1:{http_port}"
-    proc = start_dev(data_dir, port, log, http_port)
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    proc = start_dev(data_dir, port, log, http_port, metrics_port)
     try:
         assert url in log.read_text()
         assert http_url in log.read_text()
+        assert metrics_url in log.read_text()
         async with httpx.AsyncClient(base_url=http_url) as http:
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 200
+            assert "ao_bridge_requests_total" in (await http.get("/metrics")).text
+            assert "ao_requests_total" in (await http.get(metrics_url)).text
         agent = await request(url, "agent.create", {"name": "kept", "type": "echo"})
         assert agent["status"] == "CREATED"
         assert stop_dev(proc, signal.SIGINT) == 0

@@ -8,6 +8,7 @@ from typing import Any
 
 import nats
 import nats.aio.client
+from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator.handlers.initialization import InitializationStep
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
@@ -27,7 +28,11 @@ class OwnService:
 
 @asynccontextmanager
 async def own_service(
-    tmp: Path, *, init_steps: Sequence[InitializationStep] = (), **settings: Any
+    tmp: Path,
+    *,
+    init_steps: Sequence[InitializationStep] = (),
+    tracer_provider: TracerProvider | None = None,
+    **settings: Any,
 ) -> AsyncIterator[OwnService]:
     """Start nats-server, PostgreSQL and one service, all private to the caller."""
     nats_server = EmbeddedNats(tmp)
@@ -45,6 +50,7 @@ async def own_service(
                     **settings,
                 ),
                 init_steps=init_steps,
+                tracer_provider=tracer_provider,
             )
             await service.start()
             try:

@@ -205,6 +205,12 @@ class ServiceProcess:
         """True while the process is alive."""
         return self.pid is not None
 
+    @property
+    def servers(self) -> list[str]:
+        """``nats_url`` as nats-py's server list (``NATS_URL`` may name a cluster's nodes,
+        comma-separated)."""
+        return self.nats_url.split(",")
+
     def _environment(self) -> dict[str, str]:
         env = {
             k: v
@@ -247,7 +253,7 @@ class ServiceProcess:
         """
         deadline = time.monotonic() + within
         body = json.dumps({"agent_id": str(uuid.uuid4())}).encode()
-        nc = await nats.connect(self.nats_url, allow_reconnect=False, connect_timeout=5)
+        nc = await nats.connect(self.servers, allow_reconnect=False, connect_timeout=5)
         try:
             answered = False
             while True:
@@ -277,7 +283,7 @@ class ServiceProcess:
     async def start_and_wait(self, within: float = 30.0) -> None:
         """Start the process and wait until it answers (itself, not another instance); kill it
         if it does not."""
-        nc = await nats.connect(self.nats_url, allow_reconnect=False, connect_timeout=5)
+        nc = await nats.connect(self.servers, allow_reconnect=False, connect_timeout=5)
         try:
             others = await instance_ids(nc)
         finally:
