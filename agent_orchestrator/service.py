@@ -55,7 +55,7 @@ from agent_orchestrator.handlers.metrics import RuntimeSources, ServiceMetrics
 from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import register_state_commands
-from agent_orchestrator.handlers.state_events import register_state_events
+from agent_orchestrator.handlers.state_events import StateEventPublisher
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
 from agent_orchestrator.handlers.telemetry import tracing_middleware
@@ -162,6 +162,9 @@ class Service:
             max_state_bytes=settings.max_state_bytes,
         )
         self.monitor = LivenessMonitor(self.agents, self.heartbeats, self.consumers, self.recovery)
+        self.state_events = StateEventPublisher(
+            lambda: self.relay is not None and self.relay.is_leader
+        )
         self.sweeper = Sweeper(
             {
                 "expire messages": partial(expire_messages, self.communications),
@@ -192,7 +195,6 @@ class Service:
             recovery=self.recovery,
         )
         register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
-        register_state_events(jobs, lambda: self.broker.connection.jetstream())
         register_agent_consumer_keeper(jobs, self.consumers, self.communications, self.tasks)
         register_dead_letters(jobs, self.inbox, self.communications)
         self.broker.include_router(jobs)
@@ -205,6 +207,7 @@ class Service:
         self._relay_task: asyncio.Task[None] | None = None
         self._sweeper_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
+        self._state_events_task: asyncio.Task[None] | None = None
         self._stopped = False
         self.metrics_url: str | None = None
 
@@ -347,6 +350,9 @@ class Service:
         self._monitor_task = asyncio.create_task(
             self.monitor.run(self.broker.connection), name="liveness-monitor"
         )
+        self._state_events_task = asyncio.create_task(
+            self.state_events.run(self.broker.connection), name="state-events"
+        )
         log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
 
     async def stop(self) -> None:
@@ -357,10 +363,18 @@ class Service:
         self._stopped = True
         self.sweeper.stop()
         self.monitor.stop()
+        self.state_events.stop()
         if self.relay is not None:
             self.relay.stop()
         tasks = {
-            t for t in (self._relay_task, self._sweeper_task, self._monitor_task) if t is not None
+            t
+            for t in (
+                self._relay_task,
+                self._sweeper_task,
+                self._monitor_task,
+                self._state_events_task,
+            )
+            if t is not None
         }
         for task in tasks:
             task.cancel()

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from agent_orchestrator.contracts.agents import (
     Agent,
@@ -63,6 +63,17 @@ def new_event(agent: Agent, kind: EventKind, data: dict[str, Any], now: datetime
         version=agent.version,
         data=data,
     )
+
+
+STATE_EVENT_NAMESPACE = UUID("6f1d2c1e-5b7a-4c55-9c1e-7a0c6d5e4b3a")
+
+
+def revision_event(event: Event, revision: int) -> Event:
+    """The event of a state revision: ``event`` with the revision, and an id derived from it
+    (so whoever publishes it, and however often, AGENT_EVENTS keeps it once)."""
+    data = {**event.data, "revision": revision}
+    event_id = uuid5(STATE_EVENT_NAMESPACE, f"{event.agent_id}:{event.type}:{revision}")
+    return event.model_copy(update={"event_id": event_id, "data": data})
 
 
 def create_agent(

@@ -16,7 +16,7 @@ from agent_orchestrator.contracts.state import (
     StateRevision,
     UpdateState,
 )
-from agent_orchestrator.domain.agents import new_event
+from agent_orchestrator.domain.agents import new_event, revision_event
 from agent_orchestrator.domain.errors import Conflict, PayloadTooLarge
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.domain.merge import merge_patch
@@ -49,8 +49,11 @@ async def replace_state(
 ) -> AgentState:
     """Write ``new_state`` as the next revision, whatever the current one (no read needed).
 
-    ``event`` is stored with the revision; the state-events job publishes it."""
-    revision = await states.put(agent_id, _encoded(new_state, now, event, max_bytes))
+    ``event`` is stored with the revision and published once it is written."""
+    value = _encoded(new_state, now, event, max_bytes)
+    async with states.writing(agent_id):
+        revision = await states.put(agent_id, value)
+        await states.announce(revision_event(event, revision))
     return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
 
@@ -67,7 +70,7 @@ async def write_state(
     """Compare-and-set ``apply(current)`` as the next revision, re-applying it on top of any
     concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``).
 
-    ``event`` is stored with the revision; the state-events job publishes it."""
+    ``event`` is stored with the revision and published once it is written."""
     for _ in range(MAX_CAS_ATTEMPTS):
         current = await states.read(agent_id)
         if expected_revision is not None and expected_revision != current.revision:
@@ -78,7 +81,9 @@ async def write_state(
         new_state = apply(current.state)
         value = _encoded(new_state, now, event, max_bytes)
         try:
-            revision = await states.write(agent_id, value, last_revision=current.revision)
+            async with states.writing(agent_id):
+                revision = await states.write(agent_id, value, last_revision=current.revision)
+                await states.announce(revision_event(event, revision))
         except StaleRevision:
             if expected_revision is not None:
                 raise Conflict("state changed concurrently; read it and retry") from None

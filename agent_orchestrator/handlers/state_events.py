@@ -1,64 +1,125 @@
-"""The durable job that publishes one event per state revision.
+"""The job that publishes one event per state revision.
 
-A state write stores, next to the state, the event it should cause; this consumer of the
-bucket's own stream publishes it to AGENT_EVENTS with an id derived from the revision. So a
-state change that was written always gets its event (even if the service dies right after the
-write), exactly once (the stream drops a re-publish by its id), in revision order (the consumer
-has one message in flight at a time).
+A state write stores, next to the state, the event it should cause, and the writer publishes
+that event itself right after the write (``StateStore.announce``). This reader of the bucket's
+own stream (durable consumer ``state-events``) is the backstop: it publishes every revision's
+event again, with the same id derived from the revision, which AGENT_EVENTS drops as a
+duplicate unless the writer died before publishing. So a state change that was written gets its
+event exactly once.
+
+Only the instance that leads the outbox relay reads, in batches: it publishes a batch pipelined
+on one connection, so the stream stores the events in revision order, then acknowledges it.
+Being quick matters: the bucket keeps ``AO_STATE_HISTORY`` revisions of a key, and a revision
+dropped before it was read takes its event with it. Order holds except after a failure: a batch
+whose reader died (or whose publish failed midway) is published again after later revisions;
+every event carries its revision.
 """
 
+import asyncio
+import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
-from nats.errors import Error as NatsError
+import nats.aio.client
+import nats.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from agent_orchestrator.contracts.events import Event
-from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, STATE_BUCKET, event_subject
-from agent_orchestrator.storage.state import STATE_EVENTS_CONSUMER, STATE_STREAM, decode_event
+from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, event_subject
+from agent_orchestrator.domain.agents import revision_event
+from agent_orchestrator.storage.state import (
+    STATE_EVENTS_BATCH,
+    STATE_EVENTS_CONSUMER,
+    STATE_STREAM,
+    decode_event,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_S = 1.0
-STATE_EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-5b7a-4c55-9c1e-7a0c6d5e4b3a")
+POLL_S = 1.0
+PUBLISH_TIMEOUT_S = 5.0
 
 
-def revision_event(stored: dict[str, object], revision: int) -> Event:
-    """The stored event of a revision, completed with the revision and its derived id."""
-    event = Event.model_validate(stored)
-    data = {**event.data, "revision": revision}
-    event_id = uuid.uuid5(STATE_EVENT_NAMESPACE, f"{event.agent_id}:{event.type}:{revision}")
-    return event.model_copy(update={"event_id": event_id, "data": data})
+def event_of(msg: Msg) -> Event | None:
+    """The event a state-stream message asks for (None for deletes and purges)."""
+    operation = (msg.headers or {}).get("KV-Operation")
+    if operation in ("DEL", "PURGE") or not msg.data:
+        return None
+    stored = decode_event(msg.data)
+    if stored is None:
+        return None
+    return revision_event(Event.model_validate(stored), msg.metadata.sequence.stream)
 
 
-def register_state_events(router: NatsRouter, js: Callable[[], JetStreamContext]) -> None:
-    """Publish the event of every state revision, in order, exactly once."""
+class StateEventPublisher:
+    """Reads the state bucket's stream while ``leading()`` and publishes the events."""
 
-    @router.subscriber(
-        f"$KV.{STATE_BUCKET}.>",
-        stream=JStream(STATE_STREAM, declare=False),
-        durable=STATE_EVENTS_CONSUMER,
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
-        include_in_schema=False,
-    )
-    async def publish_state_event(msg: NatsMessage) -> None:
-        raw = msg.raw_message
-        operation = (raw.headers or {}).get("KV-Operation")
-        stored = None if operation in ("DEL", "PURGE") or not raw.data else decode_event(raw.data)
-        if stored is not None:
-            event = revision_event(stored, raw.metadata.sequence.stream)
+    def __init__(self, leading: Callable[[], bool]) -> None:
+        self._leading = leading
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Make ``run`` return after the current batch."""
+        self._stopping = True
+
+    async def run(self, nc: nats.aio.client.Client) -> None:
+        """Publish until stopped; NATS trouble is waited out."""
+        js = nc.jetstream()
+        while not self._stopping:
+            if not self._leading():
+                await asyncio.sleep(POLL_S / 4)
+                continue
             try:
-                await js().publish(
-                    event_subject(str(event.agent_id), event.type),
-                    event.model_dump_json().encode(),
-                    headers={MSG_ID_HEADER: str(event.event_id)},
-                )
-            except (NatsError, TimeoutError):
-                log.warning("state event %s not published yet; retrying", event.event_id)
-                await msg.nack(delay=RETRY_DELAY_S)
-                return
-        await msg.ack()
+                sub = await js.pull_subscribe_bind(STATE_EVENTS_CONSUMER, STATE_STREAM)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("state events cannot bind yet: %r", exc)
+                await asyncio.sleep(RETRY_DELAY_S)
+                continue
+            try:
+                while not self._stopping and self._leading():
+                    try:
+                        msgs = await sub.fetch(STATE_EVENTS_BATCH, timeout=POLL_S)
+                    except (nats.errors.TimeoutError, TimeoutError):
+                        continue
+                    await publish_batch(js, msgs)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("state events lost NATS: %r", exc)
+                await asyncio.sleep(RETRY_DELAY_S)
+            except Exception:
+                log.exception("state events failed; starting over")
+                await asyncio.sleep(RETRY_DELAY_S)
+            finally:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+
+
+async def publish_batch(js: JetStreamContext, msgs: list[Msg]) -> None:
+    """Publish the events of ``msgs`` pipelined, in order; ack each message whose event is
+    stored (or that needs none), give back the rest from the first failure on."""
+    pending: list[tuple[Msg, asyncio.Future[PubAck] | None]] = []
+    for msg in msgs:
+        event = event_of(msg)
+        if event is None:
+            pending.append((msg, None))
+            continue
+        published = await js.publish_async(
+            event_subject(str(event.agent_id), event.type),
+            event.model_dump_json().encode(),
+            headers={MSG_ID_HEADER: str(event.event_id)},
+        )
+        pending.append((msg, published))
+    failed = False
+    for msg, ack in pending:
+        if ack is not None and not failed:
+            try:
+                await asyncio.wait_for(ack, PUBLISH_TIMEOUT_S)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("state events not published yet (%r); retrying", exc)
+                failed = True
+        if failed:
+            await msg.nak(delay=RETRY_DELAY_S)
+        else:
+            await msg.ack()

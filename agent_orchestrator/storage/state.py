@@ -4,7 +4,10 @@ Each write is a compare-and-set on the key's revision, so concurrent writers nev
 each other blindly; the bucket keeps a configurable number of earlier revisions as history.
 """
 
+import asyncio
 import json
+import logging
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,18 +26,22 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from agent_orchestrator.contracts.events import Event
-from agent_orchestrator.contracts.subjects import STATE_BUCKET
+from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, STATE_BUCKET, event_subject
 from agent_orchestrator.domain.errors import PayloadTooLarge, Unavailable
 from agent_orchestrator.storage.jetstream import kv_span
 
+log = logging.getLogger(__name__)
+
 STATE_STREAM = f"KV_{STATE_BUCKET}"
 STATE_EVENTS_CONSUMER = "state-events"
-#: A delivery of the state-events consumer that is lost (its instance died, or its NATS node:
-#: the consumer's leader moved) holds up every later revision until this runs out, since one
-#: is in flight at a time; meanwhile a key that takes more than its history of revisions loses
-#: the events of the oldest (the bucket drops them unread). So keep it short: a redelivery to a
-#: handler still publishing is harmless (same Nats-Msg-Id, dropped by AGENT_EVENTS).
+#: A batch of the state-events consumer whose reader died (its instance, or its NATS node when
+#: the consumer's leader moved) is delivered again after this; meanwhile a key that takes more
+#: than its history of revisions loses the events of the oldest (the bucket drops them unread).
+#: So keep it short: a redelivery to a reader still publishing is harmless (same Nats-Msg-Id,
+#: dropped by AGENT_EVENTS).
 STATE_EVENTS_ACK_WAIT_S = 5.0
+#: Revisions the state-events publisher reads (and publishes pipelined) at a time.
+STATE_EVENTS_BATCH = 256
 
 
 class StaleRevision(Exception):
@@ -91,9 +98,14 @@ class StateStore:
             replicas=replicas,
         )
         self._kv: KeyValue | None = None
+        self._js: JetStreamContext | None = None
+        self._writers: weakref.WeakValueDictionary[UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def open(self, js: JetStreamContext) -> None:
         """Declare the bucket with its limits (updating them if it exists) and bind to it."""
+        self._js = js
         try:
             await js.key_value(STATE_BUCKET)
         except BucketNotFoundError:
@@ -115,7 +127,8 @@ class StateStore:
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=STATE_EVENTS_ACK_WAIT_S,
                 max_deliver=-1,
-                max_ack_pending=1,  # one at a time, so events keep the revisions' order
+                # Read in batches by one instance (the relay's leader), published in order.
+                max_ack_pending=STATE_EVENTS_BATCH,
                 description="Publishes one event per state revision.",
             ),
         )
@@ -168,6 +181,28 @@ class StateStore:
             ) from exc
         except (NatsError, TimeoutError) as exc:
             raise Unavailable("JetStream is unavailable; retry shortly") from exc
+
+    def writing(self, agent_id: UUID) -> asyncio.Lock:
+        """Held while this instance writes an agent's state and announces it, so that its
+        events leave in revision order."""
+        lock = self._writers.get(agent_id)
+        if lock is None:
+            lock = self._writers[agent_id] = asyncio.Lock()
+        return lock
+
+    async def announce(self, event: Event) -> None:
+        """Publish the event of a revision just written; if that fails, the state-events
+        reader publishes it (it re-publishes every revision's event, under the same id)."""
+        if self._js is None:
+            return
+        try:
+            await self._js.publish(
+                event_subject(str(event.agent_id), event.type),
+                event.model_dump_json().encode(),
+                headers={MSG_ID_HEADER: str(event.event_id)},
+            )
+        except (NatsError, TimeoutError) as exc:
+            log.warning("state event %s left to the state-events reader: %r", event.event_id, exc)
 
     async def history(self, agent_id: UUID, limit: int) -> list[StoredState]:
         """Earlier revisions, newest first (as many as the bucket keeps)."""

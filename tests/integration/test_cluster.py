@@ -9,7 +9,7 @@ Then it moves the JetStream meta leader, and the leadership of every stream and 
 consumer, to the node that holds the service's connection, puts the load of
 ``test_faults.py`` on the service (callers walking agents through their lifecycle, ACTIVE
 agents exchanging messages and being handed tasks, their programs running in-process), plus
-callers writing the agents' state (at a modest rate: see ``STATE_WRITE_PAUSE_S``), and
+callers writing the agents' state as fast as they can, and
 SIGKILLs that node while commands are in flight. The load goes on; the node is started again
 after ``NODE_DOWN_S`` (or once a new meta leader is elected, if that takes longer); the load
 goes on a little more. Every client (the service, the load, the agents' programs) has all three
@@ -88,12 +88,11 @@ pytestmark = pytest.mark.slow
 
 REPLICAS = 3
 STATE_WRITERS = 2
-#: Each state writer's pause between writes. Modest on purpose: the event of a state revision
-#: is published by a consumer of the bucket's stream, which keeps AO_STATE_HISTORY (16)
-#: revisions a key; a key that takes more revisions than that while the consumer is behind
-#: (its leader re-elected after the kill, or the service saturated) loses the events of the
-#: oldest. At most 4 writes a second over 6 agents stays well below that (docs/fault-tests.md).
-STATE_WRITE_PAUSE_S = 0.5
+#: Each state writer's pause between writes: next to none. The writer publishes each
+#: revision's event itself; the state-events reader (which could fall more than
+#: AO_STATE_HISTORY revisions behind and lose events, before the writers published) is only
+#: the backstop now (docs/fault-tests.md).
+STATE_WRITE_PAUSE_S = 0.02
 #: Seconds the killed node stays down (the load goes on meanwhile).
 NODE_DOWN_S = 5.0
 #: Seconds the load goes on once the node is back and the cluster healthy.
@@ -296,12 +295,15 @@ async def settle_and_check(b: ClusterBench, database_url: str) -> None:
         assert not problems, "AGENT_EVENTS disagrees:\n" + "\n".join(problems)
         b.figures["events"] = len(stream)
         b.figures["state events"] = len(state_events)
+        b.figures["agents with state events out of revision order"] = len(
+            agents_with_state_events_out_of_order(state_events)
+        )
     finally:
         await db.close()
 
 
 def state_event_problems(events: list[StreamEvent], states: StateWrites) -> list[str]:
-    """Doubles, acknowledged revisions without their event, revisions out of order."""
+    """Doubles, and acknowledged revisions without their event."""
     problems = []
     per_id = Counter(e.msg_id for e in events)
     doubles = {m: n for m, n in per_id.items() if n > 1}
@@ -315,10 +317,17 @@ def state_event_problems(events: list[StreamEvent], states: StateWrites) -> list
         problems.append(
             f"{len(missing)} acknowledged state revisions without an event: {missing[:10]}"
         )
-    backwards = [a for a, revs in revisions.items() if revs != sorted(revs)]
-    if backwards:
-        problems.append(f"agents whose state events go back in revision: {backwards}")
     return problems
+
+
+def agents_with_state_events_out_of_order(events: list[StreamEvent]) -> list[str]:
+    """Agents whose state events go back in revision somewhere. Allowed after a failover: the
+    batch that was in flight is published again only after its ack wait, behind later
+    revisions (every event carries its revision); reported, not failed."""
+    revisions: defaultdict[str, list[int]] = defaultdict(list)
+    for e in events:
+        revisions[str(e.envelope["agent_id"])].append(int(e.envelope["data"]["revision"]))
+    return [a for a, revs in revisions.items() if revs != sorted(revs)]
 
 
 async def check_states(b: ClusterBench) -> None:

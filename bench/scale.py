@@ -1,0 +1,917 @@
+"""Per-operation cost as the number of agents grows to 100,000, and the service's memory.
+
+    python bench/scale.py [--max 100000] [--levels 1000,10000,100000] [--quick]
+        [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 64] [--working-set 200]
+        [--retries 1] [--json out.json] [--keep]
+
+Starts its own nats-server and PostgreSQL and `agent-orchestrator serve` (the harness of
+commands.py), then grows the population level by level. Every agent is made through the service:
+agent.create, then agent.state.update (a ~200-byte state). At each level it measures, with
+--inflight requests in flight for --seconds (after --warmup): agent.get and agent.state.update
+(merge) on random agents of the whole population, agent.list pages from a random keyset cursor
+(all agents, and filtered by type), pause/activate on a fixed working set of ACTIVE agents, and
+agent.create. Each level's figures are given as ratios to the first level's, with a verdict
+against +-20%, next to the service's RSS.
+
+The working set is small on purpose: every initialized agent holds two JetStream consumers and
+the service caps them (AO_MAX_AGENT_QUEUES, default 10,000); the bench keeps that default, so the
+bulk of the agents stay CREATED, with state. Exit code 1 when a reply was an error or wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import nats
+from bridge import NOISY_PCT, machine_cpu_s, other_pct
+from commands import (
+    DRAIN_TIMEOUT_S,
+    BenchError,
+    Call,
+    Child,
+    Config,
+    CpuProbes,
+    Outbox,
+    ReplyError,
+    Result,
+    Servers,
+    _descendants,
+    bench_servers,
+    bounded_map,
+    encode,
+    error_lines,
+    expect,
+    measure,
+    postgres_settings,
+    request_json,
+    running,
+    service_child,
+    transition_calls,
+    tree_cpu_s,
+    wait_answering,
+    wait_status,
+)
+from commands import agent_body as base_body
+from nats.aio.client import Client
+from state_checkpoints import MergeLedger, small_state, state_update_call
+
+from agent_orchestrator.contracts import subjects
+from agent_orchestrator.domain.cursor import encode_cursor
+from agent_orchestrator.settings import Settings
+from agent_orchestrator.storage.state import STATE_EVENTS_CONSUMER, STATE_STREAM
+
+GET, LIST, LIST_TYPE = "agent.get", "agent.list page", "agent.list by type"
+STATE, TRANSITION, CREATE = "agent.state.update", "pause/activate", "agent.create"
+#: In the order they are measured at each level; agent.create last, since it adds agents.
+SCENARIOS = (GET, LIST, LIST_TYPE, STATE, TRANSITION, CREATE)
+#: Agent types, round robin, so that a list filtered by type selects a quarter of the agents.
+TYPES = ("researcher", "writer", "reviewer", "planner")
+PAGE = 50
+#: Cursors are taken from this position on (creation order), so that every page is full.
+MIN_CURSOR_POSITION = 600
+MIN_LEVEL = 1000
+#: A level's figure within this factor of the first level's is flat (from the issue).
+TOLERANCE = 0.20
+#: Service RSS at any level at most this many times the first level's (memory does not grow).
+MEMORY_TOLERANCE = 1.20
+#: --quick: levels, measured s, warm-up s and quiet wait s per scenario.
+QUICK_LEVELS, QUICK_SECONDS, QUICK_WARMUP, QUICK_QUIET_WAIT = (1000, 5000), 2.0, 0.5, 10.0
+PROGRESS_EVERY_S = 15.0
+
+
+def agent_body(n: int) -> dict[str, Any]:
+    """commands.py's ~200-byte agent.create body, with the n-th type."""
+    return base_body(f"scale-{n:07d}") | {"type": TYPES[n % len(TYPES)]}
+
+
+# --- growing the population ------------------------------------------------------------------
+
+
+@dataclass
+class Growth:
+    """How one level's population was made."""
+
+    level: int
+    added: int = 0
+    seconds: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def per_s(self) -> float:
+        """Agents (create + state) per second."""
+        return self.added / self.seconds if self.seconds else 0.0
+
+
+class Population:
+    """Every agent made so far (all with a state), in creation order, and the working set."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.made = 0  # agent.create bodies handed out, for unique names and the type rotation
+        self.working_set: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def next_body(self) -> dict[str, Any]:
+        """The next agent.create body."""
+        body = agent_body(self.made)
+        self.made += 1
+        return body
+
+
+async def give_state(nc: Client, agent_id: str, n: int) -> None:
+    """The agent's first state (replace)."""
+    body = {"agent_id": agent_id, "state": small_state(n), "mode": "replace"}
+    reply = await request_json(nc, subjects.AGENT_STATE_UPDATE, body)
+    expect(reply, "agent_id", agent_id)
+
+
+async def grow(nc: Client, population: Population, level: int, inflight: int) -> Growth:
+    """agent.create + agent.state.update until the population is `level`, `inflight` at once."""
+    growth = Growth(level)
+    wanted = level - len(population)
+    if wanted <= 0:
+        return growth
+    print(f"  growing {len(population):,} -> {level:,} agents ...", flush=True)
+    began = time.perf_counter()
+    remaining = wanted
+    shown = began
+
+    async def worker() -> None:
+        nonlocal remaining, shown
+        while remaining > 0:
+            remaining -= 1
+            n = population.made
+            try:
+                reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
+                expect(reply, "status", "CREATED")
+                await give_state(nc, str(reply["agent_id"]), n)
+            except ReplyError as exc:
+                growth.errors[exc.kind] += 1
+                growth.samples.setdefault(exc.kind, exc.detail)
+                if sum(growth.errors.values()) > 100:
+                    raise BenchError(f"growth failed too often: {exc}") from exc
+                remaining += 1  # make another one instead
+                continue
+            population.ids.append(str(reply["agent_id"]))
+            growth.added += 1
+            if (now := time.perf_counter()) - shown > PROGRESS_EVERY_S:
+                shown = now
+                print(
+                    f"    {len(population):,} agents, {growth.added / (now - began):.0f}/s",
+                    flush=True,
+                )
+
+    await asyncio.gather(*(worker() for _ in range(inflight)))
+    growth.seconds = time.perf_counter() - began
+    print(
+        f"  {growth.added:,} agents (create + state) in {growth.seconds:.1f} s, "
+        f"{growth.per_s:.0f}/s",
+        flush=True,
+    )
+    return growth
+
+
+async def make_working_set(nc: Client, population: Population, count: int, limit: int) -> None:
+    """`count` agents (with state) made ACTIVE: create, state, initialize, READY, activate."""
+    ids: list[str] = []
+
+    async def make(_: int) -> None:
+        n = population.made
+        reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
+        await give_state(nc, str(reply["agent_id"]), n)
+        ids.append(str(reply["agent_id"]))
+
+    await bounded_map(make, range(count), limit)
+
+    async def command(subject: str) -> None:
+        async def one(agent_id: str) -> None:
+            await request_json(nc, subject, {"agent_id": agent_id})
+
+        await bounded_map(one, ids, limit)
+
+    await command(subjects.AGENT_INITIALIZE)
+    await wait_status(nc, ids, "READY", limit)
+    await command(subjects.AGENT_ACTIVATE)
+    population.ids += ids
+    population.working_set = ids
+
+
+# --- the calls of each scenario --------------------------------------------------------------
+
+
+def random_get_call(nc: Client, population: Population, slot: int) -> Call:
+    """agent.get of a random agent of the whole population."""
+    rng = random.Random(slot)
+
+    async def call() -> None:
+        agent_id = rng.choice(population.ids)
+        reply = await request_json(nc, subjects.AGENT_GET, {"agent_id": agent_id})
+        expect(reply, "agent_id", agent_id)
+
+    return call
+
+
+def list_call(nc: Client, population: Population, slot: int, *, by_type: bool) -> Call:
+    """One agent.list page of PAGE agents older than a random agent (a keyset cursor), all
+    types or one; the page must be full, ordered, older than the cursor and of that type."""
+    rng = random.Random(1000 + slot)
+
+    async def call() -> None:
+        before = population.ids[rng.randrange(MIN_CURSOR_POSITION, len(population))]
+        body: dict[str, Any] = {"limit": PAGE, "cursor": encode_cursor("before", before)}
+        if by_type:
+            body["type"] = rng.choice(TYPES)
+        reply = await request_json(nc, subjects.AGENT_LIST, body)
+        ids = [str(item["agent_id"]) for item in reply.get("items", [])]
+        if len(ids) != PAGE:
+            raise ReplyError("short page", f"{len(ids)} agents before {before}, not {PAGE}")
+        if ids != sorted(ids, reverse=True) or ids[0] >= before:
+            raise ReplyError("wrong page", f"not newest first below {before}: {ids[:3]}")
+        if by_type and any(item["type"] != body["type"] for item in reply["items"]):
+            raise ReplyError("wrong page", f"an agent of another type than {body['type']}")
+
+    return call
+
+
+def create_call(nc: Client, population: Population, created: list[str]) -> Call:
+    """agent.create; the new agent gets its state after the measurement."""
+
+    async def call() -> None:
+        reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
+        expect(reply, "status", "CREATED")
+        created.append(str(reply["agent_id"]))
+
+    return call
+
+
+# --- one level -------------------------------------------------------------------------------
+
+
+def rss_kib(pid: int | None, field_name: str = "VmRSS") -> int:
+    """A process's resident memory (or VmHWM, its peak), KiB, from /proc/<pid>/status."""
+    if pid is None:
+        return 0
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pids: Sequence[int]) -> int:
+    """Proportional set size of processes together (shared memory counted once), KiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+def descendants(root: int | None) -> list[int]:
+    """A process and its children, grandchildren, ... (PostgreSQL's backends)."""
+    if root is None:
+        return []
+    return [root, *_descendants(root)]
+
+
+@dataclass
+class Level:
+    """Everything measured at one population size."""
+
+    level: int
+    agents: int
+    growth: dict[str, Any]
+    results: list[Result]
+    noisy: dict[str, float]
+    memory_mib: dict[str, float]
+    data: dict[str, Any]
+    lost_updates: list[str]
+    created_during_measurement: int
+    background_after: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line."""
+
+    config: Config
+    levels: tuple[int, ...]
+    grow_inflight: int
+    working_set: int
+    retries: int
+    quiet_wait: float
+    quick: bool
+
+
+def probes_for(servers: Servers, service: Child) -> CpuProbes:
+    """CPU probes: the service, PostgreSQL, nats-server, this process, and `other`: the
+    machine's busy time minus theirs (another job on the machine shows there)."""
+    pid = service.proc.pid if service.proc is not None else None
+
+    def load_gen() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    probes: CpuProbes = {
+        "service": lambda: tree_cpu_s(pid),
+        "postgres": lambda: tree_cpu_s(servers.postgres_pid),
+        "nats-server": lambda: tree_cpu_s(servers.nats_pid),
+        "load-gen": load_gen,
+    }
+    ours = list(probes.values())
+    probes["other"] = lambda: machine_cpu_s() - sum(probe() for probe in ours)
+    return probes
+
+
+class Background:
+    """The service's asynchronous work after a command: the outbox relay (events of PostgreSQL
+    changes) and the state-events consumer (one event per state revision, one at a time)."""
+
+    def __init__(self, nc: Client, conn: asyncpg.Connection) -> None:
+        self.outbox = Outbox(conn)
+        self.js = nc.jetstream()
+
+    async def state_events(self) -> int:
+        """State revisions whose event is not published yet."""
+        info = await self.js.consumer_info(STATE_STREAM, STATE_EVENTS_CONSUMER)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def backlog(self) -> dict[str, int]:
+        """What is left of both."""
+        return {"outbox": await self.outbox.backlog(), "state_events": await self.state_events()}
+
+    async def drain(self) -> float:
+        """Wait until both are idle; return how long that took."""
+        began = time.monotonic()
+        await self.outbox.drain()
+        while await self.state_events():
+            if time.monotonic() - began > DRAIN_TIMEOUT_S:
+                raise BenchError(f"state events not published after {DRAIN_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.05)
+        return round(time.monotonic() - began, 2)
+
+
+async def other_busy_pct(probes: CpuProbes, seconds: float = 1.0) -> float:
+    """How busy other processes keep the machine right now, % of all CPUs."""
+    before = probes["other"]()
+    await asyncio.sleep(seconds)
+    return (probes["other"]() - before) / (seconds * (os.cpu_count() or 1)) * 100
+
+
+async def wait_quiet(probes: CpuProbes, patience_s: float) -> float:
+    """Wait (up to `patience_s`) until other processes leave the machine alone; return the
+    seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < patience_s:
+        if await other_busy_pct(probes) <= NOISY_PCT:
+            break
+    return time.monotonic() - began
+
+
+async def measure_scenario(
+    name: str,
+    make_calls: Callable[[], Sequence[Call]],
+    options: Options,
+    probes: CpuProbes,
+    background: Background,
+) -> tuple[Result, dict[str, Any]]:
+    """Drain the background work, wait for a quiet machine, measure, and record the background
+    work left and how long it took to finish; again (up to --retries times) while other
+    processes kept the machine busy, keeping the quietest measurement."""
+    best: tuple[Result, dict[str, Any]] | None = None
+    for attempt in range(options.retries + 1):
+        await background.drain()
+        waited = await wait_quiet(probes, options.quiet_wait)
+        result = await measure(name, make_calls(), options.config, probes)
+        lag: dict[str, Any] = await background.backlog()
+        lag["drain_s"] = await background.drain()
+        result.outbox_backlog, result.outbox_drain_s = lag["outbox"], lag["drain_s"]
+        lag["waited_for_quiet_s"] = round(waited, 1)
+        if best is None or other_pct(result) < other_pct(best[0]):
+            best = result, lag
+        if other_pct(result) <= NOISY_PCT or result.errors:
+            break
+        if attempt < options.retries:
+            print(f"    other processes took {other_pct(result):.0f}% of the machine: again")
+    assert best is not None
+    return best
+
+
+async def data_figures(nc: Client, conn: asyncpg.Connection) -> dict[str, Any]:
+    """How big the stores are: PostgreSQL's database, the state bucket, the event stream."""
+    js = nc.jetstream()
+    figures: dict[str, Any] = {
+        "postgres_db_mib": round(
+            int(await conn.fetchval("SELECT pg_database_size(current_database())")) / 2**20, 1
+        ),
+        "agents_rows": int(await conn.fetchval("SELECT count(*) FROM agents")),
+    }
+    for stream in (f"KV_{subjects.STATE_BUCKET}", "AGENT_EVENTS"):
+        with contextlib.suppress(Exception):
+            info = await js.stream_info(stream)
+            figures[f"{stream}_msgs"] = info.state.messages
+            figures[f"{stream}_mib"] = round(info.state.bytes / 2**20, 1)
+    return figures
+
+
+async def measure_level(
+    nc: Client,
+    conn: asyncpg.Connection,
+    population: Population,
+    flips: Sequence[Call],
+    growth: Growth,
+    options: Options,
+    probes: CpuProbes,
+    servers: Servers,
+    service: Child,
+) -> Level:
+    """Every scenario at the current population; then the created agents get their state."""
+    inflight = options.config.inflight
+    background = Background(nc, conn)
+    agents = len(population)
+    ledger = MergeLedger()
+    created: list[str] = []
+    makers: dict[str, Callable[[], Sequence[Call]]] = {
+        GET: lambda: [random_get_call(nc, population, s) for s in range(inflight)],
+        LIST: lambda: [list_call(nc, population, s, by_type=False) for s in range(inflight)],
+        LIST_TYPE: lambda: [list_call(nc, population, s, by_type=True) for s in range(inflight)],
+        STATE: lambda: [state_update_call(nc, population.ids, s, ledger) for s in range(inflight)],
+        TRANSITION: lambda: list(flips),
+        CREATE: lambda: [create_call(nc, population, created) for _ in range(inflight)],
+    }
+    results, lags = [], {}
+    for name in SCENARIOS:
+        result, lags[name] = await measure_scenario(name, makers[name], options, probes, background)
+        results.append(result)
+    lost = await ledger.lost_updates(nc, inflight)
+    service_pid = service.proc.pid if service.proc is not None else None
+    memory = {
+        "service_rss": rss_kib(service_pid) / 1024,
+        "service_peak_rss": rss_kib(service_pid, "VmHWM") / 1024,
+        "nats_rss": rss_kib(servers.nats_pid) / 1024,
+        "postgres_pss": pss_kib(descendants(servers.postgres_pid)) / 1024,
+    }
+    data = await data_figures(nc, conn)
+
+    async def backfill(n: int) -> None:
+        await give_state(nc, created[n], n)
+
+    began = time.perf_counter()
+    await bounded_map(backfill, range(len(created)), options.grow_inflight)
+    population.ids += created
+    backfill_s = time.perf_counter() - began
+    return Level(
+        level=growth.level,
+        agents=agents,
+        growth={
+            "added": growth.added,
+            "seconds": round(growth.seconds, 1),
+            "agents_per_s": round(growth.per_s, 1),
+            "errors": dict(growth.errors),
+            "error_samples": growth.samples,
+            "states_given_to_measured_creates": len(created),
+            "states_given_s": round(backfill_s, 1),
+        },
+        results=results,
+        noisy={r.scenario: round(other_pct(r), 1) for r in results if other_pct(r) > NOISY_PCT},
+        memory_mib={k: round(v, 1) for k, v in memory.items()},
+        data=data,
+        lost_updates=lost,
+        created_during_measurement=len(created),
+        background_after=lags,
+    )
+
+
+# --- ratios and verdicts ---------------------------------------------------------------------
+
+
+def cost_us(result: Result) -> float:
+    """CPU µs per operation of the service, PostgreSQL and nats-server together."""
+    cpu = result.cpu_us_per_request
+    return cpu["service"] + cpu["postgres"] + cpu["nats-server"]
+
+
+def ratios(result: Result, base: Result) -> dict[str, float]:
+    """This level's figures over the first level's."""
+
+    def over(a: float, b: float) -> float:
+        return round(a / b, 3) if b else float("nan")
+
+    return {
+        "req_per_s": over(result.req_per_s, base.req_per_s),
+        "p50": over(result.p50_ms, base.p50_ms),
+        "p99": over(result.p99_ms, base.p99_ms),
+        "cpu_per_op": over(cost_us(result), cost_us(base)),
+        "service_cpu_per_op": over(
+            result.cpu_us_per_request["service"], base.cpu_us_per_request["service"]
+        ),
+    }
+
+
+def judge(r: dict[str, float]) -> dict[str, str]:
+    """Two verdicts, each flat (within +-20%), WORSE (beyond it the bad way) or better:
+    `cost`, the CPU per operation of the service, PostgreSQL and nats-server together; `speed`,
+    throughput and p50 latency (p99 is shown, not judged: the tail of a busy 2-CPU machine is
+    noise). `verdict` is WORSE when either is, better when one is better and none WORSE."""
+    low, high = 1 - TOLERANCE, 1 + TOLERANCE
+
+    def verdict(worse: bool, better: bool) -> str:
+        return "WORSE" if worse else ("better" if better else "flat")
+
+    cost = verdict(r["cpu_per_op"] > high, r["cpu_per_op"] < low)
+    speed = verdict(
+        r["req_per_s"] < low or r["p50"] > high, r["req_per_s"] > high or r["p50"] < low
+    )
+    both = {cost, speed}
+    overall = "WORSE" if "WORSE" in both else ("better" if "better" in both else "flat")
+    return {"cost": cost, "speed": speed, "verdict": overall}
+
+
+@dataclass
+class Report:
+    """Everything a run found."""
+
+    settings: dict[str, Any]
+    levels: list[Level]
+    notes: list[str]
+    seconds: float = 0.0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per scenario and level: ratios to the first level and the verdict."""
+        base = {r.scenario: r for r in self.levels[0].results}
+        out = []
+        for level in self.levels:
+            for r in level.results:
+                rr = ratios(r, base[r.scenario])
+                noisy = r.scenario in level.noisy or r.scenario in self.levels[0].noisy
+                out.append(
+                    {"scenario": r.scenario, "level": level.level, "ratios": rr}
+                    | judge(rr)
+                    | {"noisy": noisy}
+                )
+        return out
+
+    def memory_ratio(self) -> float:
+        """The largest service RSS over the first level's."""
+        first = self.levels[0].memory_mib["service_rss"] or float("nan")
+        return max(level.memory_mib["service_rss"] for level in self.levels) / first
+
+    @property
+    def flat(self) -> bool:
+        """No scenario got worse than the tolerance at any level."""
+        return all(row["verdict"] != "WORSE" for row in self.rows())
+
+    @property
+    def memory_flat(self) -> bool:
+        """The service's RSS stayed within MEMORY_TOLERANCE of the first level's."""
+        return self.memory_ratio() <= MEMORY_TOLERANCE
+
+    @property
+    def flagged(self) -> bool:
+        """True when any reply was an error or wrong, or a merge was lost."""
+        return any(r.errors for level in self.levels for r in level.results) or any(
+            level.lost_updates for level in self.levels
+        )
+
+
+def level_table(report: Report) -> str:
+    """Absolute figures of every scenario at every level."""
+    header = (
+        f"{'scenario':<20}{'level':>8}{'requests':>9}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'svc us':>8}{'pg us':>7}{'nats us':>8}{'other%':>7}{'errors':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for name in SCENARIOS:
+        for level in report.levels:
+            r = next(x for x in level.results if x.scenario == name)
+            cpu = r.cpu_us_per_request
+            lines.append(
+                f"{name:<20}{level.level:>8}{r.requests:>9}{r.req_per_s:>8.0f}{r.p50_ms:>8.2f}"
+                f"{r.p99_ms:>8.2f}{cpu['service']:>8.0f}{cpu['postgres']:>7.0f}"
+                f"{cpu['nats-server']:>8.0f}{other_pct(r):>7.0f}{r.errors:>7}"
+            )
+    return "\n".join(lines)
+
+
+def ratio_table(report: Report) -> str:
+    """Each level over the first, per scenario, with the verdict."""
+    base = report.levels[0].level
+    header = (
+        f"{'scenario':<20}{'level':>8}{'x req/s':>9}{'x p50':>7}{'x p99':>7}{'x CPU/op':>9}"
+        f"{'x svc CPU':>10}  {'cost':<8}{'speed':<8}(+-{TOLERANCE:.0%} of {base:,})"
+    )
+    lines = [header, "-" * len(header)]
+    for name in SCENARIOS:
+        for row in (row for row in report.rows() if row["scenario"] == name):
+            if row["level"] == base:
+                continue
+            r = row["ratios"]
+            lines.append(
+                f"{name:<20}{row['level']:>8}{r['req_per_s']:>9.2f}{r['p50']:>7.2f}"
+                f"{r['p99']:>7.2f}{r['cpu_per_op']:>9.2f}{r['service_cpu_per_op']:>10.2f}  "
+                f"{row['cost']:<8}{row['speed']:<8}{'NOISY' if row['noisy'] else ''}"
+            )
+    return "\n".join(lines)
+
+
+def memory_table(report: Report) -> str:
+    """Population, how long it took to make, memory of each process, store sizes."""
+    first = report.levels[0].memory_mib["service_rss"] or float("nan")
+    header = (
+        f"{'level':>8}{'agents':>9}{'grow s':>8}{'agents/s':>9}{'svc RSS':>9}{'x first':>8}"
+        f"{'svc peak':>9}{'nats RSS':>9}{'pg PSS':>8}{'pg db':>8}{'KV msgs':>9}"
+    )
+    lines = [header, "-" * len(header) + "  (MiB)"]
+    for level in report.levels:
+        m, g, d = level.memory_mib, level.growth, level.data
+        lines.append(
+            f"{level.level:>8}{level.agents:>9}{g['seconds']:>8.0f}{g['agents_per_s']:>9.0f}"
+            f"{m['service_rss']:>9.0f}{m['service_rss'] / first:>8.2f}"
+            f"{m['service_peak_rss']:>9.0f}{m['nats_rss']:>9.0f}{m['postgres_pss']:>8.0f}"
+            f"{d.get('postgres_db_mib', 0):>8.0f}{d.get(f'KV_{subjects.STATE_BUCKET}_msgs', 0):>9}"
+        )
+    return "\n".join(lines)
+
+
+def verdict_lines(report: Report) -> list[str]:
+    """The two answers: per-operation cost flat? memory flat?"""
+    rows = report.rows()
+    base = f"{report.levels[0].level:,}"
+
+    def missed(key: str) -> str:
+        worse = [f"{r['scenario']} at {r['level']:,}" for r in rows if r[key] == "WORSE"]
+        return f"MISSED ({', '.join(worse)})" if worse else "met"
+
+    lines = [
+        f"cost (CPU per op) within +-{TOLERANCE:.0%} of the {base} level: {missed('cost')}",
+        f"speed (req/s, p50) within +-{TOLERANCE:.0%} of the {base} level: {missed('speed')}",
+        f"service memory: largest RSS {report.memory_ratio():.2f}x the first level's "
+        f"(limit {MEMORY_TOLERANCE:.2f}x): " + ("met" if report.memory_flat else "MISSED"),
+    ]
+    for level in report.levels:
+        for name, lag in level.background_after.items():
+            if lag["outbox"] or lag["state_events"]:
+                lines.append(
+                    f"after {name} at {level.level:,}: {lag['outbox']} outbox rows and "
+                    f"{lag['state_events']} state events unpublished, done {lag['drain_s']:.2f} s "
+                    "later"
+                )
+        for name, pct in level.noisy.items():
+            lines.append(
+                f"NOISY: other processes kept {pct:.0f}% of the machine busy during {name} at "
+                f"{level.level:,}; its absolute figures are suspect"
+            )
+        for lost in level.lost_updates[:5]:
+            lines.append(f"LOST UPDATE at {level.level:,}: {lost}")
+    return lines
+
+
+def print_report(report: Report) -> None:
+    """Settings, the tables, verdicts, notes, errors."""
+    print("\nsettings:")
+    for key, value in report.settings.items():
+        print(f"  {key}: {value}")
+    print()
+    print(level_table(report))
+    print("svc/pg/nats us: CPU microseconds per operation of the service, PostgreSQL, nats-server")
+    print()
+    print(ratio_table(report))
+    print("x CPU/op: service + PostgreSQL + nats-server CPU per operation over the first level's")
+    print()
+    print(memory_table(report))
+    print()
+    for line in verdict_lines(report):
+        print(line)
+    grown = sum(level.growth["added"] for level in report.levels)
+    growth_s = sum(level.growth["seconds"] for level in report.levels)
+    created = sum(level.growth["states_given_to_measured_creates"] for level in report.levels)
+    backfill_s = sum(level.growth["states_given_s"] for level in report.levels)
+    print(
+        f"growing: {grown:,} agents (create + state) in {growth_s:.0f} s; the agent.create "
+        f"scenarios made {created:,} more, given their state in {backfill_s:.0f} s; the whole "
+        f"run took {report.seconds:.0f} s"
+    )
+    results = [r for level in report.levels for r in level.results]
+    for line in report.notes + error_lines(results):
+        print(line)
+    if report.flagged:
+        print("\nFLAGGED: some replies were errors or wrong; those figures are suspect.")
+
+
+def write_json(path: Path, report: Report) -> None:
+    """The same figures as the tables, as JSON."""
+    document = {
+        "settings": report.settings,
+        "target": f"every scenario's req/s, p50 and CPU per op within +-{TOLERANCE:.0%} of the "
+        f"first level's; service RSS <= {MEMORY_TOLERANCE}x the first level's",
+        "levels": [
+            asdict(level) | {"results": [asdict(r) for r in level.results]}
+            for level in report.levels
+        ],
+        "ratios": report.rows(),
+        "memory_ratio": round(report.memory_ratio(), 3),
+        "target_met": report.flat,
+        "memory_target_met": report.memory_flat,
+        "seconds": round(report.seconds, 1),
+        "notes": report.notes,
+        "flagged": report.flagged,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def describe(options: Options, nats_version: str, postgres: str) -> dict[str, Any]:
+    """The settings of this run, printed and written with the figures."""
+    config = options.config
+    fields = Settings.model_fields
+    return {
+        "machine": (
+            f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+        ),
+        "levels": ", ".join(f"{level:,}" for level in options.levels)
+        + (" (--quick)" if options.quick else ""),
+        "population": (
+            f"every agent made through the service: agent.create ({len(encode(agent_body(0)))}"
+            f"-byte body, {len(TYPES)} types in turn) + agent.state.update (replace, "
+            f"{len(encode(small_state(0)))}-byte state), {options.grow_inflight} in flight"
+        ),
+        "load": (
+            f"1 nats-py {importlib.metadata.version('nats-py')} connection, {config.inflight} "
+            f"requests in flight, {config.warmup:g} s warm-up + {config.seconds:g} s per "
+            f"scenario, up to {options.retries} retries while other processes keep more than "
+            f"{NOISY_PCT:g}% of the machine busy"
+        ),
+        "scenarios": (
+            "agent.get and agent.state.update (merge of one key) on random agents of the whole "
+            f"population; agent.list pages of {PAGE} from a random keyset cursor, all and "
+            "filtered by type; agent.create (its agents get their state afterwards and count "
+            f"from the next level on); pause/activate on a working set of {options.working_set} "
+            "ACTIVE agents"
+        ),
+        "working set": (
+            f"{options.working_set} ACTIVE agents: every initialized agent holds 2 JetStream "
+            "consumers, capped by AO_MAX_AGENT_QUEUES (default "
+            f"{fields['max_agent_queues'].default:,}, kept); the other agents stay CREATED"
+        ),
+        "nats-server": f"{nats_version}, JetStream file store in a temp folder, default options",
+        "postgres": postgres,
+        "service": "agent-orchestrator serve, AO_LOG_LEVEL=WARNING, otherwise defaults",
+        "scenario start": (
+            "every scenario starts with the outbox and the state-events consumer drained, after "
+            f"waiting up to {options.quiet_wait:g} s for other processes to keep under "
+            f"{NOISY_PCT:g}% of the machine busy"
+        ),
+    }
+
+
+async def run_all(options: Options, servers: Servers) -> Report:
+    """Start the service, make the working set, then grow and measure level by level."""
+    began = time.perf_counter()
+    config = options.config
+    nc = await nats.connect(servers.nats_url, name="bench-scale")
+    conn = await asyncpg.connect(servers.database_url)
+    child = service_child(servers.nats_url, servers.database_url, servers.folder)
+    notes: list[str] = []
+    levels: list[Level] = []
+    try:
+        settings = describe(
+            options,
+            str(nc.connected_server_version).strip("<>"),
+            await postgres_settings(servers.database_url),
+        )
+        async with running(child):
+            probe = encode({"agent_id": str(uuid.uuid4())})
+            await wait_answering(nc, child, subjects.AGENT_GET, probe)
+            probes = probes_for(servers, child)
+            population = Population()
+            print(f"  working set: {options.working_set} ACTIVE agents", flush=True)
+            await make_working_set(nc, population, options.working_set, config.inflight)
+            flips = transition_calls(nc, population.working_set, config.inflight)
+            for level in options.levels:
+                growth = await grow(nc, population, level, options.grow_inflight)
+                print(f"level {level:,}: {len(population):,} agents", flush=True)
+                levels.append(
+                    await measure_level(
+                        nc, conn, population, flips, growth, options, probes, servers, child
+                    )
+                )
+        notes += [*child.notes, child.log_summary()]
+    finally:
+        await conn.close()
+        await nc.close()
+    return Report(settings, levels, notes, time.perf_counter() - began)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def levels_up_to(maximum: int) -> tuple[int, ...]:
+    """1,000, 10,000, ... below `maximum`, then `maximum`."""
+    levels, level = [], MIN_LEVEL
+    while level < maximum:
+        levels.append(level)
+        level *= 10
+    return (*levels, maximum)
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--max", type=int, default=None, help="largest population (100000)")
+    parser.add_argument(
+        "--levels", default=None, help="comma-separated populations (default 1000,10000,...,max)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: levels 1000,5000, 2 s per scenario"
+    )
+    parser.add_argument("--seconds", type=float, default=None, help="measured s a scenario (5)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up s a scenario (1)")
+    parser.add_argument("--inflight", type=int, default=50, help="requests in flight")
+    parser.add_argument(
+        "--grow-inflight", type=int, default=64, help="agents being made at once while growing"
+    )
+    parser.add_argument("--working-set", type=int, default=200, help="agents for pause/activate")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="re-measure a scenario while the machine is busy"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        help="before a scenario, wait up to this many s for other processes to calm down "
+        "(30; 10 with --quick)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp folder (server logs, data) afterwards"
+    )
+    args = parser.parse_args(argv)
+    maximum = args.max or (QUICK_LEVELS[-1] if args.quick else 100_000)
+    if args.levels:
+        levels = tuple(sorted({int(v.replace("_", "")) for v in args.levels.split(",")}))
+    elif args.quick and args.max is None:
+        levels = QUICK_LEVELS
+    else:
+        levels = levels_up_to(maximum)
+    seconds = args.seconds or (QUICK_SECONDS if args.quick else 5.0)
+    warmup = args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else 1.0)
+    quiet_wait = args.quiet_wait
+    if quiet_wait is None:
+        quiet_wait = QUICK_QUIET_WAIT if args.quick else 30.0
+    if len(levels) < 2 or levels[0] < MIN_LEVEL:
+        parser.error(f"give at least two levels, the first >= {MIN_LEVEL}")
+    if args.working_set >= levels[0] or args.working_set < args.inflight:
+        parser.error("--working-set must be >= --inflight and below the first level")
+    if seconds <= 0 or warmup < 0 or args.inflight < 1 or args.grow_inflight < 1:
+        parser.error("--seconds must be > 0, --warmup >= 0, --inflight, --grow-inflight >= 1")
+    config = Config(float(seconds), float(warmup), args.inflight, args.json, args.keep)
+    return Options(
+        config,
+        levels,
+        args.grow_inflight,
+        args.working_set,
+        args.retries,
+        float(quiet_wait),
+        args.quick,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the servers, grow and measure, print the report, stop everything."""
+    options = parse_args(argv)
+    with bench_servers("ao-scale-", keep=options.config.keep) as servers:
+        try:
+            report = asyncio.run(run_all(options, servers))
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print_report(report)
+    if options.config.json_path is not None:
+        write_json(options.config.json_path, report)
+        print(f"\nwrote {options.config.json_path}")
+    return 1 if report.flagged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
