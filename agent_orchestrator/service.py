@@ -55,7 +55,7 @@ from agent_orchestrator.handlers.metrics import RuntimeSources, ServiceMetrics
 from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import register_state_commands
-from agent_orchestrator.handlers.state_events import StateEventPublisher
+from agent_orchestrator.handlers.state_events import state_event_publisher
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
 from agent_orchestrator.handlers.telemetry import tracing_middleware
@@ -162,8 +162,9 @@ class Service:
             max_state_bytes=settings.max_state_bytes,
         )
         self.monitor = LivenessMonitor(self.agents, self.heartbeats, self.consumers, self.recovery)
-        self.state_events = StateEventPublisher(
-            lambda: self.relay is not None and self.relay.is_leader
+        self.state_events = state_event_publisher(
+            lambda: self.broker.connection.jetstream(),
+            lambda: self.relay is not None and self.relay.is_leader,
         )
         self.sweeper = Sweeper(
             {

@@ -78,7 +78,6 @@ from commands import (
     ReplyError,
     Result,
     Servers,
-    bench_servers,
     child_env,
     cpu_figures,
     cpu_snapshot,
@@ -90,6 +89,7 @@ from commands import (
     measure,
     name_width,
     postgres_settings,
+    run_bench,
     run_phase,
     running,
     service_child,
@@ -1087,17 +1087,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the servers, measure both ways in, print the report, stop everything."""
     options = parse_args(argv)
-    with bench_servers("ao-bench-bridge-", keep=options.config.keep) as servers:
-        try:
-            report = asyncio.run(run_all(options, servers))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print_report(report)
-    if options.config.json_path is not None:
-        write_json(options.config.json_path, report)
-        print(f"\nwrote {options.config.json_path}")
-    return 1 if report.flagged else 0
+    return run_bench(
+        "ao-bench-bridge-",
+        keep=options.config.keep,
+        json_path=options.config.json_path,
+        measure=lambda servers: run_all(options, servers),
+        print_report=print_report,
+        write_json=write_json,
+    )
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import nats
@@ -914,20 +914,55 @@ def bench_servers(prefix: str, *, keep: bool) -> Iterator[Servers]:
         yield Servers(nats_server.start(), postgres.start(), nats_server.pid, postgres.pid, folder)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the servers, run every scenario, print the report, stop everything."""
-    config = parse_args(argv)
-    with bench_servers("ao-bench-", keep=config.keep) as servers:
+class FlaggableReport(Protocol):
+    """What ``run_bench`` needs of a benchmark's report."""
+
+    @property
+    def flagged(self) -> bool:
+        """Whether the run is not to be trusted (a wrong answer, a noisy phase)."""
+        ...
+
+
+Rep = TypeVar("Rep", bound=FlaggableReport)
+
+
+def run_bench(
+    prefix: str,
+    *,
+    keep: bool,
+    json_path: Path | None,
+    measure: Callable[[Servers], Coroutine[Any, Any, Rep]],
+    print_report: Callable[[Rep], None],
+    write_json: Callable[[Path, Rep], None],
+    setup_errors: tuple[type[BaseException], ...] = (BenchError,),
+) -> int:
+    """Every benchmark's ``main``: start the servers, ``measure``, print the report (and
+    write it to ``json_path``), stop everything. Exit code 2 when set-up failed, 1 when the
+    run is flagged."""
+    with bench_servers(prefix, keep=keep) as servers:
         try:
-            report = asyncio.run(run_all(config, servers))
-        except BenchError as exc:
+            report = asyncio.run(measure(servers))
+        except setup_errors as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print_report(report)
-    if config.json_path is not None:
-        write_json(config.json_path, report)
-        print(f"\nwrote {config.json_path}")
+    if json_path is not None:
+        write_json(json_path, report)
+        print(f"\nwrote {json_path}")
     return 1 if report.flagged else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the servers, run every scenario, print the report, stop everything."""
+    config = parse_args(argv)
+    return run_bench(
+        "ao-bench-",
+        keep=config.keep,
+        json_path=config.json_path,
+        measure=lambda servers: run_all(config, servers),
+        print_report=print_report,
+        write_json=write_json,
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,6 @@ from commands import (
     ReplyError,
     Result,
     Servers,
-    bench_servers,
     bounded_map,
     cpu_snapshot,
     cpu_table,
@@ -83,6 +82,7 @@ from commands import (
     own_cpu_s,
     percentile_ms,
     postgres_settings,
+    run_bench,
     running,
     service_child,
     summarize,
@@ -944,17 +944,15 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the servers, measure both paths, print the report, stop everything."""
     config = parse_args(argv)
-    with bench_servers("ao-bench-messages-", keep=config.keep) as servers:
-        try:
-            report = asyncio.run(run_all(config, servers))
-        except (BenchError, ReplyError, RequestFailed, TimeoutError) as exc:  # set-up failed
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print_report(report)
-    if config.json_path is not None:
-        write_json(config.json_path, report)
-        print(f"\nwrote {config.json_path}")
-    return 1 if report.flagged else 0
+    return run_bench(
+        "ao-bench-messages-",
+        keep=config.keep,
+        json_path=config.json_path,
+        measure=lambda servers: run_all(config, servers),
+        print_report=print_report,
+        write_json=write_json,
+        setup_errors=(BenchError, ReplyError, RequestFailed, TimeoutError),
+    )
 
 
 if __name__ == "__main__":

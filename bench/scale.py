@@ -52,7 +52,6 @@ from commands import (
     Result,
     Servers,
     _descendants,
-    bench_servers,
     bounded_map,
     encode,
     error_lines,
@@ -60,6 +59,7 @@ from commands import (
     measure,
     postgres_settings,
     request_json,
+    run_bench,
     running,
     service_child,
     transition_calls,
@@ -900,17 +900,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the servers, grow and measure, print the report, stop everything."""
     options = parse_args(argv)
-    with bench_servers("ao-scale-", keep=options.config.keep) as servers:
-        try:
-            report = asyncio.run(run_all(options, servers))
-        except BenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print_report(report)
-    if options.config.json_path is not None:
-        write_json(options.config.json_path, report)
-        print(f"\nwrote {options.config.json_path}")
-    return 1 if report.flagged else 0
+    return run_bench(
+        "ao-scale-",
+        keep=options.config.keep,
+        json_path=options.config.json_path,
+        measure=lambda servers: run_all(options, servers),
+        print_report=print_report,
+        write_json=write_json,
+    )
 
 
 if __name__ == "__main__":

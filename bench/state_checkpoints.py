@@ -27,7 +27,6 @@ Exit code 1 when any reply was an error or wrong; missed targets do not change t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import importlib.metadata
 import json
@@ -54,7 +53,6 @@ from commands import (
     Result,
     Servers,
     bench_echo,
-    bench_servers,
     bounded_map,
     cpu_snapshot,
     cpu_table,
@@ -69,6 +67,7 @@ from commands import (
     postgres_settings,
     probes_for,
     request_json,
+    run_bench,
     running,
     service_child,
     table,
@@ -752,17 +751,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, only = parse_args(argv)
     if only != "throughput" and (why := langgraph_missing()):
         print(why, flush=True)
-    with bench_servers("ao-bench-state-", keep=config.keep) as servers:
-        try:
-            report = asyncio.run(run_all(config, servers, only))
-        except (BenchError, ReplyError) as exc:  # a ReplyError here: set-up failed
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    print_report(report)
-    if config.json_path is not None:
-        write_json(config.json_path, report)
-        print(f"\nwrote {config.json_path}")
-    return 1 if report.flagged else 0
+    return run_bench(
+        "ao-bench-state-",
+        keep=config.keep,
+        json_path=config.json_path,
+        measure=lambda servers: run_all(config, servers, only),
+        print_report=print_report,
+        write_json=write_json,
+        setup_errors=(BenchError, ReplyError),
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ ACTIVE, a grace beat (``by: orchestrator``) is written only if its key shows a l
 its liveness policy says ``require_heartbeat``.
 """
 
-import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
@@ -42,6 +41,7 @@ from agent_orchestrator.domain.liveness import (
 )
 from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.handlers.pull_loop import RETRY_DELAY_S, PullLoop
 from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.heartbeats import (
@@ -54,8 +54,6 @@ from agent_orchestrator.storage.heartbeats import (
 log = logging.getLogger(__name__)
 
 BATCH = 256
-POLL_S = 1.0
-RETRY_DELAY_S = 1.0
 
 
 async def arm(heartbeats: Heartbeats, agent: Agent) -> None:
@@ -86,39 +84,25 @@ class LivenessMonitor:
         self._heartbeats = heartbeats
         self._consumers = consumers
         self._recovery = recovery
-        self._stopping = False
+        self._loop = PullLoop(
+            "liveness monitor",
+            HEARTBEATS_STREAM,
+            LIVENESS_MONITOR_CONSUMER,
+            batch=BATCH,
+            handle=self._handle_batch,
+        )
 
     def stop(self) -> None:
         """Make ``run`` return after the current batch."""
-        self._stopping = True
+        self._loop.stop()
 
     async def run(self, nc: nats.aio.client.Client) -> None:
         """Handle markers until stopped; NATS trouble is waited out."""
-        js = nc.jetstream()
-        while not self._stopping:
-            try:
-                sub = await js.pull_subscribe_bind(LIVENESS_MONITOR_CONSUMER, HEARTBEATS_STREAM)
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("liveness monitor cannot bind yet: %r", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            try:
-                while not self._stopping:
-                    try:
-                        msgs = await sub.fetch(BATCH, timeout=POLL_S)
-                    except (nats.errors.TimeoutError, TimeoutError):
-                        continue
-                    for msg in msgs:
-                        await self._handle(msg)
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("liveness monitor lost NATS: %r", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-            except Exception:
-                log.exception("liveness monitor failed; starting over")
-                await asyncio.sleep(RETRY_DELAY_S)
-            finally:
-                with contextlib.suppress(nats.errors.Error):
-                    await sub.unsubscribe()
+        await self._loop.run(nc)
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            await self._handle(msg)
 
     async def _handle(self, msg: Msg) -> None:
         agent_id = agent_of(msg.subject)

@@ -16,11 +16,9 @@ every event carries its revision.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
-import nats.aio.client
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -29,6 +27,7 @@ from nats.js.api import PubAck
 from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, event_subject
 from agent_orchestrator.domain.agents import revision_event
+from agent_orchestrator.handlers.pull_loop import RETRY_DELAY_S, PullLoop
 from agent_orchestrator.storage.state import (
     STATE_EVENTS_BATCH,
     STATE_EVENTS_CONSUMER,
@@ -38,8 +37,6 @@ from agent_orchestrator.storage.state import (
 
 log = logging.getLogger(__name__)
 
-RETRY_DELAY_S = 1.0
-POLL_S = 1.0
 PUBLISH_TIMEOUT_S = 5.0
 
 
@@ -54,46 +51,19 @@ def event_of(msg: Msg) -> Event | None:
     return revision_event(Event.model_validate(stored), msg.metadata.sequence.stream)
 
 
-class StateEventPublisher:
-    """Reads the state bucket's stream while ``leading()`` and publishes the events."""
-
-    def __init__(self, leading: Callable[[], bool]) -> None:
-        self._leading = leading
-        self._stopping = False
-
-    def stop(self) -> None:
-        """Make ``run`` return after the current batch."""
-        self._stopping = True
-
-    async def run(self, nc: nats.aio.client.Client) -> None:
-        """Publish until stopped; NATS trouble is waited out."""
-        js = nc.jetstream()
-        while not self._stopping:
-            if not self._leading():
-                await asyncio.sleep(POLL_S / 4)
-                continue
-            try:
-                sub = await js.pull_subscribe_bind(STATE_EVENTS_CONSUMER, STATE_STREAM)
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("state events cannot bind yet: %r", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-                continue
-            try:
-                while not self._stopping and self._leading():
-                    try:
-                        msgs = await sub.fetch(STATE_EVENTS_BATCH, timeout=POLL_S)
-                    except (nats.errors.TimeoutError, TimeoutError):
-                        continue
-                    await publish_batch(js, msgs)
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("state events lost NATS: %r", exc)
-                await asyncio.sleep(RETRY_DELAY_S)
-            except Exception:
-                log.exception("state events failed; starting over")
-                await asyncio.sleep(RETRY_DELAY_S)
-            finally:
-                with contextlib.suppress(nats.errors.Error):
-                    await sub.unsubscribe()
+def state_event_publisher(
+    js: Callable[[], JetStreamContext], leading: Callable[[], bool]
+) -> PullLoop:
+    """The loop that publishes state events while ``leading()`` (this instance leads the
+    outbox relay); run it with the service's NATS connection."""
+    return PullLoop(
+        "state events",
+        STATE_STREAM,
+        STATE_EVENTS_CONSUMER,
+        batch=STATE_EVENTS_BATCH,
+        handle=lambda msgs: publish_batch(js(), msgs),
+        active=leading,
+    )
 
 
 async def publish_batch(js: JetStreamContext, msgs: list[Msg]) -> None:

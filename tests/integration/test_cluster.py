@@ -59,9 +59,6 @@ from tests.integration.test_faults import (
     check_tasks,
 )
 from tests.support.durability import (
-    NO_RESPONDERS,
-    OK,
-    TIMEOUT,
     Load,
     cancel_all,
     check_acknowledged_commands,
@@ -424,13 +421,7 @@ async def test_sigkill_of_the_leading_node(
 
         # Successes, and while the cluster elected new leaders timeouts, no responders,
         # connection errors or `unavailable` (no bug replies, no refusals).
-        unexpected = {
-            c.outcome
-            for c in b.load.calls
-            if c.outcome not in (OK, TIMEOUT, NO_RESPONDERS, "unavailable")
-            and not c.outcome.endswith("Error")
-        }
-        assert not unexpected, b.figures
+        assert not b.outage_outcomes_beyond_expected(), b.figures
 
         await settle_and_check(b, servers.database_url)
         b.figures["replication at the end"] = await replication(b.nc.jetstream())

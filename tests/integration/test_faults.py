@@ -181,6 +181,16 @@ class Bench:
         """Callers' outcomes of calls sent in [start, end)."""
         return dict(sorted(self.load.outcomes_between(start, end).items()))
 
+    def outage_outcomes_beyond_expected(self) -> set[str]:
+        """Outcomes other than successes and what an outage of NATS may cause: timeouts, no
+        responders, connection errors, `unavailable` (so bug replies and refusals)."""
+        return {
+            c.outcome
+            for c in self.load.calls
+            if c.outcome not in (OK, TIMEOUT, NO_RESPONDERS, "unavailable")
+            and not c.outcome.endswith("Error")
+        }
+
     def report(self, scenario: str) -> None:
         """Print the figures (shown with -s, and when the test fails)."""
         self.figures["acknowledged"] = self.progress()
@@ -407,13 +417,7 @@ async def test_nats_server_restart(
 
         # Nothing but successes, and while NATS was away timeouts, no responders, connection
         # errors or `unavailable` (no bug replies, no refusals).
-        unexpected = {
-            c.outcome
-            for c in b.load.calls
-            if c.outcome not in (OK, TIMEOUT, NO_RESPONDERS, "unavailable")
-            and not c.outcome.endswith("Error")
-        }
-        assert not unexpected, b.figures
+        assert not b.outage_outcomes_beyond_expected(), b.figures
 
         await settle_and_check(b)
 
