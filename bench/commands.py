@@ -616,9 +616,8 @@ async def wait_status(nc: Client, agent_ids: Sequence[str], status: str, limit: 
             await asyncio.sleep(0.2)
 
 
-async def active_agents(nc: Client, count: int, limit: int) -> list[str]:
-    """Create, initialize, wait for READY, activate: `count` ACTIVE agents."""
-    ids = await create_agents(nc, count, "bench-lifecycle", limit)
+async def activate(nc: Client, ids: Sequence[str], limit: int) -> None:
+    """Initialize, wait for READY, activate: the CREATED agents ``ids`` become ACTIVE."""
 
     async def command(subject: str) -> None:
         async def one(agent_id: str) -> None:
@@ -629,6 +628,12 @@ async def active_agents(nc: Client, count: int, limit: int) -> list[str]:
     await command(subjects.AGENT_INITIALIZE)
     await wait_status(nc, ids, "READY", limit)
     await command(subjects.AGENT_ACTIVATE)
+
+
+async def active_agents(nc: Client, count: int, limit: int) -> list[str]:
+    """Create, initialize, wait for READY, activate: `count` ACTIVE agents."""
+    ids = await create_agents(nc, count, "bench-lifecycle", limit)
+    await activate(nc, ids, limit)
     return ids
 
 

@@ -52,6 +52,7 @@ from commands import (
     Result,
     Servers,
     _descendants,
+    activate,
     bounded_map,
     encode,
     error_lines,
@@ -65,7 +66,6 @@ from commands import (
     transition_calls,
     tree_cpu_s,
     wait_answering,
-    wait_status,
 )
 from commands import agent_body as base_body
 from nats.aio.client import Client
@@ -202,15 +202,7 @@ async def make_working_set(nc: Client, population: Population, count: int, limit
 
     await bounded_map(make, range(count), limit)
 
-    async def command(subject: str) -> None:
-        async def one(agent_id: str) -> None:
-            await request_json(nc, subject, {"agent_id": agent_id})
-
-        await bounded_map(one, ids, limit)
-
-    await command(subjects.AGENT_INITIALIZE)
-    await wait_status(nc, ids, "READY", limit)
-    await command(subjects.AGENT_ACTIVATE)
+    await activate(nc, ids, limit)
     population.ids += ids
     population.working_set = ids
 
