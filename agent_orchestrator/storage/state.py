@@ -7,6 +7,7 @@ each other blindly; the bucket keeps a configurable number of earlier revisions 
 import asyncio
 import json
 import logging
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +41,8 @@ STATE_EVENTS_CONSUMER = "state-events"
 #: So keep it short: a redelivery to a reader still publishing is harmless (same Nats-Msg-Id,
 #: dropped by AGENT_EVENTS).
 STATE_EVENTS_ACK_WAIT_S = 5.0
+#: How long a state write keeps trying to publish its event before leaving it to the reader.
+ANNOUNCE_PATIENCE_S = 10.0
 #: Revisions the state-events publisher reads (and publishes pipelined) at a time.
 STATE_EVENTS_BATCH = 256
 
@@ -191,18 +194,31 @@ class StateStore:
         return lock
 
     async def announce(self, event: Event) -> None:
-        """Publish the event of a revision just written; if that fails, the state-events
+        """Publish the event of a revision just written, retrying for up to
+        ``ANNOUNCE_PATIENCE_S`` while AGENT_EVENTS cannot take it (e.g. it is electing a
+        leader). The caller holds ``writing(agent_id)`` meanwhile, so the agent's state cannot
+        race past the bucket's history while its event waits. After that the state-events
         reader publishes it (it re-publishes every revision's event, under the same id)."""
         if self._js is None:
             return
-        try:
-            await self._js.publish(
-                event_subject(str(event.agent_id), event.type),
-                event.model_dump_json().encode(),
-                headers={MSG_ID_HEADER: str(event.event_id)},
-            )
-        except (NatsError, TimeoutError) as exc:
-            log.warning("state event %s left to the state-events reader: %r", event.event_id, exc)
+        deadline = time.monotonic() + ANNOUNCE_PATIENCE_S
+        pause = 0.1
+        while True:
+            try:
+                await self._js.publish(
+                    event_subject(str(event.agent_id), event.type),
+                    event.model_dump_json().encode(),
+                    headers={MSG_ID_HEADER: str(event.event_id)},
+                )
+                return
+            except (NatsError, TimeoutError) as exc:
+                if time.monotonic() + pause > deadline:
+                    log.warning(
+                        "state event %s left to the state-events reader: %r", event.event_id, exc
+                    )
+                    return
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
 
     async def history(self, agent_id: UUID, limit: int) -> list[StoredState]:
         """Earlier revisions, newest first (as many as the bucket keeps)."""
