@@ -15,13 +15,28 @@ from pydantic import ValidationError
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.bridge import BridgeSettings, create_app
-from agent_orchestrator.bridge.server import BridgeStartError, EmbeddedBridge, run_bridge
+from agent_orchestrator.bridge.server import (
+    BridgePortInUse,
+    BridgeStartError,
+    EmbeddedBridge,
+    run_bridge,
+)
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.observability import configure_logging, tracer_provider_from_env
 from agent_orchestrator.observability.logs import LogFormat
 from agent_orchestrator.observability.tracing import shutdown as shutdown_tracing
-from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
-from agent_orchestrator.service import BROKER_LOGGER, Service
+from agent_orchestrator.runtime import (
+    DataDirBusy,
+    DataDirLock,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    PortInUse,
+    busy_port_message,
+    free_port,
+    port_is_free,
+)
+from agent_orchestrator.service import BROKER_LOGGER, MetricsPortInUse, Service
 from agent_orchestrator.settings import Settings
 
 app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
@@ -129,11 +144,62 @@ def dev(
         int, typer.Option(help="Port of the service's Prometheus metrics (127.0.0.1); 0: off.")
     ] = 9464,
 ) -> None:
-    """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service."""
+    """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service.
+
+    One `dev` per data folder: a second one on the same folder exits at once, touching nothing.
+    """
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy as exc:
+        holder = f"pid {exc.pid}" if exc.pid is not None else "another process"
+        raise _fail(
+            f"the data dir {data_dir} is in use by {holder} (another `agent-orchestrator dev`); "
+            "stop that one first, or choose another --data-dir"
+        ) from None
+    try:
+        _dev(data_dir, nats_port, postgres_port, http_port, metrics_port)
+    finally:
+        lock.release()
+
+
+#: What each port of `dev` is called, and the option that changes it.
+_DEV_PORT_HINTS = {
+    "nats": ("NATS", "choose another with --nats-port"),
+    "postgres": ("PostgreSQL", "choose another with --postgres-port"),
+    "http": ("HTTP", "choose another with --http-port, or 0 to turn the HTTP bridge off"),
+    "metrics": ("metrics", "choose another with --metrics-port, or 0 to turn metrics off"),
+}
+
+
+def _port_taken(kind: str, port: int, host: str = "127.0.0.1") -> typer.Exit:
+    what, hint = _DEV_PORT_HINTS[kind]
+    return _fail(busy_port_message(what, host, port, hint))
+
+
+def _fail(message: str) -> typer.Exit:
+    """Say what stops `dev` on one line of stderr; the exit to raise."""
+    typer.echo(f"agent-orchestrator: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _dev(
+    data_dir: Path, nats_port: int, postgres_port: int, http_port: int, metrics_port: int
+) -> None:
+    """`dev` once its data folder is locked: check the ports, start everything, stop it all."""
+    postgres_port = _remembered_port(data_dir, postgres_port)
+    ports = {
+        "nats": nats_port,
+        "postgres": postgres_port,
+        "http": http_port,
+        "metrics": metrics_port,
+    }
+    for kind, port in ports.items():
+        if port and not port_is_free("127.0.0.1", port):
+            raise _port_taken(kind, port)
     nats = EmbeddedNats(data_dir, port=nats_port)
-    postgres = EmbeddedPostgres(data_dir, port=_remembered_port(data_dir, postgres_port))
+    postgres = EmbeddedPostgres(data_dir, port=postgres_port)
     try:
         nats_url = nats.start()
         database_url = postgres.start()
@@ -155,12 +221,18 @@ def dev(
             '\'{"name":"demo","type":"echo"}\''
         )
         asyncio.run(_serve_until_signalled(settings, banner, http_port))
+    except PortInUse as exc:  # taken between the check and the server's start
+        raise _port_taken(exc.server, exc.port, exc.host) from None
+    except BridgePortInUse as exc:
+        raise _port_taken("http", exc.port, exc.host) from None
+    except MetricsPortInUse as exc:
+        raise _port_taken("metrics", exc.port, exc.host) from None
     except Unavailable as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc
-    except BridgeStartError as exc:
-        typer.echo(f"error: {exc} (choose another --http-port, or 0)", err=True)
-        raise typer.Exit(1) from exc
+    except (BridgeStartError, EmbeddedServerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     finally:
         with contextlib.suppress(Exception):
             postgres.stop()

@@ -5,6 +5,7 @@ JetStream topology, starts the handlers and the outbox relay; ``stop()`` undoes 
 """
 
 import asyncio
+import errno
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -84,6 +85,15 @@ log = logging.getLogger(__name__)
 BROKER_LOGGER = "agent_orchestrator.broker"
 STOP_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
+
+
+class MetricsPortInUse(Unavailable):
+    """The metrics port is taken by another listener."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"cannot serve metrics on {host}:{port}: address already in use")
+        self.host = host
+        self.port = port
 
 
 class Service:
@@ -399,6 +409,8 @@ class Service:
         try:
             port = self.metrics.serve(host, port)
         except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise MetricsPortInUse(host, port) from None
             raise Unavailable(f"cannot serve metrics on {host}:{port}: {exc}") from exc
         self.metrics_url = f"http://{host}:{port}/metrics"
         self.metrics.watch(

@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections.abc import Iterator
 
 import nats.aio.client
@@ -15,6 +17,15 @@ from agent_orchestrator.bridge.settings import BridgeSettings
 
 class BridgeStartError(RuntimeError):
     """The embedded bridge could not start serving (e.g. its port is taken)."""
+
+
+class BridgePortInUse(BridgeStartError):
+    """The embedded bridge's port is taken by another listener."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"the HTTP bridge cannot listen on {host}:{port}: address already in use")
+        self.host = host
+        self.port = port
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -46,17 +57,37 @@ class EmbeddedBridge:
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
+        self.host = host
+        self.port = port
         self.url = f"http://{host}:{port}"
 
-    async def _serve(self) -> None:
+    def _bind(self) -> socket.socket:
+        """The listening socket, bound here so that a taken port is a plain, clean error."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            await self._server.serve()
-        except SystemExit as exc:  # uvicorn exits when it cannot bind or start up
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise BridgePortInUse(self.host, self.port) from None
+            raise BridgeStartError(f"the HTTP bridge cannot listen on {self.url}: {exc}") from exc
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{self.host}:{self.port}"
+        return sock
+
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            await self._server.serve(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits when it cannot start up
             raise BridgeStartError(f"the HTTP bridge failed to start on {self.url}") from exc
+        finally:
+            sock.close()
 
     async def start(self) -> str:
         """Serve in the background; return the URL once it accepts connections."""
-        self._task = asyncio.create_task(self._serve(), name="http-bridge")
+        self._task = asyncio.create_task(self._serve(self._bind()), name="http-bridge")
         while not self._server.started:
             if self._task.done():
                 self._task.result()

@@ -28,10 +28,22 @@ from typing import Self
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_LINES = 40
 _START_ATTEMPTS = 3
+#: What nats-server and PostgreSQL log (in any case) when their port is taken.
+_ADDRESS_IN_USE = "address already in use"
 
 
 class EmbeddedServerError(RuntimeError):
     """An embedded server could not be found, started or stopped."""
+
+
+class PortInUse(EmbeddedServerError):
+    """An embedded server could not listen: another process holds its port."""
+
+    def __init__(self, message: str, *, server: str, host: str, port: int) -> None:
+        super().__init__(message)
+        self.server = server
+        self.host = host
+        self.port = port
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -226,10 +238,14 @@ class _ServerProcess:
                 problem = f"not ready after {self.start_timeout:.0f} s"
             if problem is not None:
                 self.kill()
-                raise EmbeddedServerError(
+                tail = _log_tail(self.log_path, self._log_offset)
+                message = (
                     f"{self.name} on {self.host}:{self._port} {problem}; "
-                    f"log {self.log_path}:\n{_log_tail(self.log_path, self._log_offset)}"
+                    f"log {self.log_path}:\n{tail}"
                 )
+                if _ADDRESS_IN_USE in tail.lower():
+                    raise PortInUse(message, server=self.name, host=self.host, port=self._port)
+                raise EmbeddedServerError(message)
             time.sleep(0.02)
         return self.url
 
