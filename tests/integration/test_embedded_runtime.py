@@ -18,7 +18,12 @@ import pytest
 from nats.js.errors import NotFoundError
 
 import agent_orchestrator
-from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, EmbeddedServerError
+from agent_orchestrator.runtime import (
+    EmbeddedNats,
+    EmbeddedPostgres,
+    EmbeddedServerError,
+    PortInUse,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -195,8 +200,14 @@ async def test_two_postgres_servers_run_at_once_even_under_a_long_path(tmp_path:
 def test_start_refuses_a_busy_port_with_the_log_tail(tmp_path: Path) -> None:
     with EmbeddedNats(tmp_path / "first") as first:
         second = EmbeddedNats(tmp_path / "second", port=first.port, start_timeout=10)
-        with pytest.raises(EmbeddedServerError, match="address already in use"):
+        with pytest.raises(PortInUse, match="address already in use") as taken:
             second.start()
+        assert (taken.value.server, taken.value.host, taken.value.port) == (
+            "nats",
+            "127.0.0.1",
+            first.port,
+        )
+        assert isinstance(taken.value, EmbeddedServerError)
         assert not second.is_running
 
 
