@@ -377,7 +377,7 @@ async function main() {
   const first = await kv.get(agentId);
   log(
     `agent ${agentId} is served by worker ${WORKER_ID} (status ${agent.status}, ` +
-      `heartbeat every ${windowS / 3} s, ttl ${windowS} s, last beat by ${
+      `heartbeat every ${(windowS / 3).toFixed(1)} s, ttl ${windowS} s, last beat by ${
         first?.json()?.by ?? "nobody"
       })`,
   );

@@ -8,6 +8,7 @@ examples/js-worker/node_modules is missing (skipped if that is impossible).
 import asyncio
 import json
 import shutil
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -179,3 +180,19 @@ async def test_the_js_worker_stops_a_cancelled_task(
         await logged(log, f"task {task.task_id} (attempt 1) was cancelled")
     after = await client.get_task(task.task_id)
     assert (after.status, after.result, after.status_reason) == (S.CANCELLED, None, "enough")
+
+
+async def test_the_agent_of_a_killed_js_worker_loses_its_heartbeat(
+    client: OrchestratorClient, servers: ServerUrls, node: str, tmp_path: Path
+) -> None:
+    agent_id = await started_agent(client, "js mortal")
+    log = tmp_path / "worker.log"
+    async with js_worker(node, servers.nats_url, agent_id, log) as proc:
+        await logged(log, f"agent {agent_id} is served by worker")
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    # Its key expires by the Nats-TTL the worker set (3 s), and the service notices.
+    async with asyncio.timeout(20):
+        while (agent := await client.get_agent(agent_id)).status is AgentStatus.ACTIVE:
+            await asyncio.sleep(0.2)
+    assert (agent.status, agent.status_reason) == (AgentStatus.ERROR, "heartbeat_lost")
