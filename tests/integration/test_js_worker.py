@@ -7,6 +7,7 @@ examples/js-worker/node_modules is missing (skipped if that is impossible).
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ NC = nats.aio.client.Client
 S = TaskStatus
 WORKER_DIR = Path(__file__).resolve().parents[2] / "examples" / "js-worker"
 NPM_CI_TIMEOUT_S = 300
+MIN_NODE = (20, 3)  # AbortSignal.any
 # Beats every second; a killed worker would be noticed within 3 s.
 LIVENESS = {"liveness": {"heartbeat_window_s": 3}}
 
@@ -38,7 +40,11 @@ def node() -> str:
     """The node executable, with the worker's dependencies installed."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node (Node.js >= 20) is not installed: the JavaScript worker cannot run")
+        pytest.skip("node (Node.js >= 20.3) is not installed: the JavaScript worker cannot run")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    found = tuple(int(n) for n in re.findall(r"\d+", version.stdout)[:2])
+    if found < MIN_NODE:
+        pytest.skip(f"node {version.stdout.strip()} is older than the worker needs (20.3)")
     if not (WORKER_DIR / "node_modules" / "@nats-io" / "jetstream").is_dir():
         npm = shutil.which("npm")
         if npm is None:
