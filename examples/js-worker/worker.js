@@ -233,20 +233,19 @@ async function runAttempt(nc, task) {
   const run = new TaskRun(nc, task);
   const beating = new AbortController();
   const keepAlive = run.keepAlive(beating.signal);
+  const cancelled = () => log(`task ${task.task_id} (attempt ${task.attempts}) was cancelled`);
   try {
     const result = await countWords(
       task,
       (progress, message) => run.progress(progress, message),
       run.cancelled.signal,
     );
-    if (run.cancelled.signal.aborted) return;
-    await run.end("task.complete", { result });
-    log(`task ${task.task_id} (attempt ${task.attempts}): ${result.words} words`);
-  } catch (err) {
-    if (run.cancelled.signal.aborted) {
-      log(`task ${task.task_id} (attempt ${task.attempts}) was cancelled`);
-      return;
+    if (run.cancelled.signal.aborted) return cancelled(); // its last report said so
+    if (await run.end("task.complete", { result })) {
+      log(`task ${task.task_id} (attempt ${task.attempts}): ${result.words} words`);
     }
+  } catch (err) {
+    if (run.cancelled.signal.aborted) return cancelled();
     log(`task ${task.task_id} (attempt ${task.attempts}) failed: ${err.message}`);
     await run.end("task.fail", { error: String(err.message).slice(0, 4000), retry: false });
   } finally {
