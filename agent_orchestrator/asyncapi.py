@@ -4,6 +4,7 @@ the replies (success and error), the request headers and the event channel.
 ``asyncapi.yaml`` at the repository root is this document; a test keeps the two equal.
 """
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -12,8 +13,11 @@ from pydantic import BaseModel
 
 from agent_orchestrator import __version__
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.communications import Communication
 from agent_orchestrator.contracts.errors import ErrorReply
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.liveness import Heartbeat
+from agent_orchestrator.contracts.tasks import TaskAssignment
 from agent_orchestrator.contracts.templates import TemplateEvent, TemplateEventKind
 from agent_orchestrator.settings import Settings
 
@@ -76,6 +80,133 @@ EVENT_CHANNELS: list[tuple[str, type[BaseModel], list[str], str]] = [
 ]
 
 
+AGENT_ID = "{agent_id}"
+TTL_HEADER = "Nats-TTL"
+
+
+def _setting(name: str) -> Any:
+    """The default of one service setting, for descriptions."""
+    return Settings.model_fields[name].default
+
+
+def _consumer(stream: str, name: str, ack_wait: str, max_deliveries: str) -> str:
+    return (
+        f"Pull from the durable consumer `{name}` of stream {stream} (created when the agent "
+        f"is initialized, paused unless it is ACTIVE, deleted when it is terminated): explicit "
+        f"acks, ack wait `AO_{ack_wait.upper()}` (default {_setting(ack_wait):g} s), "
+        f"{max_deliveries}."
+    )
+
+
+@dataclass(frozen=True)
+class WorkerChannel:
+    """A subject an agent's worker (any language) uses besides the command subjects."""
+
+    name: str
+    address: str
+    message: str
+    model: type[BaseModel]
+    headers: dict[str, Any]
+    action: str
+    """What the service does on it: ``send`` (the worker receives) or ``receive``."""
+    description: str
+    summary: str
+
+
+WORKER_CHANNELS = [
+    WorkerChannel(
+        name="agent.heartbeat",
+        address=subjects.heartbeat_subject(AGENT_ID),
+        message="Heartbeat",
+        model=Heartbeat,
+        headers={
+            "type": "object",
+            "required": [TTL_HEADER],
+            "properties": {
+                TTL_HEADER: {
+                    "type": "string",
+                    "examples": ["15", "15s"],
+                    "description": "The agent's heartbeat window "
+                    "(`configuration.liveness.heartbeat_window_s`, default 15): seconds, or a "
+                    "duration such as `15s`. The key expires that long after the last beat.",
+                },
+            },
+        },
+        action="receive",
+        description=f"KV bucket `{subjects.HEARTBEATS_BUCKET}`, key `<agent_id>`: a worker "
+        "proves its agent alive by publishing to the key's subject (a JetStream publish with "
+        "header Nats-TTL; a KV client's put sets no TTL) every third of the heartbeat window, with "
+        "`by: worker`. When the key expires, nats-server writes a delete marker "
+        "(`Nats-Marker-Reason: MaxAge`) and the service moves the ACTIVE agent to ERROR "
+        "(`heartbeat_lost`). See docs/worker-protocol.md.",
+        summary="Workers write heartbeats; the liveness monitor reads their expiry markers.",
+    ),
+    WorkerChannel(
+        name="agent.task",
+        address=subjects.task_subject(AGENT_ID),
+        message="TaskAssignment",
+        model=TaskAssignment,
+        headers={
+            "type": "object",
+            "properties": {
+                subjects.MSG_ID_HEADER: {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "Stable per task and attempt (a repeat is dropped).",
+                },
+            },
+        },
+        action="send",
+        description=f"Stream {subjects.TASKS_STREAM}: one message per attempt of a task. "
+        + _consumer(
+            subjects.TASKS_STREAM,
+            subjects.task_consumer(AGENT_ID),
+            "task_ack_wait_s",
+            "no delivery limit",
+        )
+        + " Claim the attempt with task.start, then ack; a `conflict` or `not_found` reply "
+        "means it is not to be run: ack and drop it. Report with task.progress (at least "
+        "every third of the time to the task's `deadline_at`), end with task.complete or "
+        "task.fail. See docs/worker-protocol.md.",
+        summary="Task assignments queued for the agent's worker.",
+    ),
+    WorkerChannel(
+        name="agent.inbox",
+        address=subjects.inbox_subject(AGENT_ID),
+        message="InboxMessage",
+        model=Communication,
+        headers={
+            "type": "object",
+            "properties": {
+                subjects.MSG_ID_HEADER: {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "The `communication_id`.",
+                },
+                TTL_HEADER: {
+                    "type": "string",
+                    "description": "Whole seconds left of the sender's `ttl_s`, if it set one.",
+                },
+            },
+        },
+        action="send",
+        description=f"Stream {subjects.MESSAGES_STREAM}: messages to the agent, the body being "
+        "the Communication (status SENT). "
+        + _consumer(
+            subjects.MESSAGES_STREAM,
+            subjects.inbox_consumer(AGENT_ID),
+            "message_ack_wait_s",
+            f"at most `AO_MESSAGE_MAX_DELIVERIES` (default "
+            f"{_setting('message_max_deliveries')}) deliveries, after which the message is "
+            "FAILED",
+        )
+        + " Confirm with communication.delivered (`ack_follows: true`), then ack. See "
+        "docs/worker-protocol.md.",
+        summary="Messages waiting for the agent.",
+    ),
+]
+
+
 def _add_schema(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
     schema = model.model_json_schema(
         mode="serialization", ref_template="#/components/schemas/{model}"
@@ -88,18 +219,22 @@ def _add_schema(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
 
 
 def _add_message(
-    doc: dict[str, Any], model: type[BaseModel], headers: dict[str, Any] | None = None
+    doc: dict[str, Any],
+    model: type[BaseModel],
+    headers: dict[str, Any] | None = None,
+    name: str | None = None,
 ) -> dict[str, str]:
+    name = name or model.__name__
     message: dict[str, Any] = {
-        "name": model.__name__,
-        "title": model.__name__,
+        "name": name,
+        "title": name,
         "summary": (model.__doc__ or "").strip().splitlines()[0],
         "payload": _add_schema(doc, model),
     }
     if headers:
         message["headers"] = headers
-    doc["components"]["messages"][model.__name__] = message
-    return {"$ref": f"#/components/messages/{model.__name__}"}
+    doc["components"]["messages"][name] = message
+    return {"$ref": f"#/components/messages/{name}"}
 
 
 def _sorted(value: Any) -> Any:
@@ -166,6 +301,22 @@ def asyncapi_document(service: "Service | None" = None) -> dict[str, Any]:
             "channel": {"$ref": f"#/channels/{name}"},
             "summary": "Published (via the outbox) once per committed change; subscribe to watch.",
             "messages": [{"$ref": f"#/channels/{name}/messages/{model.__name__}"}],
+        }
+
+    for worker in WORKER_CHANNELS:
+        channels[worker.name] = {
+            "address": worker.address,
+            "description": worker.description,
+            "parameters": {"agent_id": {"description": "Id (UUIDv7) of the agent."}},
+            "messages": {
+                worker.message: _add_message(doc, worker.model, worker.headers, worker.message)
+            },
+        }
+        operations[worker.name] = {
+            "action": worker.action,
+            "channel": {"$ref": f"#/channels/{worker.name}"},
+            "summary": worker.summary,
+            "messages": [{"$ref": f"#/channels/{worker.name}/messages/{worker.message}"}],
         }
     return _sorted(doc)  # type: ignore[no-any-return]
 

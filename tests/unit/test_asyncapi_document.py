@@ -40,3 +40,17 @@ def test_every_command_subject_is_documented_with_its_reply() -> None:
     assert doc["channels"]["agent.event"]["address"] == "agent.event.{agent_id}.{kind}"
     assert doc["channels"]["template.event"]["address"] == "template.event.{template_id}.{kind}"
     assert yaml.safe_load(asyncapi_yaml()) == doc
+
+
+def test_the_worker_facing_channels_are_documented() -> None:
+    doc = asyncapi_document()
+    channels, messages = doc["channels"], doc["components"]["messages"]
+    assert channels["agent.heartbeat"]["address"] == "$KV.agent_heartbeats.{agent_id}"
+    assert channels["agent.task"]["address"] == "agent.task.{agent_id}"
+    assert channels["agent.inbox"]["address"] == "agent.inbox.{agent_id}"
+    assert "Nats-TTL" in messages["Heartbeat"]["headers"]["required"]
+    assert messages["TaskAssignment"]["payload"]["$ref"].endswith("/TaskAssignment")
+    assert messages["InboxMessage"]["payload"]["$ref"].endswith("/Communication")
+    assert "headers" not in messages["Communication"]  # the reply of agent.send has none
+    assert "`tasks-{agent_id}`" in channels["agent.task"]["description"]
+    assert "`inbox-{agent_id}`" in channels["agent.inbox"]["description"]
