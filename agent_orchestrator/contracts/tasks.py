@@ -403,7 +403,12 @@ class RequestInput(Request):
 
 
 class ProvideInput(Request):
-    """Answer the question an INPUT_REQUIRED task waits on: it goes back to RUNNING."""
+    """Answer the question an INPUT_REQUIRED task waits on: it goes back to RUNNING.
+
+    The input must match the question's input_schema (``validation_error`` lists every failing
+    path). A second answer to a question, an answer while none is asked, and one at or after
+    the question's deadline are a ``conflict``; a repeat with the same Idempotency-Key gets
+    the first reply."""
 
     model_config = examples(
         {"task_id": EXAMPLE_ID, "input_seq": 1, "input": {"decision": "send"}},

@@ -41,7 +41,7 @@ from agent_orchestrator.contracts.tasks import (
     TaskStatus,
 )
 from agent_orchestrator.domain.agents import AgentRef
-from agent_orchestrator.domain.errors import Conflict
+from agent_orchestrator.domain.errors import CapacityReached, Conflict
 from agent_orchestrator.domain.json_schema import check_schema, check_value
 from agent_orchestrator.domain.tasks import (
     FINAL,
@@ -147,9 +147,11 @@ def provide_input(
 ) -> TaskChange:
     """INPUT_REQUIRED -> RUNNING with the answer recorded under its question's input_seq.
 
-    Conflict for an ended task, a question already answered (or not asked yet), and when no
-    question waits; ValidationFailed, listing every failing path, for an input that does not
-    match the question's input_schema."""
+    Conflict for an ended task, a question already answered (or not asked yet), when no
+    question waits, and at or past the question's deadline (its on_timeout applies then, even
+    before the sweep gets to it, so an answer and a timeout never both count).
+    ValidationFailed, listing every failing path, for an input that does not match the
+    question's input_schema."""
     if task.status in FINAL:
         raise Conflict(
             f"task {task.task_id} already ended {task.status}",
@@ -177,6 +179,17 @@ def provide_input(
         raise Conflict(
             f"task {task.task_id} waits for the answer to question {pending.input_seq}, not {seq}",
             details={"status": task.status, "input_seq": pending.input_seq},
+        )
+    if now >= pending.deadline_at:
+        raise Conflict(
+            f"question {pending.input_seq} of task {task.task_id} timed out at "
+            f"{pending.deadline_at.isoformat()}; its on_timeout `{pending.on_timeout}` applies",
+            details={
+                "status": task.status,
+                "input_seq": pending.input_seq,
+                "deadline_at": pending.deadline_at.isoformat(),
+                "on_timeout": pending.on_timeout,
+            },
         )
     if pending.input_schema is not None:
         check_value(
@@ -272,6 +285,20 @@ def _resume(
         answered_by=recorded.answered_by,
     )
     return TaskChange(running, event)
+
+
+def check_room(policy: TaskPolicy, busy: int) -> None:
+    """For task.start of a QUEUED task: CapacityReached (``unavailable``, retry later) while
+    the agent already has ``busy`` >= ``max_concurrent_tasks`` tasks RUNNING or
+    INPUT_REQUIRED, whatever its on_busy: the worker leaves the assignment in its queue for a
+    while (the SDK does so for ``unavailable``) and the task waits its turn."""
+    limit = policy.max_concurrent_tasks
+    if limit is not None and busy >= limit:
+        raise CapacityReached(
+            f"the agent runs {busy} tasks, its max_concurrent_tasks ({limit}); start this "
+            "one once one of them ends",
+            details={"busy": busy, "max_concurrent_tasks": limit},
+        )
 
 
 def admit(policy: TaskPolicy, busy: int) -> bool:

@@ -31,7 +31,7 @@ from agent_orchestrator.contracts.tasks import (
 from agent_orchestrator.domain import task_input as asking
 from agent_orchestrator.domain import tasks as rules
 from agent_orchestrator.domain.agents import AgentRef
-from agent_orchestrator.domain.errors import Conflict, ValidationFailed
+from agent_orchestrator.domain.errors import CapacityReached, Conflict, ValidationFailed
 from agent_orchestrator.domain.liveness import check_policies
 from agent_orchestrator.domain.templates import validate_configuration
 
@@ -375,6 +375,14 @@ def test_an_unanswered_question_fails_or_cancels_its_task_once(
         answer(change.task, 1, later)
 
 
+def test_an_answer_at_or_past_the_deadline_is_too_late_even_before_the_sweep() -> None:
+    waiting = ask(running(), timeout_s=60)
+    answer(waiting, 1, NOW + timedelta(seconds=59))
+    with pytest.raises(Conflict, match="timed out") as late:
+        answer(waiting, 1, NOW + timedelta(seconds=60))
+    assert late.value.details["on_timeout"] == "fail"
+
+
 def test_an_unanswered_question_with_a_default_goes_on_with_it() -> None:
     waiting = ask(
         running(),
@@ -405,6 +413,15 @@ def test_an_unanswered_question_with_a_default_goes_on_with_it() -> None:
 
 def test_an_agent_without_a_limit_takes_every_task() -> None:
     assert asking.admit(TaskPolicy.of({}), busy=10_000) is True
+    asking.check_room(TaskPolicy.of({}), busy=10_000)
+
+
+def test_a_task_starts_only_when_its_agent_has_room() -> None:
+    policy = TaskPolicy(max_concurrent_tasks=1, on_busy=OnBusy.REJECT)
+    asking.check_room(policy, busy=0)
+    with pytest.raises(CapacityReached) as full:
+        asking.check_room(policy, busy=1)
+    assert full.value.code == "unavailable"
 
 
 def test_at_its_limit_an_agent_queues_or_rejects() -> None:
@@ -503,12 +520,12 @@ def step(world: World, action: str, n: int) -> rules.TaskChange | None:
         value = {"seq": seq if action == "answer" else -seq}
         named = [None, seq][n % 2]
         body = ProvideInput(task_id=task.task_id, input=value, input_seq=named)
-        if action == "answer_invalid" and pending is not None:
+        if action == "answer_invalid" and pending is not None and world.now < pending.deadline_at:
             with pytest.raises(ValidationFailed):
                 asking.provide_input(task, body, AGENT, DEFAULTS, world.now, actor="p")
             return None
-        if pending is None:
-            with pytest.raises(Conflict):
+        if pending is None or world.now >= pending.deadline_at:
+            with pytest.raises(Conflict):  # nothing asked, or too late: on_timeout applies
                 asking.provide_input(task, body, AGENT, DEFAULTS, world.now, actor="p")
             return None
         return asking.provide_input(task, body, AGENT, DEFAULTS, world.now, actor="p")
@@ -531,6 +548,8 @@ def step(world: World, action: str, n: int) -> rules.TaskChange | None:
     if action == "tick":
         world.now += timedelta(seconds=TICKS[n % len(TICKS)])
         change = asking.due(task, AGENT, DEFAULTS, world.now)
+        if task.input_request is not None and world.now >= task.input_request.deadline_at:
+            assert change is not None, "a question past its deadline gets its on_timeout"
         if change is not None and task.status is S.INPUT_REQUIRED:
             assert task.input_request is not None
             seq = task.input_request.input_seq
