@@ -266,7 +266,8 @@ class GetTask(Request):
 
 
 class ListTasks(Request):
-    """Tasks, newest first, of one agent or project, by status."""
+    """Tasks, newest first, of one agent or project, by status: ``status`` INPUT_REQUIRED
+    with a ``project_id`` is that project's inbox of questions waiting for a person."""
 
     agent_id: UUID | None = None
     project_id: str | None = Field(default=None, min_length=1, max_length=200)
