@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     task_max_attempts: int = Field(
         default=3, ge=1, le=100, description="Default max_attempts of agent.execute."
     )
+    task_input_timeout_s: int = Field(
+        default=24 * 3600,
+        ge=1,
+        le=30 * 24 * 3600,
+        description="Default timeout_s of task.request_input: how long a question waits.",
+    )
     task_ack_wait_s: float = Field(
         default=30.0,
         ge=0.5,

@@ -30,6 +30,8 @@ class EventKind(StrEnum):
     TASK_QUEUED = "task_queued"
     TASK_STARTED = "task_started"
     TASK_PROGRESS = "task_progress"
+    TASK_INPUT_REQUIRED = "task_input_required"
+    TASK_INPUT_PROVIDED = "task_input_provided"
     TASK_SUCCEEDED = "task_succeeded"
     TASK_FAILED = "task_failed"
     TASK_CANCELLED = "task_cancelled"

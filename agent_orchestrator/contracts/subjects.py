@@ -46,6 +46,8 @@ TASK_START: Final = "task.start"
 TASK_PROGRESS: Final = "task.progress"
 TASK_COMPLETE: Final = "task.complete"
 TASK_FAIL: Final = "task.fail"
+TASK_REQUEST_INPUT: Final = "task.request_input"
+TASK_PROVIDE_INPUT: Final = "task.provide_input"
 AGENT_RECOVER: Final = "agent.recover"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.

@@ -1,4 +1,7 @@
-"""Rules of liveness and recovery: valid policies, what a lost heartbeat leads to."""
+"""Rules of liveness and recovery: valid policies, what a lost heartbeat leads to.
+
+The policies an agent's configuration carries (``liveness``, ``recovery``, ``tasks``) are
+checked here, together, when an agent is made or changed."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +16,7 @@ from agent_orchestrator.contracts.liveness import (
     LivenessPolicy,
     RecoveryPolicy,
 )
+from agent_orchestrator.contracts.tasks import TASK_POLICY_KEY, TaskPolicy
 from agent_orchestrator.domain.errors import ValidationFailed
 
 LIVENESS_MONITOR = "liveness-monitor"
@@ -20,9 +24,15 @@ RECOVERY_POLICY = "recovery-policy"
 
 
 def check_policies(configuration: dict[str, Any]) -> None:
-    """Refuse a configuration whose ``liveness`` or ``recovery`` the service cannot follow."""
+    """Refuse a configuration whose ``liveness``, ``recovery`` or ``tasks`` policy the service
+    cannot follow."""
     details = []
-    for key, policy in ((LIVENESS_KEY, LivenessPolicy), (RECOVERY_KEY, RecoveryPolicy)):
+    policies: tuple[tuple[str, type[LivenessPolicy | RecoveryPolicy | TaskPolicy]], ...] = (
+        (LIVENESS_KEY, LivenessPolicy),
+        (RECOVERY_KEY, RecoveryPolicy),
+        (TASK_POLICY_KEY, TaskPolicy),
+    )
+    for key, policy in policies:
         try:
             policy.of(configuration)
         except ValidationError as exc:
@@ -31,7 +41,7 @@ def check_policies(configuration: dict[str, Any]) -> None:
                 details.append({"path": path, "message": err["msg"]})
     if details:
         raise ValidationFailed(
-            "configuration.liveness / configuration.recovery is not a valid policy", details
+            "configuration.liveness / .recovery / .tasks is not a valid policy", details
         )
 
 

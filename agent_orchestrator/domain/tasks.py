@@ -1,13 +1,32 @@
 """Rules for tasks: who may get one, how a worker's reports move it, and how it ends.
 
     QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
-       ^         |
-       +---------+  a retry: the worker's fail(retry) or its silence, while attempts are left
+       ^       |  ^  \
+       |       |  |   request_input       (an input timeout: on_timeout `fail` -> FAILED,
+       |       |  |    v                   `cancel` -> CANCELLED, `default` -> RUNNING)
+       |       |  INPUT_REQUIRED -> FAILED | CANCELLED | SUCCEEDED (cancel, or the worker ends
+       |       |  provide_input /            the attempt while its question waits)
+       |       |  default at the deadline
+       +-------+  a retry: the worker's fail(retry) or its silence, while attempts are left
 
 Each decision returns the task after it with its event and, when the task goes (back) to the
-queue, the assignment to publish for the next attempt.
+queue, the assignment to publish for the next attempt. The rules of asking for input are in
+:mod:`agent_orchestrator.domain.task_input`; this module has what every status shares.
+
+While a task is INPUT_REQUIRED a person is being asked, so the worker's clocks stop: its
+``deadline_at`` is the question's deadline alone (no heartbeat window, and the time waited,
+``input_wait_s``, does not count against the attempt's ``timeout_s``). The worker may still
+report (progress is recorded, a bare heartbeat changes nothing), and may end the attempt
+(complete, fail), which withdraws the question; a cancel withdraws it too. A worker that dies
+while waiting is noticed once the task is RUNNING again: the answer starts a new heartbeat
+window, a dead worker misses it, and the attempt is given up like any silent one (retried
+while attempts are left). The next attempt runs the program again; its questions already
+answered get their recorded answers back at once (``input_answers``, by ``input_seq``), and
+the first one not answered is asked anew. Recovering the agent gives up only RUNNING tasks:
+an INPUT_REQUIRED one keeps waiting for its answer.
 """
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +49,9 @@ from agent_orchestrator.domain.ids import new_id
 
 S = TaskStatus
 FINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
+ACTIVE = frozenset({S.RUNNING, S.INPUT_REQUIRED})
+"""A worker holds the attempt: it may report, and end it."""
+DEFAULT_INPUT_TIMEOUT_S = 24 * 3600
 ASSIGNMENT_NAMESPACE = uuid.UUID("3c0f8a52-6a8e-4f1e-9d57-1c2b7e0c9a41")
 
 
@@ -40,6 +62,7 @@ class TaskDefaults:
     timeout_s: int
     max_attempts: int
     heartbeat_s: float
+    input_timeout_s: int = DEFAULT_INPUT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -120,18 +143,26 @@ def queue(
     return _queued(task, agent, now)
 
 
+def attempt_ends_at(task: Task) -> datetime:
+    """When the running attempt overruns its timeout_s (the time it waited for input aside)."""
+    assert task.started_at is not None
+    return task.started_at + timedelta(seconds=task.timeout_s + task.input_wait_s)
+
+
 def deadline(task: Task, defaults: TaskDefaults, now: datetime) -> datetime:
     """When a RUNNING attempt is given up: at its timeout, or a heartbeat window after the
     worker's last report, whichever is sooner."""
-    assert task.started_at is not None
-    return min(
-        task.started_at + timedelta(seconds=task.timeout_s),
-        now + timedelta(seconds=defaults.heartbeat_s),
-    )
+    return min(attempt_ends_at(task), now + timedelta(seconds=defaults.heartbeat_s))
 
 
-def _check_running(task: Task, attempt: int | None) -> None:
-    if task.status is not S.RUNNING:
+def waited_s(since: datetime, now: datetime) -> int:
+    """Whole seconds from ``since`` to ``now``, rounded up (0 if the clocks disagree)."""
+    return max(0, math.ceil((now - since).total_seconds()))
+
+
+def check_active(task: Task, attempt: int | None, allowed: frozenset[TaskStatus] = ACTIVE) -> None:
+    """Conflict unless ``task`` is in ``allowed`` on ``attempt`` (None: any attempt)."""
+    if task.status not in allowed:
         raise Conflict(
             f"task {task.task_id} is {task.status}",
             details={"status": task.status, "reason": task.status_reason},
@@ -141,6 +172,10 @@ def _check_running(task: Task, attempt: int | None) -> None:
             f"task {task.task_id} is on attempt {task.attempts}, not {attempt}",
             details={"status": task.status, "attempt": task.attempts},
         )
+
+
+def _check_running(task: Task, attempt: int | None) -> None:
+    check_active(task, attempt, frozenset({S.RUNNING}))
 
 
 def start(
@@ -162,6 +197,8 @@ def start(
             "attempts": attempt,
             "started_at": now,
             "updated_at": now,
+            "input_request": None,
+            "input_wait_s": 0,
         }
     )
     running = running.model_copy(update={"deadline_at": deadline(running, defaults, now)})
@@ -170,10 +207,17 @@ def start(
 
 def report(
     task: Task, request: ReportProgress, agent: AgentRef, defaults: TaskDefaults, now: datetime
-) -> TaskChange:
-    """Progress (or just a heartbeat): the deadline moves on; an event only for progress."""
-    _check_running(task, request.attempt)
-    update: dict[str, Any] = {"deadline_at": deadline(task, defaults, now), "updated_at": now}
+) -> TaskChange | None:
+    """Progress (or just a heartbeat): the deadline moves on; an event only for progress.
+
+    While INPUT_REQUIRED the deadline is the question's: progress is recorded, and a bare
+    heartbeat changes nothing (None)."""
+    check_active(task, request.attempt)
+    update: dict[str, Any] = {"updated_at": now}
+    if task.status is S.RUNNING:
+        update["deadline_at"] = deadline(task, defaults, now)
+    elif request.progress is None and request.message is None:
+        return None
     if request.progress is not None:
         update["progress"] = request.progress
     if request.message is not None:
@@ -197,6 +241,7 @@ def _ended(task: Task, status: TaskStatus, now: datetime, **update: Any) -> Task
         update={
             "status": status,
             "deadline_at": None,
+            "input_request": None,
             "finished_at": now,
             "updated_at": now,
             **update,
@@ -212,10 +257,11 @@ def _repeated(task: Task, ended: TaskStatus, attempt: int | None) -> bool:
 def complete(
     task: Task, request: CompleteTask, agent: AgentRef, now: datetime
 ) -> TaskChange | None:
-    """RUNNING -> SUCCEEDED with the worker's result; None for a repeat."""
+    """RUNNING (or INPUT_REQUIRED: the question is withdrawn) -> SUCCEEDED with the worker's
+    result; None for a repeat."""
     if _repeated(task, S.SUCCEEDED, request.attempt):
         return None
-    _check_running(task, request.attempt)
+    check_active(task, request.attempt)
     done = _ended(task, S.SUCCEEDED, now, result=request.result, progress=100)
     return TaskChange(done, task_event(EventKind.TASK_SUCCEEDED, done, agent, now))
 
@@ -226,6 +272,7 @@ def _retry(task: Task, reason: str, agent: AgentRef, now: datetime) -> TaskChang
             "status": S.QUEUED,
             "status_reason": reason[:2000],
             "deadline_at": None,
+            "input_request": None,
             "updated_at": now,
         }
     )
@@ -233,11 +280,11 @@ def _retry(task: Task, reason: str, agent: AgentRef, now: datetime) -> TaskChang
 
 
 def fail(task: Task, request: FailTask, agent: AgentRef, now: datetime) -> TaskChange | None:
-    """RUNNING -> FAILED with the error, or QUEUED again when a retry is asked and allowed;
-    None for a repeat."""
+    """RUNNING (or INPUT_REQUIRED: the question is withdrawn) -> FAILED with the error, or
+    QUEUED again when a retry is asked and allowed; None for a repeat."""
     if _repeated(task, S.FAILED, request.attempt):
         return None
-    _check_running(task, request.attempt)
+    check_active(task, request.attempt)
     if request.retry and task.attempts < task.max_attempts:
         return _retry(task, f"attempt {task.attempts} failed: {request.error}", agent, now)
     error = {"message": request.error, "details": request.details}
@@ -248,7 +295,8 @@ def fail(task: Task, request: FailTask, agent: AgentRef, now: datetime) -> TaskC
 def cancel(
     task: Task, reason: str | None, agent: AgentRef, now: datetime, *, actor: str
 ) -> TaskChange | None:
-    """QUEUED or RUNNING -> CANCELLED; None when it already is; Conflict once it ended."""
+    """QUEUED, RUNNING or INPUT_REQUIRED -> CANCELLED (a pending question is withdrawn); None
+    when it already is; Conflict once it ended."""
     if task.status is S.CANCELLED:
         return None
     if task.status in FINAL:
@@ -262,7 +310,7 @@ def cancel(
 
 def give_up(task: Task, reason: str, agent: AgentRef, now: datetime) -> TaskChange | None:
     """Abandon a RUNNING attempt: a retry while attempts are left, else TIMED_OUT. None if the
-    task is not RUNNING."""
+    task is not RUNNING (an INPUT_REQUIRED one keeps waiting for its answer)."""
     if task.status is not S.RUNNING:
         return None
     if task.attempts < task.max_attempts:
@@ -273,11 +321,12 @@ def give_up(task: Task, reason: str, agent: AgentRef, now: datetime) -> TaskChan
 
 def time_out(task: Task, agent: AgentRef, now: datetime) -> TaskChange | None:
     """A RUNNING attempt past its deadline (its worker went silent, or it overran timeout_s):
-    given up. None if it is not overdue (any more)."""
+    given up. None if it is not overdue (any more).
+
+    An INPUT_REQUIRED task's deadline is its question's: see ``task_input.due``."""
     if task.status is not S.RUNNING or task.deadline_at is None or task.deadline_at > now:
         return None
-    assert task.started_at is not None
-    if now >= task.started_at + timedelta(seconds=task.timeout_s):
+    if now >= attempt_ends_at(task):
         reason = f"attempt {task.attempts} ran longer than timeout_s ({task.timeout_s} s)"
     else:
         reason = f"attempt {task.attempts}: no report from its worker in time"

@@ -1,11 +1,8 @@
 """Template rules: JSON Schema checks, deep merge, versioning and applying a template."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from agent_orchestrator.contracts.templates import (
     CreateTemplate,
@@ -16,6 +13,7 @@ from agent_orchestrator.contracts.templates import (
 )
 from agent_orchestrator.domain.errors import Conflict, ValidationFailed
 from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.domain.json_schema import check_schema, check_value
 
 VERSIONED_FIELDS = (
     "name",
@@ -25,31 +23,18 @@ VERSIONED_FIELDS = (
     "default_configuration",
     "prompt_template",
 )
-_META_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA)
-
-
-def _details(prefix: str, errors: Iterable[SchemaViolation]) -> list[dict[str, str]]:
-    found = []
-    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
-        path = ".".join([prefix, *(str(p) for p in error.absolute_path)])
-        found.append({"path": path, "message": error.message})
-    return found
 
 
 def check_config_schema(schema: Mapping[str, Any]) -> None:
     """Raise ValidationFailed, listing every problem, unless ``schema`` is valid 2020-12."""
-    details = _details("config_schema", _META_VALIDATOR.iter_errors(schema))
-    if details:
-        raise ValidationFailed("config_schema is not a valid JSON Schema (2020-12)", details)
+    check_schema(schema, field="config_schema")
 
 
 def validate_configuration(
     schema: Mapping[str, Any], configuration: Mapping[str, Any], *, field: str
 ) -> None:
     """Raise ValidationFailed, listing every failing path, unless the configuration fits."""
-    details = _details(field, Draft202012Validator(schema).iter_errors(configuration))
-    if details:
-        raise ValidationFailed(f"{field} does not match the template's config_schema", details)
+    check_value(schema, configuration, field=field, against="the template's config_schema")
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

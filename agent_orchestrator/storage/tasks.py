@@ -2,7 +2,10 @@
 
 A new task is stored only while its agent is ACTIVE (the agent row is held ``FOR SHARE`` so a
 racing pause or terminate waits). Every later change is written only on the revision it was
-decided from, so two reports racing for one task never both apply.
+decided from, so two reports racing for one task never both apply: that is also what makes a
+question's on_timeout apply once, whichever instances sweep (only one write on the revision
+they read succeeds). A task's pending question and its answers are columns of its row
+(``input_request``, ``input_answers``), written with its status and event.
 """
 
 from dataclasses import dataclass
@@ -24,15 +27,21 @@ from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 COLUMNS = (
     "task_id, agent_id, project_id, status, status_reason, input, parameters, result, error, "
     "progress, progress_message, attempts, max_attempts, timeout_s, deadline_at, created_at, "
-    "updated_at, started_at, finished_at"
+    "updated_at, started_at, finished_at, input_request, input_answers, input_wait_s"
 )
 COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
 _T_COLUMNS = ", ".join(f"t.{name}" for name in COLUMN_NAMES)
-_JSON_COLUMNS = frozenset({"input", "parameters", "result", "error"})
-
-TASK_POSITIONS = StreamPositions(
-    "tasks", "task_id", "status NOT IN ('QUEUED', 'RUNNING')", "message_id"
+_INPUT_REQUEST = COLUMN_NAMES.index("input_request")
+_INPUT_ANSWERS = COLUMN_NAMES.index("input_answers")
+_JSON_COLUMNS = frozenset(
+    {"input", "parameters", "result", "error", "input_request", "input_answers"}
 )
+OPEN = "('QUEUED', 'RUNNING', 'INPUT_REQUIRED')"
+"""Statuses of a task that has not ended (SQL)."""
+DUE = "('RUNNING', 'INPUT_REQUIRED')"
+"""Statuses whose ``deadline_at`` the timeout sweep watches (SQL)."""
+
+TASK_POSITIONS = StreamPositions("tasks", "task_id", f"status NOT IN {OPEN}", "message_id")
 RECORD_TASK_SEQUENCES = TASK_POSITIONS.hook(task_subject(""))
 """Lets the outbox relay record where each assignment landed in AGENT_TASKS."""
 
@@ -56,7 +65,10 @@ def _stored(row: asyncpg.Record) -> StoredTask:
 
 
 def _values(task: Task) -> list[Any]:
-    return [getattr(task, name) for name in COLUMN_NAMES]
+    values = [getattr(task, name) for name in COLUMN_NAMES]
+    values[_INPUT_REQUEST] = task.input_request and task.input_request.model_dump(mode="json")
+    values[_INPUT_ANSWERS] = [answer.model_dump(mode="json") for answer in task.input_answers]
+    return values
 
 
 def _outbox(change: TaskChange) -> list[OutboxMessage]:
@@ -156,17 +168,20 @@ class TaskRepository:
         limit: int,
         before: UUID | None,
     ) -> list[Task]:
-        """Up to ``limit`` tasks matching the filters, newest first, older than ``before``."""
+        """Up to ``limit`` tasks matching the filters, newest first, older than ``before``.
+
+        The status is written into the query (it is one of TaskStatus) so that the inbox,
+        ``status = 'INPUT_REQUIRED'`` per project, reads its own small index."""
+        by_status = "TRUE" if status is None else f"status = '{TaskStatus(status).value}'"
         rows = await self._db.pool.fetch(
             f"""SELECT {COLUMNS} FROM tasks
                 WHERE ($1::uuid IS NULL OR agent_id = $1)
                   AND ($2::text IS NULL OR project_id = $2)
-                  AND ($3::text IS NULL OR status = $3)
-                  AND ($4::uuid IS NULL OR task_id < $4)
-                ORDER BY task_id DESC LIMIT $5""",
+                  AND {by_status}
+                  AND ($3::uuid IS NULL OR task_id < $3)
+                ORDER BY task_id DESC LIMIT $4""",
             agent_id,
             project_id,
-            status,
             before,
             limit,
         )
@@ -174,19 +189,31 @@ class TaskRepository:
 
     @translate_errors
     async def overdue(self, now: datetime, *, limit: int) -> list[StoredTask]:
-        """RUNNING tasks past their deadline, earliest first."""
+        """RUNNING tasks past their deadline, and INPUT_REQUIRED ones past their question's,
+        earliest first."""
         return await self._fetch_stored(
-            "t.status = 'RUNNING' AND t.deadline_at <= $1 ORDER BY t.deadline_at LIMIT $2",
+            f"t.status IN {DUE} AND t.deadline_at <= $1 ORDER BY t.deadline_at LIMIT $2",
             now,
             limit,
         )
 
     @translate_errors
     async def open_tasks_of(self, agent_id: UUID, *, limit: int) -> list[StoredTask]:
-        """The agent's QUEUED and RUNNING tasks."""
+        """The agent's QUEUED, RUNNING and INPUT_REQUIRED tasks."""
         return await self._fetch_stored(
-            "t.agent_id = $1 AND t.status IN ('QUEUED', 'RUNNING') LIMIT $2", agent_id, limit
+            f"t.agent_id = $1 AND t.status IN {OPEN} LIMIT $2", agent_id, limit
         )
+
+    @translate_errors
+    async def busy_count(self, agent_id: UUID) -> int:
+        """How many of the agent's tasks are RUNNING or INPUT_REQUIRED (for its tasks policy:
+        ``task_input.admit``)."""
+        count: int = await self._db.pool.fetchval(
+            "SELECT count(*) FROM tasks WHERE agent_id = $1 AND status IN ('RUNNING', "
+            "'INPUT_REQUIRED')",
+            agent_id,
+        )
+        return count
 
     async def ended_in_stream(self, *, limit: int) -> list[tuple[UUID, int]]:
         """(task id, stream sequence) of ended tasks whose assignment may still be waiting."""

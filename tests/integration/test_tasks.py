@@ -8,6 +8,7 @@ import asyncio
 import re
 import signal
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ from agent_orchestrator.client import (
 )
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
-from agent_orchestrator.contracts.tasks import TaskStatus
+from agent_orchestrator.contracts.tasks import ProvideInput, RequestInput, TaskStatus
+from agent_orchestrator.domain import task_input
+from agent_orchestrator.domain import tasks as task_rules
+from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.tasks import TaskRepository
 from tests.support.calls import call
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
@@ -337,3 +342,57 @@ async def test_the_worker_rides_out_a_nats_server_restart(tmp_path: Path) -> Non
                 await asyncio.wait_for(running, 15)
             finally:
                 await worker_nc.close()
+
+
+async def test_a_task_waiting_for_input_round_trips_through_its_row_and_is_in_the_inbox(
+    client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    """The storage of task input (no handler serves task.request_input yet): the question and
+    its answers survive a read back, and task.list status=INPUT_REQUIRED is the inbox."""
+    defaults = task_rules.TaskDefaults(timeout_s=600, max_attempts=3, heartbeat_s=60)
+    database = Database(servers.database_url, min_size=1, max_size=2)
+    await database.open()
+    try:
+        repo = TaskRepository(database)
+        agent_id = await new_agent(client)
+        queued = await client.execute(agent_id, {"ticket": 1})
+        stored = await repo.get(queued.task_id)
+        now = datetime.now(UTC)
+        started = task_rules.start(stored.task, 1, stored.agent, defaults, now)
+        assert started is not None
+        assert await repo.save(started, revision=stored.revision, taken=True)
+        stored = await repo.get(queued.task_id)
+        question = RequestInput(
+            task_id=queued.task_id,
+            attempt=1,
+            prompt={"question": "refund?", "choices": ["yes", "no"]},
+            input_schema={"enum": ["yes", "no"]},
+            timeout_s=3600,
+        )
+        asked = task_input.request_input(stored.task, question, stored.agent, defaults, now)
+        assert asked is not None
+        assert await repo.save(asked, revision=stored.revision)
+        stored = await repo.get(queued.task_id)
+        assert stored.task == asked.task
+        inbox = await client.tasks(agent_id=agent_id, status=S.INPUT_REQUIRED)
+        assert [t.task_id for t in inbox.items] == [queued.task_id]
+        assert inbox.items[0].input_request == asked.task.input_request
+        assert await repo.busy_count(stored.agent.agent_id) == 1
+        assert queued.task_id in [s.task.task_id for s in await repo.open_tasks_of(
+            stored.agent.agent_id, limit=10)]  # fmt: skip
+        later = datetime.now(UTC) + timedelta(hours=2)
+        assert queued.task_id in [s.task.task_id for s in await repo.overdue(later, limit=10_000)]
+        answer = ProvideInput(task_id=queued.task_id, input="yes", input_seq=1)
+        answered = task_input.provide_input(
+            stored.task, answer, stored.agent, defaults, datetime.now(UTC), actor="alice"
+        )
+        assert await repo.save(answered, revision=stored.revision)
+        assert not await repo.save(answered, revision=stored.revision)  # only once
+        resumed = await repo.get(queued.task_id)
+        assert resumed.task == answered.task
+        assert [(a.input_seq, a.input, a.answered_by) for a in resumed.task.input_answers] == [
+            (1, "yes", "alice")
+        ]
+        assert (await client.tasks(agent_id=agent_id, status=S.INPUT_REQUIRED)).items == []
+    finally:
+        await database.close()
