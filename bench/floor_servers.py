@@ -92,7 +92,8 @@ def agent_doc(agent_id: uuid.UUID, n: int) -> str:
     agent = Agent(
         agent_id=agent_id, status="CREATED", version=1, created_at=now, updated_at=now, **body
     )
-    return agent.model_dump_json()
+    doc: str = agent.model_dump_json()
+    return doc
 
 
 async def fill_read_table(pool: asyncpg.Pool, rows: int) -> None:
