@@ -1,11 +1,14 @@
-"""Throughput and latency of the command subjects, next to echo baselines from the same run.
+"""Throughput and latency of the command subjects, next to floors measured in the same run.
 
     python bench/commands.py [--seconds 5] [--warmup 1] [--inflight 50] [--json out.json]
 
 Starts its own nats-server (JetStream) and PostgreSQL in a temp folder with default settings,
-then runs each server under test in its own process: a raw nats-py echo, a FastStream echo and
-`agent-orchestrator serve`. One nats-py connection keeps exactly --inflight requests in flight
-for --seconds per scenario (after --warmup), checks every reply and records its latency.
+then runs each server under test in its own process: the floors (a raw nats-py echo, a
+FastStream echo, F_read: a bare FastStream subscriber reading one row by primary key with
+asyncpg, F_write: the same inserting one row per request) and `agent-orchestrator serve`. One
+nats-py connection keeps exactly --inflight requests in flight for --seconds per scenario (after
+--warmup), checks every reply and records its latency. Every scenario is reported as a ratio to
+each floor; the issue's targets are judged on those ratios.
 Exit code 1 when any reply was an error or wrong; missed targets do not change the exit code.
 """
 
@@ -19,6 +22,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import sys
@@ -44,8 +48,14 @@ from agent_orchestrator.settings import Settings
 BENCH_DIR = Path(__file__).resolve().parent
 RAW_SUBJECT = "bench.echo.raw"
 FASTSTREAM_SUBJECT = "bench.echo.faststream"
+FLOOR_SUBJECTS = {"read": "bench.floor.read", "write": "bench.floor.write"}
 RAW = "raw nats-py echo"
 FASTSTREAM = "FastStream echo"
+F_READ, F_WRITE = "F_read", "F_write"
+#: The floors, in the order they run and appear, with their short labels (column headings).
+FLOORS = {RAW: "raw", FASTSTREAM: "FS", F_READ: "F_read", F_WRITE: "F_write"}
+#: Rows in F_read's table (bench/floor_servers.py); each request reads a random one.
+FLOOR_READ_ROWS = 1000
 GET, CREATE, TRANSITION = "agent.get", "agent.create", "pause/activate"
 GET_POOL = 100
 MIN_TRANSITION_POOL = 200
@@ -53,8 +63,13 @@ REQUEST_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
-#: Scenario -> minimum ratio of its req/s to the FastStream echo's (from the issue).
-TARGETS = {GET: 0.8, CREATE: 0.4, TRANSITION: 0.4}
+Targets = dict[str, tuple[tuple[str, float], ...]]
+#: Scenario -> (floor, minimum ratio of the scenario's req/s to the floor's), from the issue.
+TARGETS: Targets = {
+    GET: ((F_READ, 1.0),),
+    CREATE: ((FASTSTREAM, 0.3), (F_WRITE, 2.0)),
+    TRANSITION: ((FASTSTREAM, 0.3),),
+}
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -174,17 +189,27 @@ def get_call(nc: Client, agent_ids: Sequence[str], start: int) -> Call:
     return call
 
 
-def create_call(nc: Client, worker: int) -> Call:
-    """agent.create with a fresh name each time."""
+def create_call(nc: Client, worker: int, subject: str = subjects.AGENT_CREATE) -> Call:
+    """agent.create (or F_write's subject) with a fresh name each time."""
     count = 0
 
     async def call() -> None:
         nonlocal count
         count += 1
-        reply = await request_json(
-            nc, subjects.AGENT_CREATE, agent_body(f"bench-{worker:03d}-{count:07d}")
-        )
+        reply = await request_json(nc, subject, agent_body(f"bench-{worker:03d}-{count:07d}"))
         expect(reply, "status", "CREATED")
+
+    return call
+
+
+def floor_read_call(nc: Client, agent_ids: Sequence[str], slot: int) -> Call:
+    """F_read: a random row of its table each time; the reply must be that row's agent."""
+    rng = random.Random(slot)
+    subject = FLOOR_SUBJECTS["read"]
+
+    async def call() -> None:
+        agent_id = rng.choice(agent_ids)
+        expect(await request_json(nc, subject, {"agent_id": agent_id}), "agent_id", agent_id)
 
     return call
 
@@ -318,8 +343,22 @@ def cpu_snapshot(probes: CpuProbes) -> dict[str, float]:
 
 
 @dataclass
+class Target:
+    """One target of a scenario: its req/s at least `minimum` times the `floor`'s."""
+
+    floor: str
+    minimum: float
+    ratio: float
+    met: bool
+
+    def text(self) -> str:
+        """`>= 0.3x FS`."""
+        return f">= {self.minimum:g}x {FLOORS.get(self.floor, self.floor)}"
+
+
+@dataclass
 class Result:
-    """The figures of one scenario."""
+    """The figures of one scenario. `target_met`: every one of its `targets` is met."""
 
     scenario: str
     requests: int
@@ -334,7 +373,9 @@ class Result:
     cpu_busy_pct: float
     ratio_to_raw: float | None = None
     ratio_to_faststream: float | None = None
-    target: float | None = None
+    ratio_to_f_read: float | None = None
+    ratio_to_f_write: float | None = None
+    targets: list[Target] = field(default_factory=list)
     target_met: bool | None = None
     outbox_backlog: int | None = None
     outbox_drain_s: float | None = None
@@ -534,6 +575,21 @@ def echo_child(kind: str, nats_url: str, subject: str, folder: Path) -> Child:
     )
 
 
+def floor_child(kind: str, servers: Servers) -> Child:
+    """The floor server of `kind` (read | write), on the run's nats-server and PostgreSQL."""
+    argv = [
+        sys.executable,
+        str(BENCH_DIR / "floor_servers.py"),
+        kind,
+        servers.nats_url,
+        servers.database_url,
+        FLOOR_SUBJECTS[kind],
+    ]
+    if kind == "read":
+        argv.append(str(FLOOR_READ_ROWS))
+    return Child(f"floor {kind}", argv, child_env(), servers.folder / f"floor-{kind}.log")
+
+
 def service_child(nats_url: str, database_url: str, folder: Path) -> Child:
     """`agent-orchestrator serve`, from the venv's console script or the same entry point."""
     script = Path(sys.executable).parent / "agent-orchestrator"
@@ -584,6 +640,54 @@ async def bench_echo(
             return await measure(name, calls, config, probes_for(servers, child))
     finally:
         notes += child.notes
+
+
+async def bench_floor(
+    nc: Client, servers: Servers, config: Config, kind: str, notes: list[str]
+) -> Result:
+    """Run one floor server (read | write) and measure it."""
+    subject = FLOOR_SUBJECTS[kind]
+    child = floor_child(kind, servers)
+    try:
+        async with running(child):
+            if kind == "read":
+                probe = encode({"agent_id": str(uuid.uuid4())})
+                await wait_answering(nc, child, subject, probe)
+                agent_ids = await floor_read_ids(servers.database_url)
+                reply = await request(nc, subject, encode({"agent_id": agent_ids[0]}))
+                notes.append(f"{F_READ} reply: {len(reply)} bytes")
+                calls = [floor_read_call(nc, agent_ids, slot) for slot in range(config.inflight)]
+            else:
+                await wait_answering(nc, child, subject, encode(agent_body("bench-floor-ping")))
+                calls = [create_call(nc, slot, subject) for slot in range(config.inflight)]
+            name = F_READ if kind == "read" else F_WRITE
+            return await measure(name, calls, config, probes_for(servers, child))
+    finally:
+        notes += [*child.notes, child.log_summary()]
+
+
+async def floor_read_ids(database_url: str) -> list[str]:
+    """The ids of F_read's rows."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT agent_id FROM floor_read ORDER BY agent_id")
+    finally:
+        await conn.close()
+    if not rows:
+        raise BenchError("F_read's table is empty")
+    return [str(row["agent_id"]) for row in rows]
+
+
+async def bench_floors(
+    nc: Client, servers: Servers, config: Config, notes: list[str]
+) -> list[Result]:
+    """Every floor, one after the other, in the order of FLOORS."""
+    return [
+        await bench_echo(nc, servers, config, "raw", notes),
+        await bench_echo(nc, servers, config, "faststream", notes),
+        await bench_floor(nc, servers, config, "read", notes),
+        await bench_floor(nc, servers, config, "write", notes),
+    ]
 
 
 async def create_agents(nc: Client, count: int, prefix: str, limit: int) -> list[str]:
@@ -685,6 +789,8 @@ async def bench_service(
             pool_size = max(MIN_TRANSITION_POOL, 4 * config.inflight)
             print(f"  set-up: {GET_POOL} agents to read, {pool_size} ACTIVE agents", flush=True)
             get_ids = await create_agents(nc, GET_POOL, "bench-get", limit)
+            reply = await request(nc, subjects.AGENT_GET, encode({"agent_id": get_ids[0]}))
+            notes.append(f"{GET} reply: {len(reply)} bytes")
             active_ids = await active_agents(nc, pool_size, limit)
             gets = [get_call(nc, get_ids, slot) for slot in range(config.inflight)]
             creates = [create_call(nc, slot) for slot in range(config.inflight)]
@@ -702,21 +808,49 @@ async def bench_service(
 # --- the report ------------------------------------------------------------------------------
 
 
-def apply_ratios(results: Sequence[Result]) -> None:
-    """Fill the ratios to both baselines and the target verdicts."""
-    rates = {r.scenario: r.req_per_s for r in results}
+def apply_ratios(results: Sequence[Result], targets: Targets = TARGETS) -> None:
+    """Fill the ratios to every floor measured among `results`, and the target verdicts."""
+    rates = {r.scenario: r.req_per_s for r in results if r.scenario in FLOORS}
     for result in results:
-        result.ratio_to_raw = result.req_per_s / rates[RAW]
-        result.ratio_to_faststream = result.req_per_s / rates[FASTSTREAM]
-        result.target = TARGETS.get(result.scenario)
-        if result.target is not None:
-            result.target_met = result.ratio_to_faststream >= result.target
+        ratios = {
+            floor: result.req_per_s / rate if rate else float("nan")
+            for floor, rate in rates.items()
+        }
+        result.ratio_to_raw = ratios.get(RAW)
+        result.ratio_to_faststream = ratios.get(FASTSTREAM)
+        result.ratio_to_f_read = ratios.get(F_READ)
+        result.ratio_to_f_write = ratios.get(F_WRITE)
+        result.targets = [
+            Target(floor, minimum, round(ratios[floor], 3), ratios[floor] >= minimum)
+            for floor, minimum in targets.get(result.scenario, ())
+            if floor in ratios
+        ]
+        if result.targets:
+            result.target_met = all(t.met for t in result.targets)
+
+
+def floor_ratios(result: Result) -> dict[str, float | None]:
+    """Its req/s over each floor's, by floor (None: that floor was not measured)."""
+    return {
+        RAW: result.ratio_to_raw,
+        FASTSTREAM: result.ratio_to_faststream,
+        F_READ: result.ratio_to_f_read,
+        F_WRITE: result.ratio_to_f_write,
+    }
 
 
 def verdict(result: Result) -> str:
-    """`met` / `MISSED` / `-`, with a flag when replies failed."""
-    text = "-" if result.target_met is None else ("met" if result.target_met else "MISSED")
+    """`met` / `MISSED` (with the floors missed) / `-`, with a flag when replies failed."""
+    missed = [FLOORS.get(t.floor, t.floor) for t in result.targets if not t.met]
+    text = f"MISSED ({', '.join(missed)})" if missed else "met"
+    if not result.targets:
+        text = "-"
     return f"{text} (ERRORS)" if result.errors else text
+
+
+def target_text(result: Result) -> str:
+    """`>= 0.3x FS, >= 2x F_write`, or `-`."""
+    return ", ".join(t.text() for t in result.targets) or "-"
 
 
 def name_width(results: Sequence[Result]) -> int:
@@ -725,19 +859,22 @@ def name_width(results: Sequence[Result]) -> int:
 
 
 def table(results: Sequence[Result]) -> str:
-    """The main table."""
+    """The main table: figures, the ratio to every floor, targets and verdicts."""
     w = name_width(results)
+    t = max([8, *(len(target_text(r)) + 2 for r in results)])
+    ratios = "".join(f"{'x ' + label:>10}" for label in FLOORS.values())
     header = (
         f"{'scenario':<{w}}{'requests':>9}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
-        f"{'x raw':>7}{'x FS':>7}{'errors':>7}  {'target':<11}verdict"
+        f"{ratios}{'errors':>7}  {'target':<{t}}verdict"
     )
     lines = [header, "-" * len(header)]
     for r in results:
-        target = f">= {r.target:.1f}x FS" if r.target is not None else "-"
+        cells = "".join(
+            f"{'-' if x is None else format(x, '.2f'):>10}" for x in floor_ratios(r).values()
+        )
         lines.append(
             f"{r.scenario:<{w}}{r.requests:>9}{r.req_per_s:>9.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}"
-            f"{r.ratio_to_raw or 0:>7.2f}{r.ratio_to_faststream or 0:>7.2f}{r.errors:>7}  "
-            f"{target:<11}{verdict(r)}"
+            f"{cells}{r.errors:>7}  {target_text(r):<{t}}{verdict(r)}"
         )
     return "\n".join(lines)
 
@@ -804,11 +941,19 @@ def print_report(report: Report) -> None:
         print("\nFLAGGED: some replies were errors or wrong; those scenarios' figures are suspect.")
 
 
+def target_descriptions(targets: Targets) -> dict[str, list[str]]:
+    """Scenario -> its targets in words, for the JSON document."""
+    return {
+        name: [f">= {minimum:g}x {floor}" for floor, minimum in pairs]
+        for name, pairs in targets.items()
+    }
+
+
 def write_json(path: Path, report: Report) -> None:
     """The same figures as the tables, as JSON."""
     document = {
         "settings": report.settings,
-        "targets": {name: f">= {ratio}x {FASTSTREAM}" for name, ratio in TARGETS.items()},
+        "targets": target_descriptions(TARGETS),
         "results": [asdict(r) for r in report.results],
         "notes": report.notes,
         "flagged": report.flagged,
@@ -853,6 +998,14 @@ def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]
             f"faststream {importlib.metadata.version('faststream')}, one subscriber in a queue "
             "group, pydantic body, one message at a time, access log at DEBUG (off)"
         ),
+        "floors F_read / F_write": (
+            "bench/floor_servers.py: one FastStream subscriber each in a queue group, pydantic "
+            f"body, max_workers={fields['handler_max_workers'].default} and an asyncpg pool "
+            f"{fields['db_pool_min'].default}-{fields['db_pool_max'].default} (the service's "
+            "defaults), access log off; F_read: SELECT a jsonb agent document by primary key "
+            f"(random of {FLOOR_READ_ROWS} rows), replied as read; F_write: one INSERT of an "
+            "agents-shaped row per request, autocommit"
+        ),
         "transitions": (
             f"{max(MIN_TRANSITION_POOL, 4 * config.inflight)} ACTIVE agents, each slot owns "
             "its own, pause/activate alternating"
@@ -862,7 +1015,7 @@ def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]
 
 
 async def run_all(config: Config, servers: Servers) -> Report:
-    """Every scenario in order; the baselines first."""
+    """Every scenario in order; the floors first."""
     nc = await nats.connect(servers.nats_url, name="bench-load")
     notes: list[str] = []
     try:
@@ -872,8 +1025,7 @@ async def run_all(config: Config, servers: Servers) -> Report:
             await postgres_settings(servers.database_url),
         )
         results = [
-            await bench_echo(nc, servers, config, "raw", notes),
-            await bench_echo(nc, servers, config, "faststream", notes),
+            *await bench_floors(nc, servers, config, notes),
             *await bench_service(nc, servers, config, notes),
         ]
     finally:

@@ -4,8 +4,9 @@ next to langgraph's PostgreSQL checkpoint saver, all in one run.
     python bench/state_checkpoints.py [--seconds 5] [--warmup 1] [--inflight 50]
                                       [--only throughput|langgraph] [--json out.json] [--keep]
 
-Uses the harness of commands.py: its own nats-server and PostgreSQL in a temp folder, a raw
-nats-py echo and a FastStream echo as baselines, `agent-orchestrator serve` as a subprocess.
+Uses the harness of commands.py: its own nats-server and PostgreSQL in a temp folder, its
+floors (raw nats-py echo, FastStream echo, F_read, F_write) measured first, `agent-orchestrator
+serve` as a subprocess.
 
 Throughput (--inflight requests in flight, --seconds each after --warmup):
   state.get           round-robin over 100 agents with a small state
@@ -43,7 +44,6 @@ import asyncpg
 import nats
 from commands import (
     FASTSTREAM,
-    RAW,
     BenchError,
     Call,
     Config,
@@ -52,7 +52,9 @@ from commands import (
     ReplyError,
     Result,
     Servers,
-    bench_echo,
+    Targets,
+    apply_ratios,
+    bench_floors,
     bounded_map,
     cpu_snapshot,
     cpu_table,
@@ -71,6 +73,7 @@ from commands import (
     running,
     service_child,
     table,
+    target_descriptions,
     wait_answering,
 )
 from nats.aio.client import Client
@@ -79,10 +82,8 @@ from agent_orchestrator.contracts import subjects
 
 STATE_GET, STATE_UPDATE = "state.get", "state.update"
 CKPT_CREATE, CKPT_RESTORE = "checkpoint.create", "checkpoint.restore"
-#: Scenario -> minimum ratio of its req/s to the FastStream echo's (from the issue).
-TARGETS = {STATE_UPDATE: 0.6}
-#: Ours / langgraph's latency at p50 must not be above this (from the issue).
-LATENCY_TARGET = 1.0
+#: Scenario -> (floor, minimum ratio of its req/s to the floor's), from the issue.
+TARGETS: Targets = {STATE_UPDATE: ((FASTSTREAM, 0.3),)}
 GET_POOL = 100
 UPDATE_POOL = 200
 CHECKPOINT_POOL = 200
@@ -91,6 +92,9 @@ KIB = 1024
 PIECE_BYTES = 200 * KIB
 #: (state size in bytes, measured samples, warm-up samples) of the latency comparison.
 SIZES = ((KIB, 200, 20), (100 * KIB, 100, 10), (1024 * KIB, 50, 5))
+#: State size -> ours / langgraph's latency at p50 must not be above this (from the issue;
+#: it sets none at 100 KiB).
+LATENCY_TARGETS = {KIB: 2.0, 1024 * KIB: 1.0}
 LANGGRAPH_DB = "langgraph"
 LANGGRAPH_PACKAGES = "langgraph-checkpoint-postgres 'psycopg[binary]'"
 VOCABULARY = (
@@ -304,17 +308,6 @@ async def throughput(nc: Client, config: Config, probes: CpuProbes, outbox: Outb
     return results
 
 
-def apply_ratios(results: Sequence[Result]) -> None:
-    """Fill the ratios to both baselines and this module's target verdicts."""
-    rates = {r.scenario: r.req_per_s for r in results}
-    for result in results:
-        result.ratio_to_raw = result.req_per_s / rates[RAW]
-        result.ratio_to_faststream = result.req_per_s / rates[FASTSTREAM]
-        result.target = TARGETS.get(result.scenario)
-        if result.target is not None:
-            result.target_met = result.ratio_to_faststream >= result.target
-
-
 # --- latency versus langgraph ----------------------------------------------------------------
 
 
@@ -515,6 +508,7 @@ class Comparison:
                 if a is None or b is None or not a.samples or not b.samples:
                     continue
                 p50, p99 = a.p(0.5) / b.p(0.5), a.p(0.99) / b.p(0.99)
+                target = LATENCY_TARGETS.get(size)
                 out.append(
                     {
                         "size": size,
@@ -522,8 +516,8 @@ class Comparison:
                         "theirs": their,
                         "p50_ratio": round(p50, 3),
                         "p99_ratio": round(p99, 3),
-                        "target": f"<= {LATENCY_TARGET:g}",
-                        "met": p50 <= LATENCY_TARGET,
+                        "target": "" if target is None else f"<= {target:g}",
+                        "met": None if target is None else p50 <= target,
                     }
                 )
         return out
@@ -532,6 +526,11 @@ class Comparison:
     def errors(self) -> int:
         """Failed or wrong operations on either side."""
         return sum(row.errors for row in self.rows)
+
+
+def verdict_text(met: bool | None) -> str:
+    """`met` / `MISSED` / `-` (no target)."""
+    return "-" if met is None else ("met" if met else "MISSED")
 
 
 def size_label(size: int) -> str:
@@ -585,7 +584,7 @@ def comparison_table(comparison: Comparison) -> str:
             pair = f"{q['ours']} / {q['theirs']}"
             lines.append(
                 f"{size_label(q['size']):<9}{pair:<20}{q['p50_ratio']:>7.2f}{q['p99_ratio']:>7.2f}"
-                f"  {q['target']:<9}{'met' if q['met'] else 'MISSED'}"
+                f"  {q['target'] or '-':<9}{verdict_text(q['met'])}"
             )
     return "\n".join(lines)
 
@@ -625,12 +624,11 @@ async def run_all(config: Config, servers: Servers, only: str | None) -> Report:
             await postgres_settings(servers.database_url),
         )
         del settings["transitions"]
-        settings["load"] = settings["load"].replace("JSON body", "JSON body for the echoes")
+        settings["load"] = settings["load"].replace(
+            "JSON body", "JSON body for the echoes and F_write"
+        )
         if only != "langgraph":
-            results += [
-                await bench_echo(nc, servers, config, "raw", notes),
-                await bench_echo(nc, servers, config, "faststream", notes),
-            ]
+            results += await bench_floors(nc, servers, config, notes)
         async with running(child):
             await wait_answering(
                 nc, child, subjects.AGENT_STATE_GET, encode({"agent_id": str(uuid.uuid4())})
@@ -646,7 +644,7 @@ async def run_all(config: Config, servers: Servers, only: str | None) -> Report:
         await nc.close()
         notes += [*child.notes, child.log_summary()]
     if results:
-        apply_ratios(results)
+        apply_ratios(results, TARGETS)
     settings["state scenarios"] = (
         f"state.get on {GET_POOL} agents ({len(encode(small_state(1)))}-byte state); "
         f"state.update merges on random agents of {UPDATE_POOL}; checkpoints on "
@@ -698,7 +696,7 @@ def write_json(path: Path, report: Report) -> None:
     comparison = report.comparison
     document = {
         "settings": report.settings,
-        "targets": {name: f">= {ratio}x {FASTSTREAM}" for name, ratio in TARGETS.items()},
+        "targets": target_descriptions(TARGETS),
         "results": [asdict(r) for r in report.results],
         "latency": None
         if comparison is None

@@ -36,6 +36,9 @@ BENCHES = {
 
 #: bridge.py's scenarios (its module is not imported here: each bench runs as a subprocess).
 BRIDGE_NATS, BRIDGE_HTTP = "agent.get (NATS)", "GET /api/agents/{id}"
+#: The floors of commands.py and state_checkpoints.py (commands.FLOORS), by scenario name.
+FASTSTREAM = "FastStream echo"
+FLOORS = ("raw nats-py echo", FASTSTREAM, "F_read", "F_write")
 
 
 @dataclass
@@ -65,23 +68,38 @@ def result_row(bench: str, r: dict[str, Any], unit: str = "req/s", **extra: Any)
 
 
 def echo_rows(bench: str, doc: dict[str, Any]) -> list[Row]:
-    """commands.py and the throughput part of state_checkpoints.py: ratio to the FastStream
-    echo, the issue's targets on some scenarios."""
+    """commands.py and the throughput part of state_checkpoints.py: the floors (as ratios to
+    the FastStream echo), then each scenario against the floor of each of its targets (a row
+    per target), or against the FastStream echo when it has none."""
     rows = []
     for r in doc["results"]:
         if r.get("ratio_to_faststream") is None:
             continue
-        baseline = r["ratio_to_faststream"] == 1 and r["scenario"] == "FastStream echo"
-        rows.append(
+        if r["scenario"] in FLOORS:
+            echo = r["scenario"] == FASTSTREAM
+            rows.append(
+                result_row(
+                    bench,
+                    r,
+                    ratio=None if echo else r["ratio_to_faststream"],
+                    baseline="(floor)" if echo else f"(floor) {FASTSTREAM}",
+                )
+            )
+            continue
+        targets = r.get("targets") or []
+        rows += [
             result_row(
                 bench,
                 r,
-                ratio=None if baseline else r["ratio_to_faststream"],
-                baseline="(baseline)" if baseline else "FastStream echo",
-                target=f">= {r['target']:g}x" if r.get("target") is not None else "",
-                verdict=met(r.get("target_met")),
+                ratio=t["ratio"],
+                baseline=t["floor"],
+                target=f">= {t['minimum']:g}x",
+                verdict=met(t["met"]),
             )
-        )
+            for t in targets
+        ]
+        if not targets:
+            rows.append(result_row(bench, r, ratio=r["ratio_to_faststream"], baseline=FASTSTREAM))
     return rows
 
 
@@ -92,7 +110,8 @@ def state_rows(doc: dict[str, Any]) -> list[Row]:
     ours = {(r["size"], r["operation"]): r for r in latency.get("rows", [])}
     for ratio in latency.get("ratios", []):
         mine = ours.get((ratio["size"], ratio["ours"]), {})
-        size = f"{ratio['size'] // 1024} KiB"
+        kib = ratio["size"] // 1024
+        size = f"{kib // 1024} MiB" if kib >= 1024 else f"{kib} KiB"
         rows.append(
             Row(
                 "state_checkpoints",
@@ -299,9 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(rows))
     print(
-        "\nratio: rate over the baseline's (state_checkpoints latency rows: our p50 over "
-        "langgraph's; scale: req/s at the largest level over the first, CPU per op in brackets; "
-        "service RSS: largest over first)"
+        "\nratio: rate over the baseline's (commands, state_checkpoints: floors over the "
+        "FastStream echo, a scenario over the floor of each of its targets, a row per target; "
+        "state_checkpoints latency rows: our p50 over langgraph's; scale: req/s at the largest "
+        "level over the first, CPU per op in brackets; service RSS: largest over first)"
     )
     for run in runs:
         settings = (run.document or {}).get("settings", {})
