@@ -7,6 +7,7 @@ from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.limits import MAX_STATE_SETTING, Limit
 from agent_orchestrator.contracts.state import (
     AgentState,
     GetState,
@@ -31,10 +32,8 @@ MAX_CAS_ATTEMPTS = 100
 def _encoded(state: dict[str, Any], now: datetime, event: Event, max_bytes: int) -> bytes:
     value = encode_state(state, now, event)
     if len(value) > max_bytes:
-        raise PayloadTooLarge(
-            f"state would be {len(value)} bytes; the limit is {max_bytes}",
-            details={"size": len(value), "limit": max_bytes},
-        )
+        limit = Limit(max_bytes, MAX_STATE_SETTING)
+        raise PayloadTooLarge(limit.refusal("state", len(value)), details=limit.details(len(value)))
     return value
 
 
