@@ -279,3 +279,23 @@ async def test_a_written_revision_gets_its_event_even_if_the_writer_died_right_a
     with pytest.raises(nats.errors.TimeoutError):
         await sub.next_msg(timeout=1)
     await sub.unsubscribe()
+
+
+async def test_a_state_right_at_the_limit_is_written_with_compare_and_set(
+    nc: NC, settings: Settings
+) -> None:
+    # A CAS write carries a header besides the value; JetStream counts both against the
+    # bucket's message size, so a value just under the limit must still go in.
+    agent_id = await new_agent(nc)
+    first = await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"blob": ""}})
+    kv = await nc.jetstream().key_value("agent_state")
+    overhead = len((await kv.get(agent_id)).value or b"")
+    blob = "x" * (settings.max_state_bytes - overhead - 10)
+    written = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"blob": blob}, "expected_revision": first["revision"]},
+        timeout=10,
+    )
+    assert len((await kv.get(agent_id)).value or b"") > settings.max_state_bytes - 100
+    assert written["revision"] > first["revision"]
