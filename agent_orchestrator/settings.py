@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent_orchestrator.contracts.limits import (
     MAX_REQUEST_SETTING,
     MAX_STATE_SETTING,
+    MIB,
     NATS_MAX_PAYLOAD,
     STATE_ENVELOPE_BYTES,
     human_bytes,
@@ -180,11 +181,16 @@ class Settings(BaseSettings):
         )
         if max_payload >= needed:
             return None
+        if needed == self.max_request_bytes:
+            setting, value = MAX_REQUEST_SETTING, self.max_request_bytes
+            wants = human_bytes(needed)
+        else:
+            setting, value = MAX_STATE_SETTING, self.max_state_bytes
+            wants = f"{human_bytes(value)} + {human_bytes(STATE_ENVELOPE_BYTES)}"
         return (
-            f"{NATS_MAX_PAYLOAD} is {human_bytes(max_payload)}, below the "
-            f"{human_bytes(needed)} that {MAX_STATE_SETTING}={self.max_state_bytes} and "
-            f"{MAX_REQUEST_SETTING}={self.max_request_bytes} need: requests and states above "
-            f"{human_bytes(max_payload)} are refused (payload_too_large) whatever those "
-            "settings say. Raise max_payload in the nats-server configuration (e.g. "
-            f"`max_payload: 8MB`) or lower {MAX_STATE_SETTING}."
+            f"{NATS_MAX_PAYLOAD} is {human_bytes(max_payload)}, below the {wants} that "
+            f"{setting}={human_bytes(value)} needs: requests "
+            f"and states above {human_bytes(max_payload)} are refused (payload_too_large) "
+            f"whatever {setting} says. Raise max_payload in the nats-server configuration "
+            f"(max_payload: {-(-needed // MIB)}MB) or lower {setting}."
         )

@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import nats.aio.client
@@ -18,6 +20,7 @@ from agent_orchestrator.contracts.limits import MIB, STATE_ENVELOPE_BYTES
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.state import encode_state
 from tests.support.calls import call, ok
+from tests.support.own_service import own_service
 
 NC = nats.aio.client.Client
 
@@ -299,3 +302,19 @@ async def test_a_state_right_at_the_limit_is_written_with_compare_and_set(
     )
     assert len((await kv.get(agent_id)).value or b"") > settings.max_state_bytes - 100
     assert written["revision"] > first["revision"]
+
+
+async def test_the_service_warns_when_max_payload_is_below_the_state_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agent_orchestrator.service")
+    limits = {"max_state_bytes": 16 * MIB, "max_checkpoint_bytes": 32 * MIB}
+    async with own_service(tmp_path, **limits) as own:
+        assert own.nc.max_payload == 8 * MIB  # the embedded server's
+    warnings = [r.getMessage() for r in caplog.records if r.name == "agent_orchestrator.service"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        "the NATS server's max_payload is 8 MiB, below the 16 MiB + 64 KiB that "
+        "AO_MAX_STATE_BYTES=16 MiB needs"
+    )
+    assert "(max_payload: 17MB) or lower AO_MAX_STATE_BYTES" in warnings[0]
