@@ -62,13 +62,18 @@ class StoredState:
     state: dict[str, Any]
     revision: int
     updated_at: datetime | None
+    #: Bytes stored (the state with its envelope); 0 when never written.
+    size: int = 0
 
 
 def _decode(value: bytes | None, revision: int) -> StoredState:
     doc = json.loads(value or b"{}")
     updated = doc.get("updated_at")
     return StoredState(
-        doc.get("state", {}), revision, datetime.fromisoformat(updated) if updated else None
+        doc.get("state", {}),
+        revision,
+        datetime.fromisoformat(updated) if updated else None,
+        len(value or b""),
     )
 
 

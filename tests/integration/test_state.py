@@ -318,3 +318,16 @@ async def test_the_service_warns_when_max_payload_is_below_the_state_limit(
         "AO_MAX_STATE_BYTES=16 MiB needs"
     )
     assert "(max_payload: 17MB) or lower AO_MAX_STATE_BYTES" in warnings[0]
+
+
+async def test_the_history_of_large_states_is_cut_to_fit_one_reply(
+    nc: NC, settings: Settings
+) -> None:
+    # Two revisions of 2/3 of the limit would not fit in one NATS message (there was no reply).
+    agent_id = await new_agent(nc)
+    size = settings.max_state_bytes * 2 // 3
+    for c in "abc":
+        body = {"agent_id": agent_id, "state": {"x": c * size}, "mode": "replace"}
+        await ok(nc, "agent.state.update", body, timeout=10)
+    history = await ok(nc, "agent.state.history", {"agent_id": agent_id, "limit": 3}, timeout=10)
+    assert [item["state"]["x"][0] for item in history["items"]] == ["c"]
