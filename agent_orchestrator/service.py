@@ -242,6 +242,7 @@ class Service:
             router,
             self.idempotency,
             max_request_bytes=self.settings.max_request_bytes,
+            max_state_bytes=self.settings.max_state_bytes,
             max_workers=self.settings.handler_max_workers,
             scope_guard=ScopeGuard(self.agents, self.communications, self.tasks),
         )
@@ -336,6 +337,8 @@ class Service:
         except (OSError, NatsError, TimeoutError) as exc:
             await self.db.close()
             raise Unavailable(f"NATS is not reachable at {self.settings.nats_url}") from exc
+        if warning := self.settings.payload_warning(self.broker.connection.max_payload):
+            log.warning(warning)
         js = self.broker.connection.jetstream()
         await ensure_jetstream(js, self.layout())
         await self.states.open(js)

@@ -5,6 +5,16 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent_orchestrator.contracts.limits import (
+    MAX_REQUEST_SETTING,
+    MAX_STATE_SETTING,
+    MIB,
+    NATS_MAX_PAYLOAD,
+    STATE_ENVELOPE_BYTES,
+    human_bytes,
+    payload_needed,
+)
+
 
 class Settings(BaseSettings):
     """Everything the service can be told at start-up; validated before anything connects."""
@@ -24,13 +34,21 @@ class Settings(BaseSettings):
     js_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams/buckets.")
     events_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
-    max_request_bytes: int = Field(default=256 * 1024, ge=1024, le=8 * 1024 * 1024)
+    max_request_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=8 * 1024 * 1024,
+        description="Largest request body, except those that carry a state "
+        "(agent.state.update: max_state_bytes plus 64 KiB); larger get payload_too_large.",
+    )
     max_state_bytes: int = Field(
         default=6 * 1024 * 1024,
         ge=1024,
-        le=64 * 1024 * 1024,
-        description="Largest stored state; larger updates get payload_too_large. The NATS "
-        "server's max_payload must be larger (the embedded one allows 8 MiB).",
+        le=64 * 1024 * 1024 - STATE_ENVELOPE_BYTES,
+        description="Largest stored state, written in one agent.state.update or reached by "
+        "merges; larger get payload_too_large. The NATS server's max_payload must allow it "
+        "plus 64 KiB (the embedded one and docker-compose.yml allow 8 MiB; NATS's default is "
+        "1 MiB); the service warns at start-up when it does not.",
     )
     max_checkpoint_bytes: int = Field(
         default=16 * 1024 * 1024,
@@ -152,8 +170,33 @@ class Settings(BaseSettings):
             raise ValueError("duplicate_window_s must not exceed events_max_age_s")
         if self.checkpoint_inline_max_bytes > self.max_checkpoint_bytes:
             raise ValueError("checkpoint_inline_max_bytes must not exceed max_checkpoint_bytes")
-        if self.max_request_bytes > self.max_state_bytes:
-            raise ValueError("max_request_bytes must not exceed max_state_bytes")
+        if self.max_state_bytes > self.max_checkpoint_bytes:
+            raise ValueError(
+                "max_state_bytes must not exceed max_checkpoint_bytes (every state must fit "
+                "in a checkpoint)"
+            )
         if self.max_message_bytes > self.max_request_bytes:
             raise ValueError("max_message_bytes must not exceed max_request_bytes")
         return self
+
+    def payload_warning(self, max_payload: int) -> str | None:
+        """What to tell the operator when the NATS server's ``max_payload`` is below what
+        the size limits need; None when it is enough."""
+        needed = payload_needed(
+            max_request_bytes=self.max_request_bytes, max_state_bytes=self.max_state_bytes
+        )
+        if max_payload >= needed:
+            return None
+        if needed == self.max_request_bytes:
+            setting, value = MAX_REQUEST_SETTING, self.max_request_bytes
+            wants = human_bytes(needed)
+        else:
+            setting, value = MAX_STATE_SETTING, self.max_state_bytes
+            wants = f"{human_bytes(value)} + {human_bytes(STATE_ENVELOPE_BYTES)}"
+        return (
+            f"{NATS_MAX_PAYLOAD} is {human_bytes(max_payload)}, below the {wants} that "
+            f"{setting}={human_bytes(value)} needs: requests "
+            f"and states above {human_bytes(max_payload)} are refused (payload_too_large) "
+            f"whatever {setting} says. Raise max_payload in the nats-server configuration "
+            f"(max_payload: {-(-needed // MIB)}MB) or lower {setting}."
+        )

@@ -8,12 +8,14 @@ activate), printing its id; then it serves until the agent is terminated (or Ctr
 work with `nats req agent.execute '{"agent_id":"<id>","input":{"text":"to be or not to be"}}'`.
 
 Task parameters: `seconds_per_word` (default 0) makes it work slowly, to watch progress, pause,
-cancel or kill it mid-task. It keeps a running total in the agent's state (`words_counted`).
+cancel or kill it mid-task (a cancelled task stops at its next report, with one INFO line). It
+keeps a running total in the agent's state (`words_counted`).
 """
 
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from typing import Any
 
@@ -71,5 +73,6 @@ def parse(argv: list[str]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(**parse(sys.argv[1:])))

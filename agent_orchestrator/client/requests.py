@@ -34,6 +34,7 @@ from agent_orchestrator.contracts.communications import (
     SendMessage,
 )
 from agent_orchestrator.contracts.errors import ErrorCode, ErrorReply
+from agent_orchestrator.contracts.limits import max_payload_refusal
 from agent_orchestrator.contracts.state import AgentState, GetState, StateMode, UpdateState
 from agent_orchestrator.contracts.tasks import (
     CancelTask,
@@ -71,7 +72,10 @@ class OrchestratorClient:
         *,
         idempotency_key: str | None = None,
     ) -> ReplyT:
-        """Send one command; the reply as ``reply``, or RequestFailed."""
+        """Send one command; the reply as ``reply``, or RequestFailed.
+
+        A body larger than the NATS server's ``max_payload`` is refused here, before sending,
+        as ``payload_too_large`` (the service's own limits are checked by the service)."""
         if isinstance(body, BaseModel):
             payload = body.model_dump_json(exclude_unset=True).encode()
         else:
@@ -85,6 +89,12 @@ class OrchestratorClient:
             msg = await self.nc.request(
                 subject, payload, timeout=self.timeout, headers=headers or None
             )
+        except nats.errors.MaxPayloadError as exc:
+            raise RequestFailed(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                max_payload_refusal(f"the {subject} request", len(payload), self.nc.max_payload),
+                {"size": len(payload), "limit": self.nc.max_payload, "setting": "max_payload"},
+            ) from exc
         except nats.errors.NoRespondersError as exc:
             raise ServiceUnavailable(
                 ErrorCode.UNAVAILABLE, f"no agent-orchestrator answers on {subject}"

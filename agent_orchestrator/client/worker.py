@@ -22,8 +22,12 @@ key expires and the service moves the agent to ERROR (``heartbeat_lost``).
 For each task assignment it receives (only while the agent is ACTIVE) it claims the attempt
 with task.start, acknowledges the assignment, and runs the task handler while reporting a
 heartbeat (task.progress) every third of the time the service gives it. The handler's return
-value completes the task; an exception fails it (:class:`RetryTask` asks for another attempt);
-a task cancelled meanwhile is noticed at the next report and its handler is cancelled.
+value completes the task; an exception fails it (:class:`RetryTask` asks for another attempt).
+A task cancelled meanwhile is noticed at the next report (a heartbeat or ``run.progress``) and
+its handler is cancelled: it sees ``asyncio.CancelledError``, and the worker logs one INFO line
+(see ``client.task_run``). While the service is unreachable, the end of an attempt is retried
+until the attempt's deadline; after it the service gives the attempt up anyway (retries it or
+ends it TIMED_OUT).
 Messages go to the message handler through an :class:`Inbox`. NATS reconnects are waited out;
 ``run`` returns once the agent is terminated or deleted.
 """
@@ -33,6 +37,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -48,12 +53,12 @@ from agent_orchestrator.client.errors import QueueClosed, RequestFailed, Service
 from agent_orchestrator.client.inbox import Inbox, InboxMessage
 from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
-from agent_orchestrator.contracts.checkpoints import Checkpoint
-from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.client.task_run import RetryTask, TaskRun
 from agent_orchestrator.contracts.liveness import Heartbeat, LivenessPolicy
-from agent_orchestrator.contracts.state import AgentState
 from agent_orchestrator.contracts.subjects import TASKS_STREAM, heartbeat_subject, task_consumer
 from agent_orchestrator.contracts.tasks import Task, TaskAssignment, TaskStatus
+
+__all__ = ["AgentWorker", "RetryTask", "TaskRun"]
 
 log = logging.getLogger(__name__)
 
@@ -62,57 +67,8 @@ MessageHandler = Callable[[InboxMessage], Awaitable[Any]]
 
 MIN_HEARTBEAT_S = 0.2
 RETRY_DELAY_S = 1.0
-
-
-class RetryTask(Exception):
-    """Raise from a task handler to fail this attempt and ask for another one."""
-
-
-class TaskRun:
-    """One attempt of one task, as its handler sees it."""
-
-    def __init__(self, worker: "AgentWorker", task: Task) -> None:
-        self._worker = worker
-        self.task = task
-        self.cancelled = False
-
-    @property
-    def task_id(self) -> UUID:
-        """The task's id."""
-        return self.task.task_id
-
-    @property
-    def attempt(self) -> int:
-        """Which attempt this is (1 for the first)."""
-        return self.task.attempts
-
-    @property
-    def input(self) -> Any:
-        """What to work on."""
-        return self.task.input
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        """How to work on it."""
-        return self.task.parameters
-
-    async def progress(self, percent: int | None = None, message: str | None = None) -> None:
-        """Report progress (0-100) and/or a message; also a heartbeat."""
-        self.task = await self._worker.client.report_progress(
-            self.task_id, self.attempt, percent, message
-        )
-
-    async def state(self) -> AgentState:
-        """The agent's runtime state."""
-        return await self._worker.client.get_state(self._worker.agent_id)
-
-    async def update_state(self, patch: dict[str, Any]) -> AgentState:
-        """Merge ``patch`` into the agent's state (RFC 7396)."""
-        return await self._worker.client.update_state(self._worker.agent_id, patch)
-
-    async def checkpoint(self, label: str | None = None) -> Checkpoint:
-        """Checkpoint the agent's state (a recovery point)."""
-        return await self._worker.client.checkpoint(self._worker.agent_id, label=label)
+#: How long the end of an attempt is retried when its deadline is unknown.
+NO_DEADLINE_PATIENCE_S = 60.0
 
 
 class AgentWorker:
@@ -252,45 +208,59 @@ class AgentWorker:
             await queue.settle(msg, ack=True)
             return
         await queue.settle(msg, ack=True)
-        await self._attempt(TaskRun(self, task), handler)
+        await self._attempt(TaskRun(self.client, self.agent_id, task), handler)
 
     async def _attempt(self, run: TaskRun, handler: TaskHandler) -> None:
-        work: asyncio.Task[JsonValue] = asyncio.create_task(handler(run))
-        beat = asyncio.create_task(self._heartbeat(run, work))
+        work = run.run_handler(handler)
+        beat = asyncio.create_task(self._heartbeat(run))
+        failure: Exception | None = None
         try:
             result = await work
         except asyncio.CancelledError:
-            if not run.cancelled:
-                raise
-            log.info("task %s was cancelled", run.task_id)
-            return
-        except RetryTask as exc:
-            await self._report_end(run, fail=str(exc) or "retry requested", retry=True)
+            current = asyncio.current_task()
+            if run.taken_by is None or (current is not None and current.cancelling()):
+                raise  # the worker itself is being stopped
+            run.log_taken("its handler was stopped")
             return
         except Exception as exc:
-            log.exception("task %s failed", run.task_id)
-            await self._report_end(run, fail=f"{type(exc).__name__}: {exc}", retry=False)
-            return
+            failure = exc
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
-        await self._report_end(run, result=result)
+        await self._end(run, result if failure is None else None, failure)
 
-    async def _heartbeat(self, run: TaskRun, work: asyncio.Task[JsonValue]) -> None:
-        """Report every third of the time to the deadline; cancel the work if the task was
-        cancelled (or taken from this worker) meanwhile."""
+    async def _end(self, run: TaskRun, result: JsonValue, failure: Exception | None) -> None:
+        """Report the handler's outcome, unless the attempt was taken away meanwhile."""
+        if run.taken_by is None:
+            if failure is None:
+                refused = await self._report_end(run, result=result)
+            else:
+                retry = isinstance(failure, RetryTask)
+                reason = str(failure) if retry else f"{type(failure).__name__}: {failure}"
+                refused = await self._report_end(run, fail=reason or "retry requested", retry=retry)
+            if refused is None:
+                if failure is not None and not isinstance(failure, RetryTask):
+                    log.error("task %s failed", run.task_id, exc_info=failure)
+                return
+            if not run.take_away(refused):
+                log.warning(
+                    "task %s: the end of attempt %d was refused: %s",
+                    run.task_id,
+                    run.attempt,
+                    refused.message,
+                )
+                return
+        what = "its result" if failure is None else f"its failure ({failure!r})"
+        run.log_taken(f"{what} was not recorded")
+
+    async def _heartbeat(self, run: TaskRun) -> None:
+        """Report every third of the time to the deadline; the handler is cancelled if the
+        task was cancelled (or taken from this worker) meanwhile."""
         while True:
             await asyncio.sleep(_beat_interval(run.task))
-            try:
-                await run.progress()
-            except ServiceUnavailable:
-                continue
-            except RequestFailed as exc:
-                if exc.code is ErrorCode.CONFLICT or exc.code is ErrorCode.NOT_FOUND:
-                    run.cancelled = True
-                    work.cancel()
-                    return
+            if not await run.keep_alive():
+                return
 
     async def _report_end(
         self,
@@ -299,22 +269,39 @@ class AgentWorker:
         result: JsonValue = None,
         fail: str | None = None,
         retry: bool = False,
-    ) -> None:
-        """Complete or fail the attempt, retrying while the service is unreachable (until
-        the deadline would have given it up anyway)."""
+    ) -> RequestFailed | None:
+        """Complete or fail the attempt, retrying while the service is unreachable until the
+        attempt's deadline (the service gives the attempt up after it anyway). The service's
+        refusal, if it refused; None otherwise."""
+        give_up_at = time.monotonic() + _time_left(run.task)
         while True:
             try:
                 if fail is None:
                     await self.client.complete_task(run.task_id, run.attempt, result)
                 else:
                     await self.client.fail_task(run.task_id, run.attempt, fail[:4000], retry=retry)
-                return
-            except ServiceUnavailable:
-                await asyncio.sleep(RETRY_DELAY_S)
+                return None
+            except ServiceUnavailable as exc:
+                left = give_up_at - time.monotonic()
+                if left <= 0:
+                    log.warning(
+                        "task %s: the end of attempt %d was not reported (%s) before the "
+                        "attempt's deadline; the service gives the attempt up instead",
+                        run.task_id,
+                        run.attempt,
+                        exc.message,
+                    )
+                    return None
+                await asyncio.sleep(min(RETRY_DELAY_S, left))
             except RequestFailed as exc:
-                log.warning("task %s: the end of attempt %d was refused: %s", run.task_id,
-                            run.attempt, exc.message)  # fmt: skip
-                return
+                return exc
+
+
+def _time_left(task: Task) -> float:
+    """Seconds until the service would give the attempt up (as last reported)."""
+    if task.deadline_at is None:
+        return NO_DEADLINE_PATIENCE_S
+    return (task.deadline_at - datetime.now(UTC)).total_seconds()
 
 
 def _beat_interval(task: Task) -> float:

@@ -15,6 +15,7 @@ from agent_orchestrator.contracts.communications import (
     SendMessage,
 )
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.limits import MAX_MESSAGE_SETTING, Limit
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.errors import (
     Conflict,
@@ -53,10 +54,8 @@ def check_content_size(content: Any, max_bytes: int) -> None:
     """Refuse content whose JSON form is over ``max_bytes``."""
     size = len(json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode())
     if size > max_bytes:
-        raise PayloadTooLarge(
-            f"message content is {size} bytes; the limit is {max_bytes}",
-            details={"size": size, "limit": max_bytes},
-        )
+        limit = Limit(max_bytes, MAX_MESSAGE_SETTING)
+        raise PayloadTooLarge(limit.refusal("message content", size), details=limit.details(size))
 
 
 def check_party(party: AgentRef, role: str) -> None:

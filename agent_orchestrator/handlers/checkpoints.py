@@ -20,6 +20,7 @@ from agent_orchestrator.contracts.checkpoints import (
     RestoredState,
 )
 from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.contracts.limits import MAX_CHECKPOINT_SETTING, Limit
 from agent_orchestrator.domain.agents import new_event
 from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
@@ -56,9 +57,9 @@ class Checkpointer:
         current = await self.states.read(agent.agent_id)
         data = json.dumps(current.state, separators=(",", ":"), ensure_ascii=False).encode()
         if len(data) > self.max_checkpoint_bytes:
+            limit = Limit(self.max_checkpoint_bytes, MAX_CHECKPOINT_SETTING)
             raise PayloadTooLarge(
-                f"checkpoint would be {len(data)} bytes; the limit is {self.max_checkpoint_bytes}",
-                details={"size": len(data), "limit": self.max_checkpoint_bytes},
+                limit.refusal("checkpoint", len(data)), details=limit.details(len(data))
             )
         checkpoint_id = new_id()
         storage = await self.blobs.put(agent.agent_id, checkpoint_id, data)

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from faststream.nats import NatsMessage, NatsRouter
 from pydantic import BaseModel, ValidationError
 
+from agent_orchestrator.contracts.limits import Limit, request_limit
 from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
     IDEMPOTENCY_KEY_HEADER,
@@ -76,10 +77,8 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def make_decoder(
-    request: type[BaseModel], max_bytes: int
-) -> Callable[[NatsMessage], Awaitable[Any]]:
-    """A decoder that accepts only a JSON body within the size limit, valid for ``request``.
+def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessage], Awaitable[Any]]:
+    """A decoder that accepts only a JSON body within ``limit``, valid for ``request``.
 
     Validating here, straight from the bytes, is several times cheaper than letting the
     handler's signature do it; a failure still becomes a ``validation_error`` reply.
@@ -88,10 +87,9 @@ def make_decoder(
     async def decode(msg: NatsMessage) -> Any:
         _request_headers.set(msg.headers or {})
         body = msg.body
-        if len(body) > max_bytes:
+        if len(body) > limit.bytes:
             raise PayloadTooLarge(
-                f"request body is {len(body)} bytes; the limit is {max_bytes}",
-                details={"size": len(body), "limit": max_bytes},
+                limit.refusal("request body", len(body)), details=limit.details(len(body))
             )
         if not body.strip():
             body = b"{}"
@@ -125,6 +123,9 @@ class CommandServer:
     idempotency_store: IdempotencyStore
     max_request_bytes: int
     max_workers: int
+    #: The limit of requests that carry a state (see ``contracts.limits``); 0: no larger than
+    #: any other request.
+    max_state_bytes: int = 0
     scope_guard: ScopeGuard | None = None
     specs: list[CommandSpec] = field(default_factory=list)
 
@@ -164,7 +165,7 @@ class CommandServer:
             self.router.subscriber(
                 subject,
                 queue=QUEUE_GROUP,
-                decoder=make_decoder(request, self.max_request_bytes),
+                decoder=make_decoder(request, self._limit(subject)),
                 # Concurrency costs a task per message: only when asked for.
                 max_workers=self.max_workers if self.max_workers > 1 else None,
                 title=subject,
@@ -174,6 +175,13 @@ class CommandServer:
             return handler
 
         return register
+
+    def _limit(self, subject: str) -> Limit:
+        return request_limit(
+            subject,
+            max_request_bytes=self.max_request_bytes,
+            max_state_bytes=self.max_state_bytes or self.max_request_bytes,
+        )
 
     @staticmethod
     def _context(

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.limits import MAX_STATE_SETTING, Limit
 from agent_orchestrator.contracts.state import (
     AgentState,
     GetState,
@@ -23,7 +24,7 @@ from agent_orchestrator.domain.merge import merge_patch
 from agent_orchestrator.handlers.commands import CommandContext, CommandServer
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.state import StaleRevision, StateStore, encode_state
+from agent_orchestrator.storage.state import StaleRevision, StateStore, StoredState, encode_state
 
 MAX_CAS_ATTEMPTS = 100
 
@@ -31,10 +32,8 @@ MAX_CAS_ATTEMPTS = 100
 def _encoded(state: dict[str, Any], now: datetime, event: Event, max_bytes: int) -> bytes:
     value = encode_state(state, now, event)
     if len(value) > max_bytes:
-        raise PayloadTooLarge(
-            f"state would be {len(value)} bytes; the limit is {max_bytes}",
-            details={"size": len(value), "limit": max_bytes},
-        )
+        limit = Limit(max_bytes, MAX_STATE_SETTING)
+        raise PayloadTooLarge(limit.refusal("state", len(value)), details=limit.details(len(value)))
     return value
 
 
@@ -167,14 +166,28 @@ def register_state_commands(
         StateHistoryRequest,
         StateHistory,
         mutating=False,
-        description="Earlier revisions of an agent's state, newest first.",
+        description="Earlier revisions of an agent's state, newest first: up to `limit`, and "
+        "no more than fit in AO_MAX_STATE_BYTES together (the newest always), so that the reply "
+        "fits in a NATS message.",
     )
     async def state_history(body: StateHistoryRequest, ctx: CommandContext) -> StateHistory:
         await agents.get(body.agent_id)
-        items = await states.history(body.agent_id, body.limit)
+        items = _within(await states.history(body.agent_id, body.limit), max_state_bytes)
         return StateHistory(
             items=[
                 StateRevision(state=s.state, revision=s.revision, updated_at=s.updated_at)
                 for s in items
             ]
         )
+
+
+def _within(items: list[StoredState], budget: int) -> list[StoredState]:
+    """The first of ``items`` whose sizes add up to at most ``budget`` (at least one)."""
+    kept: list[StoredState] = []
+    total = 0
+    for item in items:
+        total += item.size
+        if kept and total > budget:
+            break
+        kept.append(item)
+    return kept

@@ -27,6 +27,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from agent_orchestrator.contracts.events import Event
+from agent_orchestrator.contracts.limits import max_payload_refusal
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, STATE_BUCKET, event_subject
 from agent_orchestrator.domain.errors import PayloadTooLarge, Unavailable
 from agent_orchestrator.storage.jetstream import kv_span
@@ -45,6 +46,9 @@ STATE_EVENTS_ACK_WAIT_S = 5.0
 ANNOUNCE_PATIENCE_S = 10.0
 #: Revisions the state-events publisher reads (and publishes pipelined) at a time.
 STATE_EVENTS_BATCH = 256
+#: Room in the bucket's message size limit for the headers of a compare-and-set write, so
+#: that a value within the state limit is never refused by JetStream for its headers.
+HEADER_ROOM_BYTES = 1024
 
 
 class StaleRevision(Exception):
@@ -58,13 +62,18 @@ class StoredState:
     state: dict[str, Any]
     revision: int
     updated_at: datetime | None
+    #: Bytes stored (the state with its envelope); 0 when never written.
+    size: int = 0
 
 
 def _decode(value: bytes | None, revision: int) -> StoredState:
     doc = json.loads(value or b"{}")
     updated = doc.get("updated_at")
     return StoredState(
-        doc.get("state", {}), revision, datetime.fromisoformat(updated) if updated else None
+        doc.get("state", {}),
+        revision,
+        datetime.fromisoformat(updated) if updated else None,
+        len(value or b""),
     )
 
 
@@ -96,7 +105,7 @@ class StateStore:
             bucket=STATE_BUCKET,
             description="Runtime state of agents, by agent id.",
             history=history,
-            max_value_size=max_value_bytes,
+            max_value_size=max_value_bytes + HEADER_ROOM_BYTES,
             storage=StorageType.FILE,
             replicas=replicas,
         )
@@ -165,9 +174,7 @@ class StateStore:
         except KeyWrongLastSequenceError as exc:
             raise StaleRevision from exc
         except MaxPayloadError as exc:
-            raise PayloadTooLarge(
-                f"state of {len(value)} bytes is over the NATS server's max_payload"
-            ) from exc
+            raise self._over_max_payload(value) from exc
         except (NatsError, TimeoutError) as exc:
             if "wrong last sequence" in str(exc):
                 raise StaleRevision from exc
@@ -179,11 +186,18 @@ class StateStore:
             with kv_span("put", STATE_BUCKET, str(agent_id)):
                 return await self.kv.put(str(agent_id), value)
         except MaxPayloadError as exc:
-            raise PayloadTooLarge(
-                f"state of {len(value)} bytes is over the NATS server's max_payload"
-            ) from exc
+            raise self._over_max_payload(value) from exc
         except (NatsError, TimeoutError) as exc:
             raise Unavailable("JetStream is unavailable; retry shortly") from exc
+
+    def _over_max_payload(self, value: bytes) -> PayloadTooLarge:
+        """The error for a state that the NATS server's max_payload keeps out of the bucket."""
+        # nats-py exposes the server's limit on the connection only.
+        max_payload = int(getattr(getattr(self._js, "_nc", None), "max_payload", 0) or 0)
+        return PayloadTooLarge(
+            max_payload_refusal("state", len(value), max_payload),
+            details={"size": len(value), "limit": max_payload, "setting": "max_payload"},
+        )
 
     def writing(self, agent_id: UUID) -> asyncio.Lock:
         """Held while this instance writes an agent's state and announces it, so that its

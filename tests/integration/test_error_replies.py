@@ -130,6 +130,9 @@ async def test_a_request_over_the_size_limit_is_payload_too_large(
     big = {"name": "a", "type": "echo", "metadata": {"blob": "x" * settings.max_request_bytes}}
     reply = await call(nc, "agent.create", big)
     assert_error(reply, "payload_too_large", 413)
+    assert "(AO_MAX_REQUEST_BYTES)" in reply.body["error"]["message"]
+    assert reply.body["error"]["details"]["setting"] == "AO_MAX_REQUEST_BYTES"
+    assert reply.body["error"]["details"]["limit"] == settings.max_request_bytes
     assert await agent_count(db) == before
 
 

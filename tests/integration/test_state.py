@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import nats.aio.client
@@ -11,10 +13,14 @@ import nats.errors
 import pytest
 from nats.js.errors import KeyNotFoundError
 
+from agent_orchestrator.client import OrchestratorClient, RequestFailed
+from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.events import Event, EventKind
+from agent_orchestrator.contracts.limits import MIB, STATE_ENVELOPE_BYTES
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.state import encode_state
 from tests.support.calls import call, ok
+from tests.support.own_service import own_service
 
 NC = nats.aio.client.Client
 
@@ -105,18 +111,77 @@ async def test_state_of_a_terminated_agent_is_read_only(nc: NC) -> None:
     assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"] == {"kept": 1}
 
 
-async def test_a_state_over_the_limit_is_payload_too_large(nc: NC, settings: Settings) -> None:
+async def test_merges_past_the_state_limit_are_payload_too_large(
+    nc: NC, settings: Settings
+) -> None:
     agent_id = await new_agent(nc)
-    chunk = "x" * (settings.max_request_bytes // 2)
-    for i in range(settings.max_state_bytes // len(chunk)):
+    chunk = "x" * MIB
+    for i in range(settings.max_state_bytes // len(chunk) + 1):
         reply = await call(
             nc, "agent.state.update", {"agent_id": agent_id, "state": {f"c{i}": chunk}}
         )
         if reply.error_code is not None:
             break
     assert reply.error_code == "payload_too_large"
+    assert "(AO_MAX_STATE_BYTES)" in reply.body["error"]["message"]
+    assert reply.body["error"]["message"].startswith("state is ")
     state = (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"]
     assert f"c{i}" not in state
+    assert len(state) == i  # the ones before went in
+
+
+async def test_a_one_mib_state_is_written_in_one_update(nc: NC) -> None:
+    # Far above AO_MAX_REQUEST_BYTES (256 KiB): a state request may be as large as a state.
+    agent_id = await new_agent(nc)
+    big = {"notes": "n" * MIB, "step": 1}
+    written = await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": big})
+    assert written["state"] == big
+    replaced = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"notes": "r" * MIB}, "mode": "replace"},
+    )
+    assert replaced["revision"] > written["revision"]
+    assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"]["notes"] == "r" * MIB
+
+
+async def test_a_state_request_over_the_state_limit_names_ao_max_state_bytes(
+    nc: NC, settings: Settings
+) -> None:
+    agent_id = await new_agent(nc)
+    state = {"blob": "x" * (settings.max_state_bytes + 100 * 1024)}
+    reply = await call(nc, "agent.state.update", {"agent_id": agent_id, "state": state})
+    assert reply.error_code == "payload_too_large"
+    assert reply.status == 413
+    error = reply.body["error"]
+    assert "(AO_MAX_STATE_BYTES)" in error["message"], error
+    assert error["details"]["setting"] == "AO_MAX_STATE_BYTES"
+    assert error["details"]["limit"] == settings.max_state_bytes + STATE_ENVELOPE_BYTES
+    assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["revision"] == 0
+
+
+async def test_a_state_just_over_the_limit_in_one_request_is_refused_by_the_state_check(
+    nc: NC, settings: Settings
+) -> None:
+    # The request fits its envelope allowance; the stored state would not fit the limit.
+    agent_id = await new_agent(nc)
+    state = {"blob": "x" * settings.max_state_bytes}
+    reply = await call(nc, "agent.state.update", {"agent_id": agent_id, "state": state})
+    assert reply.error_code == "payload_too_large"
+    assert reply.body["error"]["message"].startswith("state is ")
+    assert reply.body["error"]["details"]["limit"] == settings.max_state_bytes
+    assert "(AO_MAX_STATE_BYTES)" in reply.body["error"]["message"]
+
+
+async def test_the_sdk_refuses_a_request_over_the_servers_max_payload(
+    client: OrchestratorClient, nc: NC
+) -> None:
+    agent_id = await new_agent(nc)
+    with pytest.raises(RequestFailed) as refused:
+        await client.update_state(agent_id, {"blob": "x" * (nc.max_payload + 1)})
+    assert refused.value.code is ErrorCode.PAYLOAD_TOO_LARGE
+    assert "max_payload" in refused.value.message
+    assert refused.value.details["limit"] == nc.max_payload
 
 
 async def test_unknown_agents_have_no_state(nc: NC) -> None:
@@ -217,3 +282,52 @@ async def test_a_written_revision_gets_its_event_even_if_the_writer_died_right_a
     with pytest.raises(nats.errors.TimeoutError):
         await sub.next_msg(timeout=1)
     await sub.unsubscribe()
+
+
+async def test_a_state_right_at_the_limit_is_written_with_compare_and_set(
+    nc: NC, settings: Settings
+) -> None:
+    # A CAS write carries a header besides the value; JetStream counts both against the
+    # bucket's message size, so a value just under the limit must still go in.
+    agent_id = await new_agent(nc)
+    first = await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"blob": ""}})
+    kv = await nc.jetstream().key_value("agent_state")
+    overhead = len((await kv.get(agent_id)).value or b"")
+    blob = "x" * (settings.max_state_bytes - overhead - 10)
+    written = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"blob": blob}, "expected_revision": first["revision"]},
+        timeout=10,
+    )
+    assert len((await kv.get(agent_id)).value or b"") > settings.max_state_bytes - 100
+    assert written["revision"] > first["revision"]
+
+
+async def test_the_service_warns_when_max_payload_is_below_the_state_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agent_orchestrator.service")
+    limits = {"max_state_bytes": 16 * MIB, "max_checkpoint_bytes": 32 * MIB}
+    async with own_service(tmp_path, **limits) as own:
+        assert own.nc.max_payload == 8 * MIB  # the embedded server's
+    warnings = [r.getMessage() for r in caplog.records if r.name == "agent_orchestrator.service"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(
+        "the NATS server's max_payload is 8 MiB, below the 16 MiB + 64 KiB that "
+        "AO_MAX_STATE_BYTES=16 MiB needs"
+    )
+    assert "(max_payload: 17MB) or lower AO_MAX_STATE_BYTES" in warnings[0]
+
+
+async def test_the_history_of_large_states_is_cut_to_fit_one_reply(
+    nc: NC, settings: Settings
+) -> None:
+    # Two revisions of 2/3 of the limit would not fit in one NATS message (there was no reply).
+    agent_id = await new_agent(nc)
+    size = settings.max_state_bytes * 2 // 3
+    for c in "abc":
+        body = {"agent_id": agent_id, "state": {"x": c * size}, "mode": "replace"}
+        await ok(nc, "agent.state.update", body, timeout=10)
+    history = await ok(nc, "agent.state.history", {"agent_id": agent_id, "limit": 3}, timeout=10)
+    assert [item["state"]["x"][0] for item in history["items"]] == ["c"]

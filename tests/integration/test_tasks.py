@@ -5,6 +5,7 @@ retries or ends it, and sweeps every 0.2 s.
 """
 
 import asyncio
+import logging
 import re
 import signal
 import uuid
@@ -185,6 +186,74 @@ async def test_cancelling_a_running_task_stops_its_handler(
         await client.cancel_task(task.task_id)
         await asyncio.wait_for(stopped.wait(), 10)  # noticed at its next heartbeat
     assert (await client.get_task(task.task_id)).status is S.CANCELLED
+
+
+async def test_cancelling_a_slow_task_of_the_example_agent_is_one_info_line(
+    client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
+) -> None:
+    agent_id = await new_agent(client)
+    log = tmp_path / "agent.log"
+    async with example_agent(servers.nats_url, agent_id, log):
+        task = await client.execute(
+            agent_id, {"text": "slow " * 100}, parameters={"seconds_per_word": 0.2}
+        )
+        working = await client.wait_for_task(task.task_id, S.RUNNING, timeout=15)
+        async with asyncio.timeout(10):
+            while working.progress == 0:  # mid-task: it has reported progress
+                await asyncio.sleep(0.1)
+                working = await client.get_task(task.task_id)
+        await client.cancel_task(task.task_id, "changed my mind")
+        async with asyncio.timeout(10):
+            while "was cancelled" not in log.read_text():
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # whatever it would log after the cancellation
+    out = log.read_text()
+    about_it = [line for line in out.splitlines() if str(task.task_id) in line]
+    assert about_it == [
+        f"INFO agent_orchestrator.client.task_run: task {task.task_id} was cancelled "
+        "(changed my mind); its handler was stopped"
+    ], out
+    assert "Traceback" not in out
+    assert not [line for line in out.splitlines() if line.startswith(("WARNING", "ERROR"))], out
+    assert (await client.get_task(task.task_id)).status is S.CANCELLED
+
+
+async def test_a_handler_reporting_progress_sees_the_cancellation_as_cancelled_error(
+    client: OrchestratorClient, servers: ServerUrls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent_orchestrator.client")
+    agent_id = await new_agent(client)
+    saw: list[BaseException] = []
+    reports = 0
+
+    async def handler(run: TaskRun) -> Any:
+        nonlocal reports
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                await run.progress(message="still at it")
+                reports += 1
+        except asyncio.CancelledError as exc:
+            saw.append(exc)
+            raise
+
+    async with worker_running(servers, agent_id, handler):
+        task = await client.execute(agent_id, "long")
+        await client.wait_for_task(task.task_id, S.RUNNING)
+        async with asyncio.timeout(10):
+            while reports == 0:
+                await asyncio.sleep(0.05)
+        await client.cancel_task(task.task_id)
+        async with asyncio.timeout(10):
+            while not saw:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+    assert [type(e) for e in saw] == [asyncio.CancelledError]
+    mine = [r for r in caplog.records if str(task.task_id) in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in mine] == [
+        (logging.INFO, f"task {task.task_id} was cancelled; its handler was stopped")
+    ]
+    assert all(r.exc_info is None for r in mine)
 
 
 async def test_a_paused_agents_task_starts_after_activation(

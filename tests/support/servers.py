@@ -79,13 +79,17 @@ def _docker_endpoint_accepts(timeout: float) -> bool:
 
 
 @contextmanager
-def _nats_container() -> Iterator[str]:
+def _nats_container(tmp_root: Path) -> Iterator[str]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
+    # The same max_payload as the embedded server (NATS's default, 1 MiB, is below a state).
+    config = tmp_root / "nats-container.conf"
+    config.write_text(f"max_payload: {EmbeddedNats.max_payload}\n", encoding="utf-8")
     container = (
         DockerContainer(NATS_IMAGE)
-        .with_command("-js")
+        .with_volume_mapping(str(config), "/etc/nats/test.conf")
+        .with_command("-js -c /etc/nats/test.conf")
         .with_exposed_ports(4222)
         .waiting_for(LogMessageWaitStrategy("Server is ready").with_startup_timeout(120))
     )
@@ -128,7 +132,7 @@ def session_servers(tmp_root: Path) -> Iterator[ServerUrls]:
         if (nats_url is None or database_url is None) and mode != "embedded":
             if docker_available():
                 if nats_url is None:
-                    nats_url = stack.enter_context(_nats_container())
+                    nats_url = stack.enter_context(_nats_container(tmp_root))
                     sources["nats"] = "docker"
                 if database_url is None:
                     database_url = stack.enter_context(_postgres_container())
