@@ -434,3 +434,11 @@ ROUTES: tuple[Route, ...] = (
         operation="agent_tasks_list",
     ),
 )
+
+
+def route_paths() -> Mapping[str, set[str]]:
+    """Every served path and its methods (for tests and docs)."""
+    table: dict[str, set[str]] = {}
+    for route in ROUTES:
+        table.setdefault(route.path, set()).add(route.method)
+    return table

@@ -9,7 +9,7 @@ import nats.aio.client
 import pytest
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
-from agent_orchestrator.bridge.app import BridgeState, nats_request
+from agent_orchestrator.bridge.nats_client import BridgeState, nats_request
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.client import OrchestratorClient, TaskRun
