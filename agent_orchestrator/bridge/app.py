@@ -3,6 +3,7 @@ middlewares put together. Each part lives in a module of its own."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import nats
 import nats.aio.client
@@ -12,14 +13,15 @@ from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
 from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication
-from agent_orchestrator.bridge.body_limit import BodyLimit
+from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
 from agent_orchestrator.bridge.endpoints import add_routes
 from agent_orchestrator.bridge.error_handlers import install_error_handlers
 from agent_orchestrator.bridge.events import register_event_stream
 from agent_orchestrator.bridge.nats_client import BridgeState, connection
-from agent_orchestrator.bridge.openapi import error_responses, problem_openapi
+from agent_orchestrator.bridge.openapi import problem_openapi
 from agent_orchestrator.bridge.operations import add_operations_routes
-from agent_orchestrator.bridge.settings import BridgeSettings
+from agent_orchestrator.bridge.routes import ROUTES
+from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, BridgeSettings
 from agent_orchestrator.bridge.telemetry import ObserveRequests
 from agent_orchestrator.observability.tracing import get_tracer
 
@@ -33,6 +35,20 @@ CORS_REQUEST_HEADERS = (
     API_KEY_HEADER,
 )
 _ERROR_STATUSES = (400, 404, 409, 413, 503, 504)
+
+
+def body_limits(settings: BridgeSettings) -> dict[str, Any]:
+    """The body limits: the request limit, and a state's on the routes that carry one."""
+    state = Limit(
+        settings.max_state_body_bytes,
+        f"a state (AO_MAX_STATE_BYTES, {settings.max_state_bytes}, plus {STATE_ENVELOPE_BYTES} "
+        "for the request around it; raise it on the bridge and the service alike)",
+        "AO_MAX_STATE_BYTES",
+    )
+    return {
+        "limit": Limit(settings.max_body_bytes, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES"),
+        "routes": [RouteLimit(r.method, r.path, state) for r in ROUTES if r.carries_state],
+    }
 
 
 def create_app(
@@ -80,12 +96,12 @@ def create_app(
     authenticate = authentication(state.settings)
     guarded = [Depends(authenticate)] if authenticate is not None else []
     statuses = (401, 403, *_ERROR_STATUSES) if authenticate is not None else _ERROR_STATUSES
-    add_routes(app, state, guarded, error_responses(statuses))
+    add_routes(app, state, guarded, statuses)
     register_event_stream(app, lambda: connection(state), guarded)
     add_operations_routes(app, state)
     install_error_handlers(app)
     app.openapi = problem_openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, **body_limits(state.settings))
     if state.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -19,7 +19,9 @@ from starlette.requests import Request as HttpRequest
 
 from agent_orchestrator.bridge.auth import caller_of
 from agent_orchestrator.bridge.error_handlers import field_errors
+from agent_orchestrator.bridge.json_body import JsonBodyRoute
 from agent_orchestrator.bridge.nats_client import BridgeState, nats_request
+from agent_orchestrator.bridge.openapi import error_responses
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.bridge.replies import reply_response
 from agent_orchestrator.bridge.routes import ROUTES, Route
@@ -133,7 +135,7 @@ def _parameters(route: Route) -> list[inspect.Parameter]:
             _header_param(
                 "if_match",
                 "If-Match",
-                f'`"<n>"`: sent as `{route.if_match}` (409 when stale).',
+                f'`"<n>"`: sent as `{route.if_match}` (412 Precondition Failed when stale).',
             )
         )
     if route.method != "GET":
@@ -160,10 +162,12 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
             body.update(fields.model_dump(mode="json", exclude_unset=True))
         for name, field_name in path_params.items():
             body[field_name] = str(kwargs[name])
+        precondition = False
         if route.if_match and kwargs.get("if_match") is not None:
             expected = parse_if_match(kwargs["if_match"])
             if expected is not None:
                 body[route.if_match] = expected
+                precondition = True
         try:
             route.request.model_validate(body)
         except ValidationError as exc:
@@ -184,22 +188,28 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
         # As UTF-8, not \u escapes: non-ASCII text must not grow the NATS payload threefold.
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         msg = await nats_request(state, route.subject, payload, headers)
-        return reply_response(route, request, msg)
+        return reply_response(route, request, msg, if_match=precondition)
 
     endpoint.__signature__ = inspect.Signature(_parameters(route))  # type: ignore[attr-defined]
     endpoint.__name__ = route.operation_id
     return endpoint
 
 
+def has_body(route: Route) -> bool:
+    """Whether the route takes a JSON body (POST or PUT with fields beyond the path's)."""
+    fields = set(route.request.model_fields) - set(route.path_params.values())
+    return route.method in ("POST", "PUT") and bool(fields)
+
+
 def add_routes(
-    app: FastAPI,
-    state: BridgeState,
-    dependencies: Sequence[Any],
-    responses: dict[int | str, dict[str, Any]],
+    app: FastAPI, state: BridgeState, dependencies: Sequence[Any], statuses: Sequence[int]
 ) -> None:
-    """Serve every route of :data:`ROUTES` on ``app``, behind ``dependencies``."""
+    """Serve every route of :data:`ROUTES` on ``app``, behind ``dependencies``, documenting
+    the error ``statuses`` of every route, 412 where ``If-Match`` applies and 415 where a body
+    does."""
     for route in ROUTES:
-        app.add_api_route(
+        own = [*statuses, *([412] if route.if_match else []), *([415] if has_body(route) else [])]
+        app.router.add_api_route(
             route.path,
             _endpoint(route, state),
             methods=[route.method],
@@ -209,9 +219,10 @@ def add_routes(
             description=f"NATS subject `{route.subject}`.",
             operation_id=route.operation_id,
             tags=[route.tag],
-            responses=responses,
+            responses=error_responses(sorted(own)),
             dependencies=list(dependencies),
+            route_class_override=JsonBodyRoute,
         )
 
 
-__all__ = ["add_routes", "parse_if_match"]
+__all__ = ["add_routes", "has_body", "parse_if_match"]

@@ -15,19 +15,27 @@ from starlette.requests import Request as HttpRequest
 from agent_orchestrator.bridge.problems import ProblemError, from_error, problem_response
 from agent_orchestrator.contracts.errors import ErrorCode
 
+_CODES = {
+    400: ErrorCode.VALIDATION_ERROR,
+    404: ErrorCode.NOT_FOUND,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+}
 
-def field_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+
+def field_errors(errors: Iterable[Any]) -> list[dict[str, str]]:
     """FastAPI/pydantic errors as the service lists them: ``[{path, message}]``."""
     listed = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ())]
+        message = str(err.get("msg", ""))
         if err.get("type") == "json_invalid":
             path = "body"
+            message = str((err.get("ctx") or {}).get("error") or message)
         else:
             if loc and loc[0] in ("body", "query", "path"):
                 loc = loc[1:]
             path = ".".join(loc) if loc else "body"
-        listed.append({"path": path, "message": err.get("msg", ""), "type": err.get("type")})
+        listed.append({"path": path, "message": message})
     return listed
 
 
@@ -58,7 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: HttpRequest, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: ErrorCode.NOT_FOUND}.get(exc.status_code, "http_error")
+        code = _CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = dict(exc.headers or {})
         if exc.status_code == 405:

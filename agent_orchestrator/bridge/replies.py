@@ -2,6 +2,7 @@
 
 import json
 from contextlib import suppress
+from typing import Any
 
 from fastapi.responses import Response
 from nats.aio.msg import Msg
@@ -13,9 +14,21 @@ from agent_orchestrator.contracts.errors import STATUS_BY_CODE, ErrorCode
 from agent_orchestrator.contracts.subjects import SERVICE_ERROR_CODE_HEADER
 
 
-def reply_response(route: Route, request: HttpRequest, msg: Msg) -> Response:
+def precondition_failed(route: Route, details: Any) -> bool:
+    """Whether a ``conflict`` is the stale version or revision that the request's ``If-Match``
+    named: the service's details then name the field that ``If-Match`` filled."""
+    return route.if_match is not None and isinstance(details, dict) and route.if_match in details
+
+
+def reply_response(
+    route: Route, request: HttpRequest, msg: Msg, *, if_match: bool = False
+) -> Response:
     """The service's reply as sent (success) or as problem+json (an error reply), with
-    ``ETag``, ``Location`` and ``Link: rel="next"`` where the route has them."""
+    ``ETag``, ``Location`` and ``Link: rel="next"`` where the route has them.
+
+    With ``if_match`` (the request carried ``If-Match: "<n>"``), a stale version or revision is
+    412 Precondition Failed (RFC 9110); other conflicts stay 409. The code stays
+    ``conflict``."""
     try:
         data = json.loads(msg.data)
     except ValueError as exc:
@@ -29,11 +42,14 @@ def reply_response(route: Route, request: HttpRequest, msg: Msg) -> Response:
             status = STATUS_BY_CODE[ErrorCode(code)]
         except ValueError:
             status = int((msg.headers or {}).get(SERVICE_ERROR_CODE_HEADER, "500"))
+        details = error.get("details")
+        if code == ErrorCode.CONFLICT and if_match and precondition_failed(route, details):
+            status = 412
         return problem_response(
             status,
             code,
             str(error.get("message", "")),
-            error.get("details"),
+            details,
             error.get("trace_id"),
         )
     headers: dict[str, str] = {}
@@ -51,4 +67,4 @@ def reply_response(route: Route, request: HttpRequest, msg: Msg) -> Response:
     )
 
 
-__all__ = ["reply_response"]
+__all__ = ["precondition_failed", "reply_response"]

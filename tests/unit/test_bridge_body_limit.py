@@ -8,9 +8,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent_orchestrator.bridge.body_limit import BodyLimit
+from agent_orchestrator.bridge.app import body_limits
+from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
+from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, BridgeSettings
 
 LIMIT = 1024
+LARGER = 4 * LIMIT
+REQUEST_LIMIT = Limit(LIMIT, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES")
+STATE_LIMIT = Limit(LARGER, "a state", "AO_MAX_STATE_BYTES")
 
 
 async def echo_size(request: Request) -> JSONResponse:
@@ -18,8 +23,15 @@ async def echo_size(request: Request) -> JSONResponse:
 
 
 def client() -> httpx.AsyncClient:
-    app = Starlette(routes=[Route("/echo", echo_size, methods=["POST"])])
-    limited = BodyLimit(app, max_bytes=LIMIT)
+    app = Starlette(
+        routes=[
+            Route("/echo", echo_size, methods=["POST"]),
+            Route("/things/{thing_id}/state", echo_size, methods=["PUT", "POST"]),
+        ]
+    )
+    limited = BodyLimit(
+        app, REQUEST_LIMIT, [RouteLimit("PUT", "/things/{thing_id}/state", STATE_LIMIT)]
+    )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=limited), base_url="http://t")
 
 
@@ -36,7 +48,7 @@ async def test_a_body_within_the_limit_reaches_the_app_whole() -> None:
     assert streamed.json() == {"size": LIMIT}
 
 
-async def test_a_declared_length_over_the_limit_is_413_problem() -> None:
+async def test_a_declared_length_over_the_limit_is_413_naming_limit_and_setting() -> None:
     async with client() as c:
         response = await c.post("/echo", content=b"x" * (LIMIT + 1))
     assert response.status_code == 413
@@ -44,6 +56,12 @@ async def test_a_declared_length_over_the_limit_is_413_problem() -> None:
     problem = response.json()
     assert (problem["status"], problem["code"]) == (413, "payload_too_large")
     assert str(LIMIT) in problem["detail"]
+    assert "AO_BRIDGE_MAX_BODY_BYTES" in problem["detail"]
+    assert problem["details"] == {
+        "limit": LIMIT,
+        "setting": "AO_BRIDGE_MAX_BODY_BYTES",
+        "size": LIMIT + 1,
+    }
 
 
 async def test_a_streamed_body_over_the_limit_is_413_without_a_length() -> None:
@@ -52,9 +70,36 @@ async def test_a_streamed_body_over_the_limit_is_413_without_a_length() -> None:
     assert "content-length" not in response.request.headers
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
+    assert response.json()["details"] == {"limit": LIMIT, "setting": "AO_BRIDGE_MAX_BODY_BYTES"}
 
 
 async def test_requests_without_a_body_pass() -> None:
     async with client() as c:
         response = await c.post("/echo")
     assert response.json() == {"size": 0}
+
+
+async def test_a_route_with_a_limit_of_its_own_gets_that_limit_for_its_method_only() -> None:
+    async with client() as c:
+        state = await c.put("/things/7/state", content=b"x" * LARGER)
+        too_big = await c.put("/things/7/state", content=chunks(2, LARGER // 2 + 1))
+        other_method = await c.post("/things/7/state", content=b"x" * (LIMIT + 1))
+    assert state.json() == {"size": LARGER}
+    assert too_big.status_code == 413
+    assert too_big.json()["details"]["setting"] == "AO_MAX_STATE_BYTES"
+    assert "a state" in too_big.json()["detail"]
+    assert other_method.status_code == 413
+    assert other_method.json()["details"]["setting"] == "AO_BRIDGE_MAX_BODY_BYTES"
+
+
+def test_the_bridge_gives_a_state_update_the_state_limit_and_its_envelope() -> None:
+    settings = BridgeSettings(max_body_bytes=LIMIT, max_state_bytes=LARGER)
+    limits = body_limits(settings)
+    assert limits["limit"] == Limit(LIMIT, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES")
+    [state] = limits["routes"]
+    assert (state.method, state.path) == ("PUT", "/api/agents/{agent_id}/state")
+    assert state.limit.max_bytes == LARGER + STATE_ENVELOPE_BYTES
+    assert state.limit.setting == "AO_MAX_STATE_BYTES"
+    # Never less than the request limit.
+    small_state = BridgeSettings(max_body_bytes=8 * 1024 * 1024, max_state_bytes=LIMIT)
+    assert body_limits(small_state)["routes"][0].limit.max_bytes == 8 * 1024 * 1024
