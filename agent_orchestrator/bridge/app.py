@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from agent_orchestrator import __version__
 from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication
 from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
+from agent_orchestrator.bridge.docs import add_docs_routes
 from agent_orchestrator.bridge.endpoints import add_routes
 from agent_orchestrator.bridge.error_handlers import install_error_handlers
 from agent_orchestrator.bridge.events import register_event_stream
@@ -91,6 +92,10 @@ def create_app(
             "agent's `version` and a state's `revision`."
         ),
         lifespan=lifespan,
+        # Served by add_docs_routes, from the package rather than a CDN.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.bridge = state
     authenticate = authentication(state.settings)
@@ -99,6 +104,7 @@ def create_app(
     add_routes(app, state, guarded, statuses)
     register_event_stream(app, lambda: connection(state), guarded)
     add_operations_routes(app, state)
+    add_docs_routes(app)
     install_error_handlers(app)
     app.openapi = problem_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, **body_limits(state.settings))
