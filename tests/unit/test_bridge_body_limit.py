@@ -1,6 +1,11 @@
-"""The bridge's body-size limit, on a one-route app of its own (no NATS)."""
+"""The bridge's body-size limit, on a one-route app of its own (no NATS), and in the bridge
+with a stand-in NATS client."""
 
+import json
+import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -8,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from agent_orchestrator.bridge import create_app
 from agent_orchestrator.bridge.app import body_limits
 from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
 from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, BridgeSettings
@@ -103,3 +109,39 @@ def test_the_bridge_gives_a_state_update_the_state_limit_and_its_envelope() -> N
     # Never less than the request limit.
     small_state = BridgeSettings(max_body_bytes=8 * 1024 * 1024, max_state_bytes=LIMIT)
     assert body_limits(small_state)["routes"][0].limit.max_bytes == 8 * 1024 * 1024
+
+
+class EchoState:
+    """A stand-in NATS client that answers agent.state.update with the state it was sent."""
+
+    is_connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    async def request(
+        self, subject: str, payload: bytes, timeout: float, headers: Any = None
+    ) -> SimpleNamespace:
+        self.sent.append((subject, len(payload)))
+        body = json.loads(payload)
+        reply = {
+            "agent_id": body["agent_id"],
+            "state": body["state"],
+            "revision": 1,
+            "updated_at": "2026-01-01T00:00:00Z",
+        }
+        return SimpleNamespace(data=json.dumps(reply).encode(), headers=None)
+
+
+async def test_a_megabyte_state_goes_through_the_bridge_when_nats_takes_it() -> None:
+    nc = EchoState()
+    app = create_app(BridgeSettings(), nc=nc)  # type: ignore[arg-type]
+    state = {"blob": "x" * 1_000_000}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as c:
+        put = await c.put(f"/api/agents/{uuid.uuid4()}/state", json={"state": state})
+        other = await c.post("/api/agents", json={"name": "x" * 1_100_000, "type": "t"})
+    assert put.status_code == 200, put.text[:300]
+    assert put.json()["state"] == state
+    assert [subject for subject, _ in nc.sent] == ["agent.state.update"]
+    assert other.status_code == 413
+    assert other.json()["details"]["setting"] == "AO_BRIDGE_MAX_BODY_BYTES"
