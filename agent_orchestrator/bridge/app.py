@@ -88,8 +88,10 @@ def create_app(
         version=__version__,
         description=(
             "Each call is one NATS request on the subject named in its description; the reply "
-            "is the service's, errors are RFC 9457 problem+json. `ETag`/`If-Match` carry an "
-            "agent's `version` and a state's `revision`."
+            "is the service's, errors are RFC 9457 problem+json (`errors`: every failing "
+            "`{path, message}`; `details`: the error's structured details). `ETag`/`If-Match` "
+            "carry an agent's `version` and a state's `revision`; a stale `If-Match` is 412. "
+            "A body is JSON sent as `content-type: application/json` (else 415)."
         ),
         lifespan=lifespan,
         # Served by add_docs_routes, from the package rather than a CDN.
