@@ -11,7 +11,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Annotated
 
-from fastapi import FastAPI, Path
+from fastapi import FastAPI, Path, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -50,6 +50,11 @@ def assets_folder() -> Traversable:
     return folder
 
 
+def _root(request: Request) -> str:
+    """The prefix a proxy serves the bridge under (ASGI ``root_path``), without its slash."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
 def add_docs_routes(app: FastAPI) -> None:
     """Add the OpenAPI document, Swagger UI, its OAuth2 redirect page, ReDoc and their assets.
     The app must be made with ``docs_url``, ``redoc_url`` and ``openapi_url`` None."""
@@ -57,18 +62,26 @@ def add_docs_routes(app: FastAPI) -> None:
     title = app.title
 
     @app.get(OPENAPI_PATH, include_in_schema=False)
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
+    async def openapi(request: Request) -> JSONResponse:
+        schema = app.openapi()
+        root = _root(request)
+        if root and app.root_path_in_servers:
+            # Behind a proxy's prefix, as FastAPI's own /openapi.json says it.
+            servers = schema.get("servers", [])
+            if root not in {server.get("url") for server in servers}:
+                schema = {**schema, "servers": [{"url": root}, *servers]}
+        return JSONResponse(schema)
 
     @app.get(DOCS_PATH, include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = _root(request)
         return get_swagger_ui_html(
-            openapi_url=OPENAPI_PATH,
+            openapi_url=root + OPENAPI_PATH,
             title=f"{title} - Swagger UI",
-            oauth2_redirect_url=OAUTH2_REDIRECT_PATH,
-            swagger_js_url=f"{ASSETS_PATH}/{SWAGGER_JS}",
-            swagger_css_url=f"{ASSETS_PATH}/{SWAGGER_CSS}",
-            swagger_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
+            oauth2_redirect_url=root + OAUTH2_REDIRECT_PATH,
+            swagger_js_url=f"{root}{ASSETS_PATH}/{SWAGGER_JS}",
+            swagger_css_url=f"{root}{ASSETS_PATH}/{SWAGGER_CSS}",
+            swagger_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
             swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
         )
 
@@ -77,12 +90,13 @@ def add_docs_routes(app: FastAPI) -> None:
         return get_swagger_ui_oauth2_redirect_html()
 
     @app.get(REDOC_PATH, include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
+        root = _root(request)
         return get_redoc_html(
-            openapi_url=OPENAPI_PATH,
+            openapi_url=root + OPENAPI_PATH,
             title=f"{title} - ReDoc",
-            redoc_js_url=f"{ASSETS_PATH}/{REDOC_JS}",
-            redoc_favicon_url=f"{ASSETS_PATH}/{FAVICON}",
+            redoc_js_url=f"{root}{ASSETS_PATH}/{REDOC_JS}",
+            redoc_favicon_url=f"{root}{ASSETS_PATH}/{FAVICON}",
             with_google_fonts=False,
         )
 

@@ -77,3 +77,14 @@ async def test_metrics_label_docs_openapi_and_assets_by_route() -> None:
     assert count("/docs/oauth2-redirect") == 1
     assert count("/docs/assets/{name}") == 3
     assert count("<unmatched>") == 0
+
+
+async def test_behind_a_proxy_prefix_the_pages_point_under_it() -> None:
+    app = create_app(BridgeSettings())
+    transport = httpx.ASGITransport(app=app, root_path="/bridge")
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
+        html = (await c.get("/docs")).text
+        spec = (await c.get("/openapi.json")).json()
+    assert "url: '/bridge/openapi.json'" in html
+    assert all(url.startswith("/bridge/docs/assets/") for url in ASSET_URL.findall(html))
+    assert spec["servers"][0]["url"] == "/bridge"
