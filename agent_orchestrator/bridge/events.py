@@ -110,7 +110,10 @@ def register_event_stream(
         if last_event_id is not None:
             if not last_event_id.strip().isdigit():
                 raise ProblemError(
-                    400, ErrorCode.VALIDATION_ERROR, "Last-Event-ID must be an event id (a number)"
+                    400,
+                    ErrorCode.VALIDATION_ERROR,
+                    "Last-Event-ID must be an event id (a number)",
+                    [{"path": "header.Last-Event-ID", "message": "not a number"}],
                 )
             after = int(last_event_id)
         caller = caller_of(request)

@@ -13,6 +13,16 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:agent-orchestrator:problem:"
 
 
+class FieldError(BaseModel):
+    """One failing part of a request."""
+
+    path: str = Field(
+        description="Where: a body field (`name`, `configuration.retries`), a query or path "
+        "parameter, `header.If-Match`, or `body` for the body as a whole."
+    )
+    message: str = Field(description="What is wrong there.")
+
+
 class Problem(BaseModel):
     """An error, as ``application/problem+json`` (RFC 9457)."""
 
@@ -21,8 +31,16 @@ class Problem(BaseModel):
     status: int = Field(description="The HTTP status.")
     detail: str = Field(description="What went wrong this time.")
     code: str = Field(description="The contract's error code (`not_found`, `conflict`, …).")
-    errors: Any = Field(
-        default=None, description="The error's details, e.g. every failing path of a body."
+    errors: list[FieldError] = Field(
+        default_factory=list,
+        description="Every failing part of an invalid request, as `[{path, message}]`; empty "
+        "for other errors.",
+    )
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="The error's structured details, e.g. `{expected_version, version}` of a "
+        "stale version, `{from, to, allowed}` of a refused transition, `{limit, setting}` of a "
+        "body too large.",
     )
     trace_id: str | None = Field(
         default=None,
@@ -42,6 +60,7 @@ class ProblemError(Exception):
         errors: Any = None,
         trace_id: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -50,6 +69,7 @@ class ProblemError(Exception):
         self.errors = errors
         self.trace_id = trace_id
         self.headers = headers
+        self.details = details
 
 
 class ProblemResponse(JSONResponse):
@@ -68,6 +88,25 @@ def _title(code: str, status: int) -> str:
             return "Error"
 
 
+def field_errors_and_details(
+    given: Any, message: str
+) -> tuple[list[dict[str, str]], dict[str, Any] | None]:
+    """Split what an error carries into ``errors`` (``[{path, message}]``) and ``details``.
+
+    The service lists failing paths as ``[{path, message}]`` (some without a message: the
+    error's own message then stands for it) and gives other details as an object."""
+    if given is None:
+        return [], None
+    if isinstance(given, list) and all(isinstance(e, dict) and "path" in e for e in given):
+        return [
+            {"path": str(e["path"] or "body"), "message": str(e.get("message") or message)}
+            for e in given
+        ], None
+    if isinstance(given, dict):
+        return [], given
+    return [], {"value": given}
+
+
 def problem_response(
     status: int,
     code: str,
@@ -75,15 +114,21 @@ def problem_response(
     errors: Any = None,
     trace_id: str | None = None,
     headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> ProblemResponse:
-    """Build the problem+json response of one error (with the trace id when traced)."""
+    """Build the problem+json response of one error (with the trace id when traced).
+
+    ``errors`` may be the service's ``details`` as they came: failing paths become ``errors``,
+    anything else ``details``."""
+    listed, carried = field_errors_and_details(errors, detail)
     body = Problem(
         type=TYPE_PREFIX + code,
         title=_title(code, status),
         status=status,
         detail=detail,
         code=code,
-        errors=errors,
+        errors=[FieldError(**e) for e in listed],
+        details=details if details is not None else carried,
         trace_id=trace_id or current_trace_id(),
     )
     return ProblemResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
@@ -92,5 +137,11 @@ def problem_response(
 def from_error(error: ProblemError) -> ProblemResponse:
     """The response of a :class:`ProblemError`."""
     return problem_response(
-        error.status, error.code, error.detail, error.errors, error.trace_id, error.headers
+        error.status,
+        error.code,
+        error.detail,
+        error.errors,
+        error.trace_id,
+        error.headers,
+        error.details,
     )

@@ -102,6 +102,8 @@ class Route:
     path_fields: Mapping[str, str] = field(default_factory=dict, hash=False)
     # OpenAPI operationId, where two routes share a subject (default: from the subject).
     operation: str | None = None
+    # The body carries a whole state: its size limit is the state's, not the request's.
+    carries_state: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.path_fields) - set(_PATH_PARAM.findall(self.path))
@@ -233,6 +235,7 @@ ROUTES: tuple[Route, ...] = (
         tag="state",
         etag="revision",
         if_match=EXPECTED_REVISION,
+        carries_state=True,
     ),
     Route(
         "GET",
@@ -411,7 +414,8 @@ ROUTES: tuple[Route, ...] = (
         s.TASK_CANCEL,
         CancelTask,
         Task,
-        "Cancel a QUEUED or RUNNING task (idempotent; 409 once it ended otherwise)",
+        "Cancel a QUEUED or RUNNING task (a CANCELLED one is answered as it is; "
+        "409 once it ended otherwise)",
         tag="tasks",
     ),
     Route(
@@ -434,3 +438,11 @@ ROUTES: tuple[Route, ...] = (
         operation="agent_tasks_list",
     ),
 )
+
+
+def route_paths() -> Mapping[str, set[str]]:
+    """Every served path and its methods (for tests and docs)."""
+    table: dict[str, set[str]] = {}
+    for route in ROUTES:
+        table.setdefault(route.path, set()).add(route.method)
+    return table

@@ -1,4 +1,5 @@
-"""Bridge settings from the environment (``NATS_URL``, ``AO_BRIDGE_*``)."""
+"""Bridge settings from the environment (``NATS_URL``, ``AO_BRIDGE_*``, and the service's
+``AO_MAX_STATE_BYTES``)."""
 
 import json
 from enum import StrEnum
@@ -10,6 +11,8 @@ from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+# Room for the request around a state: mode, expected_revision, whitespace.
+STATE_ENVELOPE_BYTES = 64 * 1024
 WEAK_SECRETS = frozenset(
     {
         "secret",
@@ -58,7 +61,11 @@ class AuthMode(StrEnum):
 class BridgeSettings(BaseSettings):
     """What the bridge needs: where NATS is, how long to wait, how much to accept."""
 
-    model_config = SettingsConfigDict(env_prefix="AO_BRIDGE_", env_file=".env", extra="ignore")
+    # validate_by_name: fields read from another variable (max_state_bytes) can still be
+    # given by name in code and tests.
+    model_config = SettingsConfigDict(
+        env_prefix="AO_BRIDGE_", env_file=".env", extra="ignore", validate_by_name=True
+    )
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
@@ -69,7 +76,18 @@ class BridgeSettings(BaseSettings):
         default=5.0, gt=0, le=300, description="How long one NATS request may take (then 504)."
     )
     max_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024, description="Larger request bodies get 413."
+        default=1024 * 1024,
+        ge=1024,
+        description="Larger request bodies get 413 (but a state update's: see max_state_bytes).",
+    )
+    max_state_bytes: int = Field(
+        default=6 * 1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        validation_alias=AliasChoices("AO_MAX_STATE_BYTES", "AO_BRIDGE_MAX_STATE_BYTES"),
+        description="Largest agent state: the service's AO_MAX_STATE_BYTES, read from the same "
+        "variable. A state update's body (PUT /api/agents/{id}/state) may be this plus "
+        "STATE_ENVELOPE_BYTES, or max_body_bytes if that is more.",
     )
     ready_timeout_s: float = Field(
         default=1.0, gt=0, le=30, description="How long /readyz waits for the service's ping."
@@ -111,6 +129,11 @@ class BridgeSettings(BaseSettings):
         validation_alias=AliasChoices("AO_LOG_FORMAT", "AO_BRIDGE_LOG_FORMAT"),
         description="Log lines as text or JSON with trace_id/span_id (AO_LOG_FORMAT).",
     )
+
+    @property
+    def max_state_body_bytes(self) -> int:
+        """The body limit of a state update: a whole state and its envelope."""
+        return max(self.max_body_bytes, self.max_state_bytes + STATE_ENVELOPE_BYTES)
 
     @model_validator(mode="after")
     def _check_auth(self) -> Self:

@@ -9,7 +9,7 @@ import nats.aio.client
 import pytest
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
-from agent_orchestrator.bridge.app import BridgeState, nats_request
+from agent_orchestrator.bridge.nats_client import BridgeState, nats_request
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.client import OrchestratorClient, TaskRun
@@ -34,6 +34,11 @@ def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["type"].endswith(code)
     assert body["title"]
     assert "detail" in body
+    # One shape for every problem: errors lists failing parts, details is an object or null.
+    assert isinstance(body["errors"], list)
+    assert all(set(e) == {"path", "message"} for e in body["errors"]), body["errors"]
+    assert all(isinstance(v, str) for e in body["errors"] for v in e.values())
+    assert body["details"] is None or isinstance(body["details"], dict)
     return body
 
 
@@ -79,7 +84,8 @@ async def test_agent_crud_with_etag_and_if_match(http: httpx.AsyncClient) -> Non
     stale = await http.put(
         f"/api/agents/{agent_id}", json={"description": "e"}, headers={"If-Match": '"1"'}
     )
-    problem(stale, 409, "conflict")
+    # A stale If-Match is 412 (RFC 9110); the contract's code stays conflict.
+    assert problem(stale, 412, "conflict")["details"] == {"expected_version": 1, "version": 2}
     malformed = await http.put(
         f"/api/agents/{agent_id}", json={"description": "e"}, headers={"If-Match": "W/one"}
     )
@@ -122,7 +128,7 @@ async def test_lifecycle_walk_and_history(http: httpx.AsyncClient) -> None:
     assert paused.json()["status"] == "PAUSED"
     assert paused.headers["etag"] == f'"{paused.json()["version"]}"'
     bad = await http.post(f"{base}/initialize")
-    assert problem(bad, 409, "invalid_transition")["errors"]["from"] == "PAUSED"
+    assert problem(bad, 409, "invalid_transition")["details"]["from"] == "PAUSED"
     moved = await http.post(f"{base}/status", json={"status": "ACTIVE"})
     assert moved.json()["status"] == "ACTIVE"
     done = await http.post(f"{base}/terminate", json={"reason": "done"})
@@ -143,14 +149,14 @@ async def test_recover_an_agent_in_error(http: httpx.AsyncClient) -> None:
     agent_id = (await new_agent(http))["agent_id"]
     base = f"/api/agents/{agent_id}"
     refused = await http.post(f"{base}/recover")
-    assert problem(refused, 409, "invalid_transition")["errors"]["status"] == "CREATED"
+    assert problem(refused, 409, "invalid_transition")["details"]["status"] == "CREATED"
     await http.post(f"{base}/initialize")
     await wait_status(http, agent_id, "READY")
     await http.post(f"{base}/activate")
     errored = await http.post(f"{base}/status", json={"status": "ERROR", "reason": "broke"})
     version = errored.json()["version"]
     stale = await http.post(f"{base}/recover", headers={"If-Match": f'"{version - 1}"'})
-    problem(stale, 409, "conflict")
+    problem(stale, 412, "conflict")
     started = await http.post(
         f"{base}/recover",
         json={"restore": False, "target": "READY", "reason": "try again"},
@@ -183,7 +189,10 @@ async def test_state_with_if_match(http: httpx.AsyncClient) -> None:
     stale = await http.put(
         f"{base}/state", json={"state": {"x": 1}}, headers={"If-Match": f'"{rev1}"'}
     )
-    problem(stale, 409, "conflict")
+    assert problem(stale, 412, "conflict")["details"] == {
+        "expected_revision": rev1,
+        "revision": rev2,
+    }
     got = await http.get(f"{base}/state")
     assert got.json()["state"] == {"goal": "g", "n": {"b": 2}}
     assert got.headers["etag"] == f'"{rev2}"'
@@ -329,6 +338,7 @@ async def test_body_scalars_are_the_types_the_document_says(
 async def test_numbers_in_a_query_are_still_read_from_text(http: httpx.AsyncClient) -> None:
     agent = await new_agent(http)
     stale = await http.delete(f"/api/agents/{agent['agent_id']}", params={"expected_version": "2"})
+    # expected_version in the query is no HTTP precondition: a plain 409.
     problem(stale, 409, "conflict")
     listed = await http.get("/api/agents", params={"limit": "1"})
     assert listed.status_code == 200
@@ -610,7 +620,7 @@ async def test_communication_errors_are_problems(
         await http.post(f"/api/agents/{nobody}/send", json={"to_agent_id": bob}), 404, "not_found"
     )
     unknown = problem(await http.post(send, json={"to_agent_id": nobody}), 404, "not_found")
-    assert unknown["errors"] == {"agent_id": nobody}
+    assert unknown["details"] == {"agent_id": nobody}
     problem(await http.get(f"/api/communications/{nobody}"), 404, "not_found")
     problem(await http.post(f"/api/communications/{nobody}/delivered"), 404, "not_found")
     problem(await http.get(f"/api/agents/{nobody}/communications"), 404, "not_found")
@@ -638,14 +648,14 @@ async def test_communication_errors_are_problems(
 
     # Over the service's content limit (64 KiB), under the bridge's body limit (1 MiB).
     big = await http.post(send, json={"to_agent_id": bob, "content": "x" * (65 * 1024)})
-    assert problem(big, 413, "payload_too_large")["errors"]["limit"] == 64 * 1024
+    assert problem(big, 413, "payload_too_large")["details"]["limit"] == 64 * 1024
     # Over the bridge's own limit: refused before any NATS request.
     huge = await http.post(send, json={"to_agent_id": bob, "content": "x" * (1024 * 1024)})
     assert "request body" in problem(huge, 413, "payload_too_large")["detail"]
 
     assert (await http.post(f"/api/agents/{bob}/terminate")).json()["status"] == "TERMINATED"
     ended = problem(await http.post(send, json={"to_agent_id": bob}), 409, "invalid_transition")
-    assert ended["errors"]["recipient"] == bob
+    assert ended["details"]["recipient"] == bob
     from_ended = await http.post(f"/api/agents/{bob}/send", json={"to_agent_id": alice})
     problem(from_ended, 409, "invalid_transition")
     assert (await http.get(f"/api/agents/{alice}/communications")).json()["items"] == []
@@ -723,7 +733,9 @@ async def test_a_task_completed_by_a_worker(
     assert done["finished_at"]
 
     refused = await http.post(f"/api/tasks/{done['task_id']}/cancel")
-    assert problem(refused, 409, "conflict")["errors"] == {"status": "SUCCEEDED"}
+    ended = problem(refused, 409, "conflict")
+    assert ended["details"] == {"status": "SUCCEEDED"}
+    assert ended["detail"] == f"task {done['task_id']} already ended SUCCEEDED"
     assert (await http.get(executed.headers["location"])).json() == done
 
 
@@ -792,14 +804,14 @@ async def test_task_errors_are_problems(
 
     created = (await new_agent(http))["agent_id"]
     refused = await http.post(f"/api/agents/{created}/execute", json={"input": 1})
-    assert problem(refused, 409, "invalid_transition")["errors"] == {
+    assert problem(refused, 409, "invalid_transition")["details"] == {
         "agent_id": created,
         "status": "CREATED",
     }
     agent_id = await active_agent(http, client, unique("p"))
     assert (await http.post(f"/api/agents/{agent_id}/pause")).json()["status"] == "PAUSED"
     paused = await http.post(f"/api/agents/{agent_id}/execute", json={"input": 1})
-    assert problem(paused, 409, "invalid_transition")["errors"]["status"] == "PAUSED"
+    assert problem(paused, 409, "invalid_transition")["details"]["status"] == "PAUSED"
     assert (await http.get(f"/api/agents/{agent_id}/tasks")).json()["items"] == []
 
     execute = f"/api/agents/{agent_id}/execute"

@@ -114,6 +114,9 @@ async def test_bad_filters_are_problems(
         response = await client.get(f"{bridge_url}/api/events", params=params, headers=headers)
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["path"] in {*params, *(f"header.{name}" for name in headers)}
+    assert error["message"]
 
 
 async def test_the_event_streams_problems_are_documented(http: httpx.AsyncClient) -> None:

@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
-from agent_orchestrator.bridge.app import BridgeState, nats_request
+from agent_orchestrator.bridge.nats_client import BridgeState, nats_request
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.observability import JsonFormatter
 from agent_orchestrator.runtime import free_port

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent_orchestrator.bridge import BridgeSettings
-from agent_orchestrator.bridge.settings import AuthMode, weakness
+from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, AuthMode, weakness
 
 STRONG = "Zq8#vL2!pR7@xT4$wN9%kM1^bH6&cJ3*"
 
@@ -58,3 +58,18 @@ def test_the_bridge_command_refuses_a_weak_secret_without_printing_it() -> None:
     assert result.exit_code == 2
     assert "refuses to start" in result.output
     assert "my-weak-secret" not in result.output
+
+
+def test_the_state_limit_is_read_from_the_services_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agent_orchestrator.settings import Settings
+
+    assert BridgeSettings().max_state_bytes == Settings.model_fields["max_state_bytes"].default
+    monkeypatch.setenv("AO_MAX_STATE_BYTES", str(2 * 1024 * 1024))
+    settings = BridgeSettings(max_body_bytes=1024 * 1024)
+    assert settings.max_state_bytes == 2 * 1024 * 1024
+    assert settings.max_state_body_bytes == 2 * 1024 * 1024 + STATE_ENVELOPE_BYTES
+    assert BridgeSettings(max_state_bytes=4096).max_state_bytes == 4096
+    with pytest.raises(ValidationError):
+        BridgeSettings(max_state_bytes=100)
