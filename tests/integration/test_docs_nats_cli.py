@@ -5,8 +5,9 @@ whose info string is ``bash tested`` (or ``python tested``) in ``PAGES`` runs, p
 one shell environment (a variable set in one block, such as ``ID``, is there in the next). In
 such a block:
 
-- a command is one line (or several joined by a trailing ``\\``); ``NAME=$(...)`` sets ``NAME``
-  from what the command prints, and ``B=...`` is set to the bridge of the dev under test;
+- a command is one line, or several (after a trailing ``\\``, or a quoted body going on);
+  ``NAME=$(...)`` sets ``NAME`` from what the command prints, and ``B=...`` is set to the
+  bridge of the dev under test;
 - ``#`` lines right under a command, with no blank line between, are its output as the docs
   show it, and are checked: a ``{...}`` line against the reply's JSON (every key whose value is
   shown in full, at any depth; ``…`` elides), any other line piece by piece (every fragment
@@ -59,7 +60,7 @@ PAGES = [
 CLI = str(Path(sys.executable).parent / "agent-orchestrator")
 BLOCK = re.compile(r"^```(bash|python) tested\n(.*?)^```", re.M | re.S)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # curl prints header names in bold on a terminal
-ASSIGN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$")
+ASSIGN = re.compile(r"^([A-Z_][A-Z0-9_]*)=(.*)$", re.S)
 #: Commands that only read, and may be repeated until what the docs show has happened.
 READS = re.compile(r"\.(get|history|list|communications)\b|kv (get|history)|curl -s (-i )?\$")
 
@@ -87,9 +88,12 @@ def steps(page: str, body: str) -> list[Step]:
     for raw in body.splitlines():
         line = raw.strip()
         if pending:
-            line, pending = pending + " " + line, ""
+            line, pending = pending + line, ""
         if line.endswith("\\"):
-            pending = line[:-1].strip()
+            pending = line[:-1].strip() + " "
+            continue
+        if not line.startswith("#") and line.count("'") % 2:  # a quoted body goes on
+            pending = line + "\n"
             continue
         if not line:
             after_command = False
