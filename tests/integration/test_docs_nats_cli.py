@@ -150,14 +150,16 @@ def shown_values(text: str) -> list[tuple[tuple[str, ...], Any]]:
 
 
 def reply_json(output: str) -> Any:
-    """The last JSON document a command printed (a reply, a body, a value)."""
-    for line in reversed(output.splitlines()):
-        line = line.strip()
-        if line.startswith(("{", "[")):
+    """The first JSON document a command printed (a reply, a body, a value; pretty or not)."""
+    decoder = json.JSONDecoder()
+    offset = 0
+    for line in output.splitlines(keepends=True):
+        if line.lstrip().startswith(("{", "[")):
             try:
-                return json.loads(line)
+                return decoder.raw_decode(output, offset + len(line) - len(line.lstrip()))[0]
             except ValueError:
-                continue
+                pass
+        offset += len(line)
     raise AssertionError(f"no JSON in the output:\n{output}")
 
 
