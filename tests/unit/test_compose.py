@@ -41,6 +41,7 @@ INTERPOLATION = re.compile(
 #: The variables that must be set (secrets, no default to fall back on silently), and what the
 #: tests set them to.
 REQUIRED = {"POSTGRES_PASSWORD": "a-test-password"}
+DOCKER_COMPOSE = ("docker", "compose")
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +233,7 @@ def test_docker_compose_accepts_the_file() -> None:
     def config(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             # No .env: a developer's own must not hide a missing variable.
-            ["docker", "compose", "--env-file", os.devnull, "-f", str(COMPOSE_FILE)]
-            + ["config", "-q"],
+            [*DOCKER_COMPOSE, "--env-file", os.devnull, "-f", str(COMPOSE_FILE), "config", "-q"],
             capture_output=True,
             text=True,
             timeout=60,
