@@ -156,9 +156,11 @@ def reply_json(output: str) -> Any:
     for line in output.splitlines(keepends=True):
         if line.lstrip().startswith(("{", "[")):
             try:
-                return decoder.raw_decode(output, offset + len(line) - len(line.lstrip()))[0]
+                document, end = decoder.raw_decode(output, offset + len(line) - len(line.lstrip()))
             except ValueError:
-                pass
+                document, end = None, offset
+            if end > offset and not output[end:].split("\n", 1)[0].strip():  # not `[44] Subject`
+                return document
         offset += len(line)
     raise AssertionError(f"no JSON in the output:\n{output}")
 
@@ -280,7 +282,7 @@ class Shell:
 
     def check_background(self) -> None:
         """Each `nats sub` saw what the docs show it printing (give it a moment to arrive)."""
-        for step, proc, out in self.background:
+        for step, _, out in self.background:
             deadline = time.monotonic() + 10
             while True:
                 try:
@@ -290,8 +292,16 @@ class Shell:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=10)
+
+    def stop_background(self) -> None:
+        for _, proc, _ in self.background:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
     def run_python(self, page: str, source: str) -> None:
         script = self.workdir / f"block-{len(self.ran)}.py"
@@ -359,6 +369,14 @@ def test_the_docs_nats_commands_run_as_shown(dev: tuple[str, str], tmp_path: Pat
     if shutil.which("curl") is None or shutil.which("jq") is None:
         pytest.skip("the docs' blocks use curl and jq, and one of them is not on PATH")
     shell = Shell(*dev, workdir=tmp_path)
+    try:
+        run_every_page(shell)
+    finally:
+        shell.stop_background()
+    check_the_service_counted_the_docs(shell)
+
+
+def run_every_page(shell: Shell) -> None:
     for page in PAGES:
         blocks = list(runnable_blocks(page))
         assert blocks, f"{page} has no tested block"
@@ -370,7 +388,28 @@ def test_the_docs_nats_commands_run_as_shown(dev: tuple[str, str], tmp_path: Pat
                 shell.run(step)
     shell.check_background()
     ran = " ".join(shell.ran)
-    for command in ("nats req", "nats sub", "nats kv get", "nats kv history", "nats stream view"):
-        assert command in ran, f"no tested block runs `{command}`"
-    for command in ("nats micro info", "nats micro stats"):
-        assert command in ran, f"no tested block runs `{command}`"
+    commands = ("req", "sub", "kv get", "kv history", "stream view", "micro info", "micro stats")
+    for command in commands:
+        assert f"nats {command} " in ran, f"no tested block runs `nats {command}`"
+
+
+def check_the_service_counted_the_docs(shell: Shell) -> None:
+    """`nats micro info/stats --json`: every command listed, the docs' requests counted."""
+    code, output = run_on_terminal(
+        shell.prelude + "nats micro info agent-orchestrator --json", shell.env
+    )
+    assert code == 0, output
+    info = reply_json(output)["info"]
+    assert info["name"] == "agent-orchestrator"
+    subjects = {endpoint["subject"] for endpoint in info["endpoints"]}
+    assert {"agent.create", "agent.get", "agent.state.update", "task.cancel"} <= subjects
+    code, output = run_on_terminal(
+        shell.prelude + "nats micro stats agent-orchestrator --json", shell.env
+    )
+    assert code == 0, output
+    [stats] = reply_json(output)  # one instance
+    by_subject = {endpoint["subject"]: endpoint for endpoint in stats["endpoints"]}
+    creates = " ".join(shell.ran).count("nats req agent.create ")
+    assert by_subject["agent.create"]["num_requests"] >= creates
+    assert by_subject["agent.get"]["num_errors"] >= 2  # docs/errors.md: not_found, not JSON
+    assert by_subject["agent.get"]["last_error"].startswith("400:")
