@@ -37,13 +37,10 @@ import pytest
 
 from agent_orchestrator.runtime import free_port
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("nats") is None,
-        reason="the nats CLI is not on PATH (go install github.com/nats-io/natscli/nats@v0.5.0)",
-    ),
-]
+NEEDS_NATS_CLI = pytest.mark.skipif(
+    shutil.which("nats") is None,
+    reason="the nats CLI is not on PATH (go install github.com/nats-io/natscli/nats@v0.5.0)",
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The pages whose ``tested`` blocks run, in this order (later pages use the tour's variables).
@@ -365,6 +362,8 @@ def test_shown_values_reads_what_the_docs_show() -> None:
     ]
 
 
+@pytest.mark.slow
+@NEEDS_NATS_CLI
 def test_the_docs_nats_commands_run_as_shown(dev: tuple[str, str], tmp_path: Path) -> None:
     if shutil.which("curl") is None or shutil.which("jq") is None:
         pytest.skip("the docs' blocks use curl and jq, and one of them is not on PATH")
