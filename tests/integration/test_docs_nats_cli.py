@@ -12,8 +12,9 @@ such a block:
   show it, and are checked: a ``{...}`` line against the reply's JSON (every key whose value is
   shown in full, at any depth; ``…`` elides), any other line piece by piece (every fragment
   between ``…`` must appear in the output). Comments after a blank line are prose;
-- ``nats sub`` keeps running beside the rest (the docs say "in another terminal"), and its
-  output is checked once every block has run.
+- ``nats sub`` and a command ending in ``&`` keep running beside the rest (the docs say "in
+  another terminal"); a program's shown output is awaited before the next step, and all their
+  output is checked once every block has run. ``NATS_URL`` is the dev's.
 
 ``nats`` gets ``--server`` pointing at the dev under test; it runs on a pseudo-terminal because
 ``nats stream view`` pages only on one.
@@ -50,6 +51,7 @@ PAGES = [
     "docs/templates.md",
     "docs/state.md",
     "docs/messages.md",
+    "docs/tasks.md",
     "docs/events.md",
     "docs/errors.md",
     "docs/debugging.md",
@@ -196,6 +198,7 @@ def run_on_terminal(script: str, env: dict[str, str], timeout: float = 30) -> tu
         stdout=secondary,
         stderr=subprocess.PIPE,
         env=env,
+        cwd=ROOT,
         start_new_session=True,
     )
     os.close(secondary)
@@ -219,7 +222,8 @@ class Shell:
 
     def __init__(self, nats_url: str, http_url: str, workdir: Path) -> None:
         self.workdir = workdir
-        self.env = dict(os.environ, DOCS_NATS_URL=nats_url, B=http_url)
+        # NATS_URL: what the docs' programs connect to (the nats CLI gets --server besides).
+        self.env = dict(os.environ, DOCS_NATS_URL=nats_url, NATS_URL=nats_url, B=http_url)
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
         self.fixed = {"B": http_url}
         self.prelude = 'nats() { command nats --server "$DOCS_NATS_URL" "$@"; }\n'
@@ -245,7 +249,7 @@ class Shell:
             assert done.returncode == 0, why
             assert self.env[name] not in ("", "null"), why
             return
-        if step.command.startswith("nats sub "):
+        if step.command.startswith("nats sub ") or step.command.endswith("&"):
             self.start_background(step)
             return
         deadline = time.monotonic() + (10 if READS.search(step.command) else 0)
@@ -261,24 +265,32 @@ class Shell:
                 time.sleep(0.2)
 
     def start_background(self, step: Step) -> None:
-        out = self.workdir / f"sub-{len(self.background)}.out"
+        """Start `nats sub` (until it subscribed) or `program &` (until its shown output)."""
+        out = self.workdir / f"background-{len(self.background)}.out"
+        if step.command.startswith("nats sub "):
+            script = 'exec nats --server "$DOCS_NATS_URL" ' + step.command.removeprefix("nats ")
+            ready = ["Subscribing on"]
+        else:
+            script = "exec " + step.command.removesuffix("&")
+            ready = [piece for line in step.shown for piece in line.split("…")]
         with out.open("wb") as sink:
             proc = subprocess.Popen(
-                ["bash", "-c", 'exec nats --server "$DOCS_NATS_URL" ' + step.command[5:]],
+                ["bash", "-c", script],
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                cwd=ROOT,
             )
-        deadline = time.monotonic() + 10
-        while "Subscribing on" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, f"`{step.command}` did not subscribe"
-            time.sleep(0.05)
         self.background.append((step, proc, out))
+        deadline = time.monotonic() + 15
+        while not all(piece.strip() in out.read_text(errors="replace") for piece in ready):
+            assert proc.poll() is None, f"`{step.command}` ended:\n{out.read_text()}"
+            assert time.monotonic() < deadline, f"`{step.command}` is not ready:\n{out.read_text()}"
+            time.sleep(0.05)
 
     def check_background(self) -> None:
-        """Each `nats sub` saw what the docs show it printing (give it a moment to arrive)."""
+        """Each background command printed what the docs show (give it a moment to arrive)."""
         for step, _, out in self.background:
             deadline = time.monotonic() + 10
             while True:
