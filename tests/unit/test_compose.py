@@ -28,7 +28,7 @@ from agent_orchestrator.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "tests" / "data" / "compose-spec.json"
-#: The services README.md and DESIGN name.
+#: The services docs/production.md and DESIGN name.
 SERVICES = {"nats", "postgres", "service", "bridge"}
 #: Message schedules (AGENT_SCHEDULES' allow_msg_schedules) need nats-server 2.12.
 MIN_NATS = (2, 12)
