@@ -1,6 +1,7 @@
 """Every public NATS name in one place: command subjects, streams, buckets, queue group.
 
-These names are the product's contract (see CONTRACT.md); changing one is a breaking change.
+These names are the product's contract (see docs/agents.md and the pages it links, and
+asyncapi.yaml); changing one is a breaking change.
 """
 
 from typing import Final

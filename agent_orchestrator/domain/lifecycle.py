@@ -19,7 +19,7 @@ TRANSITIONS: MappingProxyType[AgentStatus, frozenset[AgentStatus]] = MappingProx
         S.TERMINATED: frozenset(),
     }
 )
-"""Allowed moves, exactly as CONTRACT.md's table."""
+"""Allowed moves, exactly as the lifecycle table of docs/agents.md."""
 
 
 def is_allowed(current: AgentStatus, target: AgentStatus) -> bool:

@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 DESCRIPTION = "Manages AI agents: lifecycle, state, checkpoints, templates."
 
 
+def endpoint_name(subject: str) -> str:
+    """The endpoint's name for a subject: ``agent.create`` -> ``agent_create``.
+
+    The micro spec allows only ``[a-zA-Z0-9_-]`` in a name, and the ``nats`` CLI (v0.5.0)
+    rejects a whole INFO or STATS reply with a dot in one (``nats micro ls`` then finds
+    nothing); the subject itself stays in ``subject``.
+    """
+    return subject.replace(".", "_")
+
+
 @dataclass
 class EndpointCounters:
     """Running totals of one command subject."""
@@ -80,7 +90,8 @@ class ServiceStatsBook:
             version=self.version,
             description=DESCRIPTION,
             endpoints=[
-                EndpointInfo(name=s, subject=s, queue_group=QUEUE_GROUP) for s in self.subjects
+                EndpointInfo(name=endpoint_name(s), subject=s, queue_group=QUEUE_GROUP)
+                for s in self.subjects
             ],
         ).to_dict()
 
@@ -91,7 +102,7 @@ class ServiceStatsBook:
             c = self.counters.get(subject, EndpointCounters())
             endpoints.append(
                 EndpointStats(
-                    name=subject,
+                    name=endpoint_name(subject),
                     subject=subject,
                     queue_group=QUEUE_GROUP,
                     num_requests=c.num_requests,

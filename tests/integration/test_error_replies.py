@@ -1,4 +1,4 @@
-"""Every row of CONTRACT.md's error table that applies to agents, sent over NATS.
+"""Every row of the error table of docs/errors.md that applies to agents, sent over NATS.
 
 Each case checks the reply's body and ``Nats-Service-Error(-Code)`` headers and that nothing
 was stored or changed.

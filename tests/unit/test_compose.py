@@ -6,6 +6,7 @@ engine and the compose plugin: `docker compose config -q` accepts it too.
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,12 +28,20 @@ from agent_orchestrator.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SCHEMA_FILE = ROOT / "tests" / "data" / "compose-spec.json"
-#: The services README.md and DESIGN name.
+#: The services docs/production.md and DESIGN name.
 SERVICES = {"nats", "postgres", "service", "bridge"}
 #: Message schedules (AGENT_SCHEDULES' allow_msg_schedules) need nats-server 2.12.
 MIN_NATS = (2, 12)
-#: `${NAME:-default}` / `${NAME-default}`: a variable with a default; `$$`: a literal `$`.
-INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):?-(?P<default>[^}]*)\}")
+#: `${NAME:-default}` / `${NAME-default}`: a variable with a default; `${NAME:?message}` /
+#: `${NAME?message}`: one compose refuses to start without; `$$`: a literal `$`.
+INTERPOLATION = re.compile(
+    r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"(?::?-(?P<default>[^}]*)|:?\?(?P<message>[^}]*))\}"
+)
+#: The variables that must be set (secrets, no default to fall back on silently), and what the
+#: tests set them to.
+REQUIRED = {"POSTGRES_PASSWORD": "a-test-password"}
+DOCKER_COMPOSE = ("docker", "compose")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +51,16 @@ def compose() -> dict[str, Any]:
 
 
 def interpolate(value: str) -> str:
-    """What compose makes of a value when none of its variables is set."""
-    return INTERPOLATION.sub(lambda m: "$" if m[0] == "$$" else m["default"], value)
+    """What compose makes of a value when only the required variables are set (to REQUIRED's)."""
+
+    def substitute(m: re.Match[str]) -> str:
+        if m[0] == "$$":
+            return "$"
+        if m["default"] is not None:
+            return m["default"]
+        return REQUIRED[m["name"]]
+
+    return INTERPOLATION.sub(substitute, value)
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -173,10 +190,26 @@ def strings(node: Any) -> list[str]:
     return [node] if isinstance(node, str) else []
 
 
-def test_variables_have_defaults(compose: dict[str, Any]) -> None:
-    """`docker compose config` needs no variable set: every `$` is `$$` or `${NAME:-default}`."""
-    bare = [value for value in strings(compose) if "$" in INTERPOLATION.sub("", value)]
+def test_variables_have_defaults_or_are_required_secrets(compose: dict[str, Any]) -> None:
+    """Every `$` is `$$`, `${NAME:-default}`, or `${NAME:?message}` for a secret in REQUIRED."""
+    values = strings(compose)
+    bare = [value for value in values if "$" in INTERPOLATION.sub("", value)]
     assert not bare, f"unescaped $ or a variable without a default: {bare}"
+    required = {
+        m["name"]: m["message"]
+        for value in values
+        for m in INTERPOLATION.finditer(value)
+        if m["message"] is not None
+    }
+    assert set(required) == set(REQUIRED), "only secrets are required, and they are"
+    assert all(message.strip() for message in required.values()), "say what to set"
+
+
+def test_the_database_password_has_no_default(compose: dict[str, Any]) -> None:
+    """A forgotten POSTGRES_PASSWORD stops compose; it never falls back to a known password."""
+    for name, key in (("postgres", "POSTGRES_PASSWORD"), ("service", "DATABASE_URL")):
+        value = str(compose["services"][name]["environment"][key])
+        assert "${POSTGRES_PASSWORD:?" in value, f"{name}.{key}: {value}"
 
 
 def _docker_compose_available() -> bool:
@@ -195,12 +228,22 @@ def _docker_compose_available() -> bool:
 def test_docker_compose_accepts_the_file() -> None:
     if not _docker_compose_available():
         pytest.skip("no Docker engine with the compose plugin; the schema check ran instead")
-    done = subprocess.run(
-        ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
+    env = {key: value for key, value in os.environ.items() if key not in REQUIRED}
+
+    def config(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            # No .env: a developer's own must not hide a missing variable.
+            [*DOCKER_COMPOSE, "--env-file", os.devnull, "-f", str(COMPOSE_FILE), "config", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+            env={**env, **extra},
+        )
+
+    done = config(REQUIRED)
     assert done.returncode == 0, done.stderr
+    refused = config({})
+    assert refused.returncode != 0
+    assert "POSTGRES_PASSWORD" in refused.stderr

@@ -1,4 +1,4 @@
-"""The transition table: exactly CONTRACT.md's, nothing illegal ever accepted, TERMINATED final."""
+"""The transition table: docs/agents.md's exactly; nothing illegal accepted; TERMINATED final."""
 
 from datetime import UTC, datetime
 
