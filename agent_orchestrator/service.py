@@ -25,17 +25,17 @@ from agent_orchestrator.handlers.agent_consumers import (
     AgentConsumers,
     register_agent_consumer_keeper,
 )
-from agent_orchestrator.handlers.agents import register_agent_commands
+from agent_orchestrator.handlers.agents import AgentCommands
 from agent_orchestrator.handlers.checkpoint_schedules import (
+    ScheduleCommands,
     register_checkpoint_scheduler,
-    register_schedule_command,
 )
-from agent_orchestrator.handlers.checkpoints import Checkpointer, register_checkpoint_commands
+from agent_orchestrator.handlers.checkpoints import CheckpointCommands, Checkpointer
 from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
 from agent_orchestrator.handlers.communications import (
+    CommunicationCommands,
     MessageLimits,
     expire_messages,
-    register_communication_commands,
 )
 from agent_orchestrator.handlers.dead_letters import register_dead_letters
 from agent_orchestrator.handlers.discovery import (
@@ -49,17 +49,17 @@ from agent_orchestrator.handlers.initialization import (
     register_initializer,
     standard_steps,
 )
-from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
 from agent_orchestrator.handlers.metrics import RuntimeSources, ServiceMetrics
-from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
+from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
-from agent_orchestrator.handlers.state import register_state_commands
+from agent_orchestrator.handlers.state import StateCommands
 from agent_orchestrator.handlers.state_events import state_event_publisher
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
-from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
+from agent_orchestrator.handlers.tasks import TaskCommands, time_out_tasks
 from agent_orchestrator.handlers.telemetry import tracing_middleware
-from agent_orchestrator.handlers.templates import register_template_commands
+from agent_orchestrator.handlers.templates import TemplateCommands
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
 from agent_orchestrator.storage.agents import AgentRepository
@@ -235,51 +235,50 @@ class Service:
             max_workers=self.settings.handler_max_workers,
             scope_guard=ScopeGuard(self.agents, self.communications, self.tasks),
         )
-        register_agent_commands(
-            server,
-            self.agents,
-            self.templates,
-            self.states,
-            self.checkpointer,
-            self.schedules,
-            self.queues,
-            self.heartbeats,
-        )
-        register_template_commands(server, self.templates)
-        register_checkpoint_commands(
-            server,
-            self.agents,
-            self.checkpointer,
-            self.idempotency,
-            max_state_bytes=self.settings.max_state_bytes,
-        )
-        register_schedule_command(server, self.agents, self.schedules)
-        register_state_commands(
-            server,
-            self.agents,
-            self.states,
-            self.idempotency,
-            max_state_bytes=self.settings.max_state_bytes,
-        )
-        register_lifecycle_commands(server, self.agents, self.schedules, self.consumers)
-        register_communication_commands(
-            server,
-            self.agents,
-            self.communications,
-            MessageLimits(
-                max_content_bytes=self.settings.max_message_bytes,
-                max_sender_backlog=self.settings.max_sender_backlog,
+        server.include(
+            AgentCommands(
+                agents=self.agents,
+                templates=self.templates,
+                states=self.states,
+                checkpointer=self.checkpointer,
+                schedules=self.schedules,
+                queues=self.queues,
+                heartbeats=self.heartbeats,
             ),
-        )
-        register_recover_command(server, self.recovery)
-        register_task_commands(
-            server,
-            self.agents,
-            self.tasks,
-            TaskDefaults(
-                timeout_s=self.settings.task_timeout_s,
-                max_attempts=self.settings.task_max_attempts,
-                heartbeat_s=self.settings.task_heartbeat_s,
+            TemplateCommands(templates=self.templates),
+            CheckpointCommands(
+                agents=self.agents,
+                checkpointer=self.checkpointer,
+                idempotency=self.idempotency,
+                max_state_bytes=self.settings.max_state_bytes,
+            ),
+            ScheduleCommands(agents=self.agents, schedules=self.schedules),
+            StateCommands(
+                agents=self.agents,
+                states=self.states,
+                idempotency=self.idempotency,
+                max_state_bytes=self.settings.max_state_bytes,
+            ),
+            LifecycleCommands(
+                agents=self.agents, schedules=self.schedules, consumers=self.consumers
+            ),
+            CommunicationCommands(
+                agents=self.agents,
+                communications=self.communications,
+                limits=MessageLimits(
+                    max_content_bytes=self.settings.max_message_bytes,
+                    max_sender_backlog=self.settings.max_sender_backlog,
+                ),
+            ),
+            RecoverCommands(recovery=self.recovery),
+            TaskCommands(
+                agents=self.agents,
+                tasks=self.tasks,
+                defaults=TaskDefaults(
+                    timeout_s=self.settings.task_timeout_s,
+                    max_attempts=self.settings.task_max_attempts,
+                    heartbeat_s=self.settings.task_heartbeat_s,
+                ),
             ),
         )
         self.commands = server.specs

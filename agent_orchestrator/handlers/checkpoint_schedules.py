@@ -17,7 +17,7 @@ from agent_orchestrator.contracts.checkpoints import Schedule, ScheduleCheckpoin
 from agent_orchestrator.domain.errors import NotFound, Unavailable
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.handlers.checkpoints import Checkpointer
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 
@@ -26,12 +26,14 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 
 
-def register_schedule_command(
-    server: CommandServer, agents: AgentRepository, schedules: CheckpointSchedules
-) -> None:
-    """Serve agent.checkpoint.schedule."""
+class ScheduleCommands:
+    """agent.checkpoint.schedule."""
 
-    @server.serve(
+    def __init__(self, *, agents: AgentRepository, schedules: CheckpointSchedules) -> None:
+        self._agents = agents
+        self._schedules = schedules
+
+    @command(
         subjects.AGENT_CHECKPOINT_SCHEDULE,
         ScheduleCheckpoints,
         Schedule,
@@ -40,8 +42,10 @@ def register_schedule_command(
         "keep_last scheduled ones; interval_s 0 cancels. Run by nats-server, so it survives "
         "service restarts and fires once per period with any number of instances.",
     )
-    async def schedule_checkpoints(body: ScheduleCheckpoints, ctx: CommandContext) -> Schedule:
-        agent = await agents.get(body.agent_id)
+    async def schedule_checkpoints(
+        self, body: ScheduleCheckpoints, ctx: CommandContext
+    ) -> Schedule:
+        agent = await self._agents.get(body.agent_id)
         schedule = Schedule(
             agent_id=agent.agent_id,
             active=body.interval_s != 0,
@@ -52,10 +56,10 @@ def register_schedule_command(
             recoverable=body.recoverable,
         )
         if not schedule.active:
-            await schedules.cancel(str(agent.agent_id))
+            await self._schedules.cancel(str(agent.agent_id))
             return schedule
         check_mutable(agent.status)
-        await schedules.set(schedule)
+        await self._schedules.set(schedule)
         return schedule
 
 
