@@ -13,7 +13,6 @@ from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from agent_orchestrator import __version__
-from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import BridgeStartError, EmbeddedBridge, run_bridge
 from agent_orchestrator.domain.errors import Unavailable
@@ -21,8 +20,9 @@ from agent_orchestrator.observability import configure_logging, tracer_provider_
 from agent_orchestrator.observability.logs import LogFormat
 from agent_orchestrator.observability.tracing import shutdown as shutdown_tracing
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres, free_port
-from agent_orchestrator.service import BROKER_LOGGER, Service
+from agent_orchestrator.service import Service, unconnected_service
 from agent_orchestrator.settings import Settings
+from agent_orchestrator.wiring.parts import BROKER_LOGGER
 
 app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
 log = logging.getLogger("agent_orchestrator")
@@ -198,7 +198,7 @@ def asyncapi(
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Print the AsyncAPI document of every subject (YAML)."""
-    text = asyncapi_yaml()
+    text = unconnected_service().asyncapi_yaml()
     if out is None:
         typer.echo(text, nl=False)
     else:
