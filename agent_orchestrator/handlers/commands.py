@@ -29,6 +29,7 @@ from agent_orchestrator.contracts.subjects import (
 )
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.handlers.marks import HandlerT, marked, marker
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
@@ -121,11 +122,6 @@ class CommandSpec:
     description: str = ""
 
 
-HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
-
-_MARK = "__command_spec__"
-
-
 def command(
     subject: str,
     request: type[BaseModel],
@@ -135,24 +131,12 @@ def command(
     description: str,
 ) -> Callable[[HandlerT], HandlerT]:
     """Mark a handler method as the one for ``subject``; it records the contract, no more."""
-    spec = CommandSpec(subject, request, reply, mutating, description)
-
-    def mark(handler: HandlerT) -> HandlerT:
-        setattr(handler, _MARK, spec)
-        return handler
-
-    return mark
+    return marker(CommandSpec(subject, request, reply, mutating, description))
 
 
 def commands_of(area: object) -> list[tuple[CommandSpec, Handler[Any]]]:
     """The methods of ``area`` marked with :func:`command`, bound, in the order written."""
-    found: dict[str, tuple[CommandSpec, Handler[Any]]] = {}
-    for cls in reversed(type(area).__mro__):
-        for name, value in vars(cls).items():
-            spec = getattr(value, _MARK, None)
-            if isinstance(spec, CommandSpec):
-                found[name] = (spec, getattr(area, name))
-    return list(found.values())
+    return marked(area, CommandSpec)
 
 
 @dataclass

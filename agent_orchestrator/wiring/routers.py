@@ -8,26 +8,24 @@ from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator.contracts.subjects import ASYNCAPI
 from agent_orchestrator.domain.tasks import TaskDefaults
-from agent_orchestrator.handlers.agent_consumers import (
-    AgentConsumers,
-    register_agent_consumer_keeper,
-)
+from agent_orchestrator.handlers.agent_consumers import AgentConsumers, ConsumerKeeper
 from agent_orchestrator.handlers.agents import AgentCommands
 from agent_orchestrator.handlers.checkpoint_schedules import (
+    CheckpointScheduler,
     ScheduleCommands,
-    register_checkpoint_scheduler,
 )
 from agent_orchestrator.handlers.checkpoints import CheckpointCommands, Checkpointer
 from agent_orchestrator.handlers.commands import CommandServer
 from agent_orchestrator.handlers.communications import CommunicationCommands, MessageLimits
-from agent_orchestrator.handlers.dead_letters import register_dead_letters
+from agent_orchestrator.handlers.dead_letters import DeadLetters
 from agent_orchestrator.handlers.discovery import (
     ServiceStatsBook,
     register_discovery,
     stats_middleware,
 )
 from agent_orchestrator.handlers.errors import build_error_middleware
-from agent_orchestrator.handlers.initialization import InitializationStep, register_initializer
+from agent_orchestrator.handlers.initialization import InitializationStep, Initializer
+from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.metrics import ServiceMetrics
 from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
@@ -164,12 +162,18 @@ def job_router(
     keeper and dead letters."""
     r = repositories
     jobs = NatsRouter()
-    register_initializer(
-        jobs, r.agents, steps, max_attempts=settings.init_max_attempts, recovery=recovery
+    include_jobs(
+        jobs,
+        Initializer(
+            agents=r.agents,
+            steps=steps,
+            max_attempts=settings.init_max_attempts,
+            recovery=recovery,
+        ),
+        CheckpointScheduler(agents=r.agents, schedules=schedules, checkpointer=checkpointer),
+        ConsumerKeeper(consumers=consumers, communications=r.communications, tasks=r.tasks),
+        DeadLetters(inbox=inbox, communications=r.communications),
     )
-    register_checkpoint_scheduler(jobs, r.agents, schedules, checkpointer)
-    register_agent_consumer_keeper(jobs, consumers, r.communications, r.tasks)
-    register_dead_letters(jobs, inbox, r.communications)
     return jobs
 
 

@@ -1,4 +1,4 @@
-"""Command areas built with in-memory fakes, their handler methods called directly."""
+"""Command areas and jobs built with in-memory fakes, their handler methods called directly."""
 
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -14,9 +14,11 @@ from agent_orchestrator.contracts.agents import (
     GetAgent,
     LifecycleCommand,
 )
+from agent_orchestrator.contracts.checkpoints import Schedule
 from agent_orchestrator.contracts.templates import CreateTemplate, GetTemplate
 from agent_orchestrator.domain.errors import Conflict, InvalidTransition, NotFound
 from agent_orchestrator.handlers.agents import AgentCommands
+from agent_orchestrator.handlers.checkpoint_schedules import CheckpointScheduler
 from agent_orchestrator.handlers.commands import CommandContext, commands_of
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.templates import TemplateCommands
@@ -148,3 +150,16 @@ def test_an_area_lists_its_marked_handlers_in_the_order_written() -> None:
         "change_status",
         "move_to_initializing",
     ]
+
+
+async def test_a_scheduled_firing_for_a_deleted_agent_cancels_its_schedule() -> None:
+    schedules, checkpointer = Recorder("cancel"), Recorder("take")
+    scheduler = CheckpointScheduler(
+        agents=FakeAgents(), schedules=schedules, checkpointer=checkpointer
+    )
+    agent_id = uuid4()
+
+    await scheduler.take(Schedule(agent_id=agent_id, active=True, interval_s=60, keep_last=2))
+
+    assert schedules.calls == [("cancel", (str(agent_id),))]
+    assert checkpointer.calls == []
