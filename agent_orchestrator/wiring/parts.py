@@ -10,9 +10,7 @@ from nats.js import JetStreamContext
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.handlers.checkpoints import Checkpointer
-from agent_orchestrator.handlers.communications import (
-    expire_messages,
-)
+from agent_orchestrator.handlers.communications import expire_messages
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import time_out_tasks
 from agent_orchestrator.settings import Settings
