@@ -1,13 +1,17 @@
 """The AsyncAPI 3.0 document: FastStream's description of the subscribers, completed with
 the replies (success and error), the request headers and the event channel.
 
-``asyncapi.yaml`` at the repository root is this document; a test keeps the two equal.
+It needs only the broker (with every subscriber included) and the command specs; the service
+passes its own. ``asyncapi.yaml`` at the repository root is the document of a service with
+default settings; a test keeps the two equal.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
+from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
@@ -19,10 +23,8 @@ from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.liveness import Heartbeat
 from agent_orchestrator.contracts.tasks import TaskAssignment
 from agent_orchestrator.contracts.templates import TemplateEvent, TemplateEventKind
+from agent_orchestrator.handlers.commands import CommandSpec
 from agent_orchestrator.settings import Settings
-
-if TYPE_CHECKING:
-    from agent_orchestrator.service import Service
 
 DESCRIPTION = """\
 NATS-native orchestrator for AI agents.
@@ -41,13 +43,14 @@ REQUEST_HEADERS = {
     "properties": {
         subjects.IDEMPOTENCY_KEY_HEADER: {
             "type": "string",
-            "maxLength": 200,
+            "maxLength": subjects.MAX_IDEMPOTENCY_KEY_LENGTH,
             "description": "Mutating commands: a repeat with the same key and body returns "
             "the first reply and changes nothing; another body is a `conflict`.",
         },
         subjects.ACTOR_HEADER: {
             "type": "string",
-            "description": "Who is asking; recorded in the history. Default `caller`.",
+            "description": "Who is asking; recorded in the history. "
+            f"Default `{subjects.DEFAULT_ACTOR}`.",
         },
     },
 }
@@ -245,17 +248,10 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def asyncapi_document(service: "Service | None" = None) -> dict[str, Any]:
-    """The whole document as plain data, of ``service`` or of a fresh, unconnected one."""
-    if service is None:
-        # Imported here: the service also serves this document, so it imports this module.
-        from agent_orchestrator.service import Service
-
-        service = Service(Settings(database_url="postgresql://docs@localhost/docs"))
+def asyncapi_document(broker: NatsBroker, commands: Sequence[CommandSpec]) -> dict[str, Any]:
+    """The whole document as plain data: ``broker``'s subscribers, typed by ``commands``."""
     doc: dict[str, Any] = (
-        AsyncAPI(
-            service.broker, title="agent-orchestrator", version=__version__, description=DESCRIPTION
-        )
+        AsyncAPI(broker, title="agent-orchestrator", version=__version__, description=DESCRIPTION)
         .to_specification()
         .to_jsonable()
     )
@@ -265,7 +261,7 @@ def asyncapi_document(service: "Service | None" = None) -> dict[str, Any]:
 
     error = _add_message(doc, ErrorReply, ERROR_HEADERS)
     replies: dict[str, Any] = {"ErrorReply": error}
-    for spec in service.commands:
+    for spec in commands:
         request = messages[f"{spec.subject}:SubscribeMessage"]
         # Handlers validate in their decoder, so FastStream sees no typed body: add it here.
         request["payload"] = _add_schema(doc, spec.request)
@@ -321,7 +317,7 @@ def asyncapi_document(service: "Service | None" = None) -> dict[str, Any]:
     return _sorted(doc)  # type: ignore[no-any-return]
 
 
-def asyncapi_yaml(service: "Service | None" = None) -> str:
-    """The document as YAML, exactly as committed in ``asyncapi.yaml``."""
-    document = asyncapi_document(service)
+def asyncapi_yaml(broker: NatsBroker, commands: Sequence[CommandSpec]) -> str:
+    """The document as YAML, as committed in ``asyncapi.yaml`` (for a default service)."""
+    document = asyncapi_document(broker, commands)
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)

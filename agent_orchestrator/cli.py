@@ -13,7 +13,6 @@ from opentelemetry.trace import TracerProvider
 from pydantic import ValidationError
 
 from agent_orchestrator import __version__
-from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import (
     BridgePortInUse,
@@ -36,8 +35,9 @@ from agent_orchestrator.runtime import (
     free_port,
     port_is_free,
 )
-from agent_orchestrator.service import BROKER_LOGGER, MetricsPortInUse, Service
+from agent_orchestrator.service import MetricsPortInUse, Service, unconnected_service
 from agent_orchestrator.settings import Settings
+from agent_orchestrator.wiring.parts import BROKER_LOGGER
 
 app = typer.Typer(help="agent-orchestrator: manage AI agents over NATS.", no_args_is_help=True)
 log = logging.getLogger("agent_orchestrator")
@@ -270,7 +270,7 @@ def asyncapi(
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
 ) -> None:
     """Print the AsyncAPI document of every subject (YAML)."""
-    text = asyncapi_yaml()
+    text = unconnected_service().asyncapi_yaml()
     if out is None:
         typer.echo(text, nl=False)
     else:

@@ -1,90 +1,57 @@
 """The composition root: builds one service instance from Settings and runs it.
 
+The parts are built by the small functions of ``wiring``; this module only connects them.
 Nothing connects at import or construction; ``start()`` connects, migrates, declares the
-JetStream topology, starts the handlers and the outbox relay; ``stop()`` undoes it in reverse.
+JetStream topology, starts the handlers and the background loops (outbox relay, sweeper,
+liveness monitor, state events); ``stop()`` undoes it in reverse.
 """
 
 import asyncio
 import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import asyncpg
 import nats.aio.client
-from faststream.nats import NatsBroker, NatsRouter
 from nats.errors import Error as NatsError
 from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
-from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.subjects import ASYNCAPI, SERVICE_NAME
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.domain.tasks import TaskDefaults
-from agent_orchestrator.handlers.agent_consumers import (
-    AgentConsumers,
-    register_agent_consumer_keeper,
-)
-from agent_orchestrator.handlers.agents import register_agent_commands
-from agent_orchestrator.handlers.checkpoint_schedules import (
-    register_checkpoint_scheduler,
-    register_schedule_command,
-)
-from agent_orchestrator.handlers.checkpoints import Checkpointer, register_checkpoint_commands
-from agent_orchestrator.handlers.commands import CommandServer, CommandSpec
-from agent_orchestrator.handlers.communications import (
-    MessageLimits,
-    expire_messages,
-    register_communication_commands,
-)
-from agent_orchestrator.handlers.dead_letters import register_dead_letters
-from agent_orchestrator.handlers.discovery import (
-    ServiceStatsBook,
-    register_discovery,
-    stats_middleware,
-)
-from agent_orchestrator.handlers.errors import build_error_middleware
-from agent_orchestrator.handlers.initialization import (
-    InitializationStep,
-    register_initializer,
-    standard_steps,
-)
-from agent_orchestrator.handlers.lifecycle import register_lifecycle_commands
+from agent_orchestrator.handlers.agent_consumers import AgentConsumers
+from agent_orchestrator.handlers.commands import commands_of
+from agent_orchestrator.handlers.discovery import ServiceStatsBook
+from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
-from agent_orchestrator.handlers.metrics import RuntimeSources, ServiceMetrics
-from agent_orchestrator.handlers.recovery import Recovery, register_recover_command
+from agent_orchestrator.handlers.metrics import RuntimeSources
+from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
-from agent_orchestrator.handlers.state import register_state_commands
 from agent_orchestrator.handlers.state_events import state_event_publisher
-from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
-from agent_orchestrator.handlers.tasks import register_task_commands, time_out_tasks
-from agent_orchestrator.handlers.telemetry import tracing_middleware
-from agent_orchestrator.handlers.templates import register_template_commands
 from agent_orchestrator.settings import Settings
-from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
-from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
-from agent_orchestrator.storage.communications import (
-    RECORD_INBOX_SEQUENCES,
-    CommunicationRepository,
-)
-from agent_orchestrator.storage.heartbeats import Heartbeats
-from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.jetstream import JetStreamLayout, ensure_jetstream
+from agent_orchestrator.storage.jetstream import ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
-from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
-from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.outbox import OutboxRelay
 from agent_orchestrator.storage.schedules import CheckpointSchedules
-from agent_orchestrator.storage.state import StateStore
-from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
-from agent_orchestrator.storage.templates import TemplateRepository
+from agent_orchestrator.wiring import parts, routers
 
 log = logging.getLogger(__name__)
 
-BROKER_LOGGER = "agent_orchestrator.broker"
 STOP_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
+DOCS_DATABASE_URL = "postgresql://docs@localhost/docs"
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A background loop of a running service: what runs it and what asks it to return."""
+
+    name: str
+    run: Callable[[], Coroutine[Any, Any, None]]
+    stop: Callable[[], None]
 
 
 class MetricsPortInUse(Unavailable):
@@ -110,211 +77,87 @@ class Service:
         a deployment could add its own preparation). With ``tracer_provider`` every command
         is traced (see ``observability``); without, nothing is."""
         self.settings = settings
-        self.tracer_provider = tracer_provider
-        self.db = Database(
-            settings.database_url,
-            min_size=settings.db_pool_min,
-            max_size=settings.db_pool_max,
-            traced=tracer_provider is not None,
-        )
-        self.agents = AgentRepository(self.db)
-        self.templates = TemplateRepository(self.db)
-        self.idempotency = IdempotencyStore(self.db)
-        self.checkpoints = CheckpointRepository(self.db)
-        self.states = StateStore(
-            history=settings.state_history,
-            max_value_bytes=settings.max_state_bytes,
-            replicas=settings.js_replicas,
-        )
-        self.checkpointer = Checkpointer(
-            self.states,
-            self.checkpoints,
-            CheckpointBlobs(
-                inline_max_bytes=settings.checkpoint_inline_max_bytes,
-                replicas=settings.js_replicas,
-            ),
-            max_checkpoint_bytes=settings.max_checkpoint_bytes,
+        self.db = parts.database(settings, traced=tracer_provider is not None)
+        self.repositories = repos = parts.Repositories.on(self.db)
+        self.states = parts.state_store(settings)
+        self.checkpointer = parts.checkpointer(
+            settings, states=self.states, checkpoints=repos.checkpoints
         )
         self.schedules = CheckpointSchedules()
-        self.communications = CommunicationRepository(self.db)
-        self.tasks = TaskRepository(self.db)
-        self.inbox = AgentQueue(
-            subjects.MESSAGES_STREAM,
-            subjects.inbox_subject,
-            subjects.inbox_consumer,
-            QueueSettings(
-                ack_wait_s=settings.message_ack_wait_s,
-                max_deliveries=settings.message_max_deliveries,
-            ),
-            holds="Messages",
-        )
-        self.task_queue = AgentQueue(
-            subjects.TASKS_STREAM,
-            subjects.task_subject,
-            subjects.task_consumer,
-            # task.start decides what is stale; redelivery only covers a worker that died
-            # between receiving an assignment and starting it.
-            QueueSettings(ack_wait_s=settings.task_ack_wait_s, max_deliveries=-1),
-            holds="Task assignments",
-        )
-        self.queues = (self.inbox, self.task_queue)
-        self.heartbeats = Heartbeats(
-            marker_ttl_s=float(settings.events_max_age_s), replicas=settings.js_replicas
-        )
+        self.queues = parts.queues(settings)
+        self.heartbeats = parts.heartbeats(settings)
         self.consumers = AgentConsumers(
-            self.agents, self.queues, on_active=partial(arm, self.heartbeats)
+            repos.agents, self.queues.both, on_active=partial(arm, self.heartbeats)
         )
         self.recovery = Recovery(
-            self.agents,
-            self.tasks,
+            repos.agents,
+            repos.tasks,
             self.checkpointer,
             self.consumers,
             max_state_bytes=settings.max_state_bytes,
         )
-        self.monitor = LivenessMonitor(self.agents, self.heartbeats, self.consumers, self.recovery)
-        self.state_events = state_event_publisher(
-            lambda: self.broker.connection.jetstream(),
-            lambda: self.relay is not None and self.relay.is_leader,
-        )
-        self.sweeper = Sweeper(
-            {
-                "expire messages": partial(expire_messages, self.communications),
-                "time out tasks": partial(time_out_tasks, self.tasks),
-                "remove ended messages": remove_ended(self.communications, self.inbox),
-                "remove ended assignments": remove_ended(self.tasks, self.task_queue),
-            },
-            interval_s=settings.sweep_s,
-        )
-        self.broker = NatsBroker(
-            settings.nats_url.split(","),
-            name=SERVICE_NAME,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=1,
-            # FastStream logs every message; route it through our hierarchy, at DEBUG.
-            logger=logging.getLogger(BROKER_LOGGER),
-            log_level=logging.DEBUG,
-        )
-        self.commands: list[CommandSpec] = []
-        self.broker.include_router(self._command_router())
-        jobs = NatsRouter()
-        steps = [*standard_steps(self.templates, self.queues), *init_steps]
-        register_initializer(
-            jobs,
-            self.agents,
-            steps,
-            max_attempts=settings.init_max_attempts,
+        self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.consumers, self.recovery)
+        self.sweeper = parts.sweeper(settings, repositories=repos, queues=self.queues)
+
+        areas = routers.command_areas(
+            settings,
+            repositories=repos,
+            states=self.states,
+            checkpointer=self.checkpointer,
+            schedules=self.schedules,
+            queues=self.queues,
+            heartbeats=self.heartbeats,
+            consumers=self.consumers,
             recovery=self.recovery,
         )
-        register_checkpoint_scheduler(jobs, self.agents, self.schedules, self.checkpointer)
-        register_agent_consumer_keeper(jobs, self.consumers, self.communications, self.tasks)
-        register_dead_letters(jobs, self.inbox, self.communications)
-        self.broker.include_router(jobs)
-        discovery = NatsRouter()
-        register_discovery(discovery, self.stats)
-        discovery.subscriber(ASYNCAPI, include_in_schema=False)(self._asyncapi)
-        self.broker.include_router(discovery)
+        self.commands = [spec for area in areas for spec, _ in commands_of(area)]
+        self.stats = ServiceStatsBook(
+            subjects=[spec.subject for spec in self.commands], version=__version__
+        )
+        self.metrics = routers.metrics(settings, stats=self.stats)
+        self.broker = parts.broker(settings)
+        self.broker.include_router(
+            routers.command_router(
+                settings,
+                areas=areas,
+                idempotency=repos.idempotency,
+                scope_guard=ScopeGuard(repos.agents, repos.communications, repos.tasks),
+                middlewares=routers.command_middlewares(
+                    stats=self.stats, metrics=self.metrics, tracer_provider=tracer_provider
+                ),
+            )
+        )
+        self.broker.include_router(
+            routers.job_router(
+                settings,
+                repositories=repos,
+                steps=[*standard_steps(repos.templates, self.queues.both), *init_steps],
+                recovery=self.recovery,
+                schedules=self.schedules,
+                checkpointer=self.checkpointer,
+                consumers=self.consumers,
+                inbox=self.queues.inbox,
+            )
+        )
+        self.broker.include_router(
+            routers.discovery_router(stats=self.stats, asyncapi=self._serve_asyncapi)
+        )
         self._asyncapi_yaml: str | None = None
         self.relay: OutboxRelay | None = None
-        self._relay_task: asyncio.Task[None] | None = None
-        self._sweeper_task: asyncio.Task[None] | None = None
-        self._monitor_task: asyncio.Task[None] | None = None
-        self._state_events_task: asyncio.Task[None] | None = None
+        self._loops: list[Loop] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self.metrics_url: str | None = None
 
-    def _command_router(self) -> NatsRouter:
-        self.stats = ServiceStatsBook(subjects=[], version=__version__)
-        self.metrics: ServiceMetrics | None = None
-        if self.settings.metrics_port:
-            self.metrics = ServiceMetrics(
-                (), version=__version__, instance_id=self.stats.instance_id
-            )
-        # Tracing outermost, so that the error replies and the counting happen inside its span.
-        tracing = [] if self.tracer_provider is None else [tracing_middleware(self.tracer_provider)]
-        router = NatsRouter(
-            middlewares=[
-                *tracing,
-                stats_middleware(self.stats, self.metrics.requests if self.metrics else None),
-                build_error_middleware(),
-            ]
-        )
-        server = CommandServer(
-            router,
-            self.idempotency,
-            max_request_bytes=self.settings.max_request_bytes,
-            max_state_bytes=self.settings.max_state_bytes,
-            max_workers=self.settings.handler_max_workers,
-            scope_guard=ScopeGuard(self.agents, self.communications, self.tasks),
-        )
-        register_agent_commands(
-            server,
-            self.agents,
-            self.templates,
-            self.states,
-            self.checkpointer,
-            self.schedules,
-            self.queues,
-            self.heartbeats,
-        )
-        register_template_commands(server, self.templates)
-        register_checkpoint_commands(
-            server,
-            self.agents,
-            self.checkpointer,
-            self.idempotency,
-            max_state_bytes=self.settings.max_state_bytes,
-        )
-        register_schedule_command(server, self.agents, self.schedules)
-        register_state_commands(
-            server,
-            self.agents,
-            self.states,
-            self.idempotency,
-            max_state_bytes=self.settings.max_state_bytes,
-        )
-        register_lifecycle_commands(server, self.agents, self.schedules, self.consumers)
-        register_communication_commands(
-            server,
-            self.agents,
-            self.communications,
-            MessageLimits(
-                max_content_bytes=self.settings.max_message_bytes,
-                max_sender_backlog=self.settings.max_sender_backlog,
-            ),
-        )
-        register_recover_command(server, self.recovery)
-        register_task_commands(
-            server,
-            self.agents,
-            self.tasks,
-            TaskDefaults(
-                timeout_s=self.settings.task_timeout_s,
-                max_attempts=self.settings.task_max_attempts,
-                heartbeat_s=self.settings.task_heartbeat_s,
-            ),
-        )
-        self.commands = server.specs
-        self.stats.subjects = [spec.subject for spec in server.specs]
-        if self.metrics is not None:
-            self.metrics.requests.declare(self.stats.subjects)
-        return router
-
-    async def _asyncapi(self) -> str:
-        """Reply to ``agent-orchestrator.asyncapi``: this service's AsyncAPI document."""
+    def asyncapi_yaml(self) -> str:
+        """This service's AsyncAPI document (YAML), built once."""
         if self._asyncapi_yaml is None:
-            self._asyncapi_yaml = asyncapi_yaml(self)
+            self._asyncapi_yaml = asyncapi_yaml(self.broker, self.commands)
         return self._asyncapi_yaml
 
-    def layout(self) -> JetStreamLayout:
-        """Streams and consumers as configured."""
-        s = self.settings
-        return JetStreamLayout(
-            replicas=s.js_replicas,
-            events_max_age_s=s.events_max_age_s,
-            duplicate_window_s=s.duplicate_window_s,
-            init_job_ack_wait_s=s.init_job_ack_wait_s,
-            max_agent_queues=s.max_agent_queues,
-        )
+    async def _serve_asyncapi(self) -> str:
+        """Reply to ``agent-orchestrator.asyncapi``: this service's AsyncAPI document."""
+        return self.asyncapi_yaml()
 
     async def start(self) -> None:
         """Connect, migrate, declare streams, then serve."""
@@ -337,37 +180,34 @@ class Service:
         except (OSError, NatsError, TimeoutError) as exc:
             await self.db.close()
             raise Unavailable(f"NATS is not reachable at {self.settings.nats_url}") from exc
-        if warning := self.settings.payload_warning(self.broker.connection.max_payload):
+        nc = self.broker.connection
+        if warning := self.settings.payload_warning(nc.max_payload):
             log.warning(warning)
-        js = self.broker.connection.jetstream()
-        await ensure_jetstream(js, self.layout())
+        js = nc.jetstream()
+        await ensure_jetstream(js, parts.jetstream_layout(self.settings))
         await self.states.open(js)
         await self.checkpointer.blobs.open(js)
         self.schedules.open(js)
-        for queue in self.queues:
+        for queue in self.queues.both:
             queue.open(js)
-        await self.heartbeats.declare(self.broker.connection)
+        await self.heartbeats.declare(nc)
         await self.broker.start()
-        s = self.settings
-        self.relay = OutboxRelay(
-            s.database_url,
-            self.broker.connection.jetstream(),
-            RelaySettings(
-                sweep_s=s.outbox_sweep_s,
-                retention_s=s.outbox_retention_s,
-                idempotency_ttl_s=s.idempotency_ttl_s,
-            ),
-            hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
-        )
-        self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
-        self._sweeper_task = asyncio.create_task(self.sweeper.run(), name="sweeper")
-        self._monitor_task = asyncio.create_task(
-            self.monitor.run(self.broker.connection), name="liveness-monitor"
-        )
-        self._state_events_task = asyncio.create_task(
-            self.state_events.run(self.broker.connection), name="state-events"
-        )
-        log.info("agent-orchestrator %s serving on %s", __version__, s.nats_url)
+        self._loops = self._background(nc)
+        self._tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in self._loops]
+        log.info("agent-orchestrator %s serving on %s", __version__, self.settings.nats_url)
+
+    def _background(self, nc: nats.aio.client.Client) -> list[Loop]:
+        """The loops that run beside the handlers on the connection ``nc``."""
+        js = nc.jetstream()
+        relay = self.relay = parts.outbox_relay(self.settings, js=js)
+        # State events are published by the instance whose relay leads.
+        state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
+        return [
+            Loop("outbox-relay", relay.run, relay.stop),
+            Loop("sweeper", self.sweeper.run, self.sweeper.stop),
+            Loop("liveness-monitor", partial(self.monitor.run, nc), self.monitor.stop),
+            Loop("state-events", partial(state_events.run, nc), state_events.stop),
+        ]
 
     async def stop(self) -> None:
         """Stop serving and close connections; in-flight requests finish first. Stopping a
@@ -375,25 +215,12 @@ class Service:
         if self._stopped:
             return
         self._stopped = True
-        self.sweeper.stop()
-        self.monitor.stop()
-        self.state_events.stop()
-        if self.relay is not None:
-            self.relay.stop()
-        tasks = {
-            t
-            for t in (
-                self._relay_task,
-                self._sweeper_task,
-                self._monitor_task,
-                self._state_events_task,
-            )
-            if t is not None
-        }
-        for task in tasks:
+        for loop in self._loops:
+            loop.stop()
+        for task in self._tasks:
             task.cancel()
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
             for task in pending:
                 log.warning("%s did not stop within %.0f s", task.get_name(), STOP_TIMEOUT_S)
             for task in done:
@@ -421,7 +248,7 @@ class Service:
                 loop=asyncio.get_running_loop(),
                 pool=self._open_pool,
                 connection=self._connection,
-                relay=lambda: self.relay,
+                relay=lambda: self.relay,  # None until started
             )
         )
 
@@ -436,3 +263,9 @@ class Service:
             return self.broker.connection
         except Exception:  # not connected yet
             return None
+
+
+def unconnected_service() -> Service:
+    """A service with the settings of the environment, never started: what ``asyncapi.yaml``
+    describes."""
+    return Service(Settings(database_url=DOCS_DATABASE_URL))

@@ -96,6 +96,11 @@ SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"
 TRACE_ID_HEADER: Final = "Trace-Id"
 
+# Header limits: a longer Idempotency-Key is refused, a longer Actor is cut to this length.
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
+MAX_ACTOR_LENGTH: Final = 200
+DEFAULT_ACTOR: Final = "caller"
+
 
 def event_subject(agent_id: str, kind: str) -> str:
     """Subject of one agent event: ``agent.event.<agent_id>.<kind>``."""

@@ -1,1 +1,2 @@
-"""FastStream subscribers, one module per area, and the durable background jobs."""
+"""Command areas (one class per module, its marked methods the handlers) and the durable
+background jobs; see docs/architecture.md."""

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+from faststream.nats import NatsMessage
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
@@ -30,6 +29,7 @@ from agent_orchestrator.contracts.events import Event
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.errors import Conflict, NotFound, Unavailable
+from agent_orchestrator.handlers.jobs import job
 from agent_orchestrator.handlers.tasks import cancel_open_tasks
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
@@ -97,23 +97,31 @@ async def fail_undelivered(
     return failed
 
 
-def register_agent_consumer_keeper(
-    router: NatsRouter,
-    consumers: AgentConsumers,
-    communications: CommunicationRepository,
-    tasks: TaskRepository,
-) -> None:
-    """Consume status events from the keeper's durable consumer (see the module docstring)."""
+class ConsumerKeeper:
+    """The durable job that syncs an agent's consumers after each of its status events (see
+    the module docstring)."""
 
-    async def follow(event: Event) -> None:
-        status = await consumers.sync(event.agent_id)
+    def __init__(
+        self,
+        *,
+        consumers: AgentConsumers,
+        communications: CommunicationRepository,
+        tasks: TaskRepository,
+    ) -> None:
+        self._consumers = consumers
+        self._communications = communications
+        self._tasks = tasks
+
+    async def follow(self, event: Event) -> None:
+        """Sync the agent's consumers; end what waits for a terminated or deleted agent."""
+        status = await self._consumers.sync(event.agent_id)
         if status is None or status is AgentStatus.TERMINATED:
             gone = AgentRef(event.agent_id, event.project_id, AgentStatus.TERMINATED, event.version)
             deleted = status is None
             reason = rules.RECIPIENT_DELETED if deleted else rules.RECIPIENT_TERMINATED
-            failed = await fail_undelivered(communications, gone, reason)
+            failed = await fail_undelivered(self._communications, gone, reason)
             reason = "agent deleted" if deleted else "agent terminated"
-            cancelled = await cancel_open_tasks(tasks, gone, reason)
+            cancelled = await cancel_open_tasks(self._tasks, gone, reason)
             if failed or cancelled:
                 log.info(
                     "%s: %d undelivered messages failed, %d open tasks cancelled",
@@ -122,20 +130,18 @@ def register_agent_consumer_keeper(
                     cancelled,
                 )
 
-    @router.subscriber(
+    @job(
         subjects.event_subject("*", "*"),
-        stream=JStream(subjects.EVENTS_STREAM, declare=False),
+        stream=subjects.EVENTS_STREAM,
         # Bound to the durable declared with its filter subjects in storage.jetstream.
         durable=subjects.AGENT_CONSUMER_KEEPER,
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
         title="agent.event (consumer keeper)",
         description="Durable job: create, pause, resume or remove an agent's inbox consumer "
         "after each of its status events; fail the messages of a terminated or deleted agent.",
     )
-    async def keep_agent_consumers(event: Event, msg: NatsMessage) -> None:
+    async def keep_agent_consumers(self, event: Event, msg: NatsMessage) -> None:
         try:
-            await follow(event)
+            await self.follow(event)
         except (Unavailable, Conflict) as exc:
             log.warning(
                 "consumers of %s not in step yet (%s); retrying",

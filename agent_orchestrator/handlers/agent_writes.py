@@ -8,8 +8,8 @@ from agent_orchestrator.contracts.jobs import InitializeJob
 from agent_orchestrator.contracts.liveness import RecoveryPlan
 from agent_orchestrator.contracts.subjects import initialize_job_subject
 from agent_orchestrator.domain.agents import Change
-from agent_orchestrator.domain.errors import Conflict
 from agent_orchestrator.domain.ids import new_id
+from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 
@@ -38,6 +38,37 @@ def outbox_for(change: Change, recovery: RecoveryPlan | None = None) -> list[Out
     return messages
 
 
+async def save_change(
+    agents: AgentRepository,
+    agent_id: UUID,
+    decide: Callable[[Agent], Change | None],
+    *,
+    idempotency: Callable[[Agent], IdempotencyRecord | None] = lambda _: None,
+    recovery: RecoveryPlan | None = None,
+) -> Change:
+    """Load, decide, save if nobody changed the agent meanwhile; re-decide when somebody did.
+
+    ``decide`` raises for a refused change and returns None when nothing would change (then the
+    result is a Change without transition or events). A caller's ``expected_version`` is
+    checked by ``decide``, so a lost race with one becomes ``conflict``.
+    """
+
+    async def attempt() -> Change | None:
+        agent = await agents.get(agent_id)
+        change = decide(agent)
+        if change is None:
+            return Change(agent)
+        saved = await agents.save(
+            change,
+            previous_version=agent.version,
+            outbox=outbox_for(change, recovery),
+            idempotency=idempotency(change.agent),
+        )
+        return change if saved else None
+
+    return await retry_on_conflict(MAX_ATTEMPTS, attempt, what=f"agent {agent_id}")
+
+
 async def change_agent(
     agents: AgentRepository,
     agent_id: UUID,
@@ -46,22 +77,6 @@ async def change_agent(
     idempotency: Callable[[Agent], IdempotencyRecord | None] = lambda _: None,
     recovery: RecoveryPlan | None = None,
 ) -> Agent:
-    """Load, decide, save if nobody changed the agent meanwhile; re-decide when somebody did.
-
-    ``decide`` raises for a refused change and returns None when nothing would change. A caller's
-    ``expected_version`` is checked by ``decide``, so a lost race with one becomes ``conflict``.
-    """
-    for _ in range(MAX_ATTEMPTS):
-        agent = await agents.get(agent_id)
-        change = decide(agent)
-        if change is None:
-            return agent
-        saved = await agents.save(
-            change,
-            previous_version=agent.version,
-            outbox=outbox_for(change, recovery),
-            idempotency=idempotency(change.agent),
-        )
-        if saved:
-            return change.agent
-    raise Conflict(f"agent {agent_id} is being changed by others too often; retry")
+    """The agent after :func:`save_change`."""
+    change = await save_change(agents, agent_id, decide, idempotency=idempotency, recovery=recovery)
+    return change.agent

@@ -25,7 +25,7 @@ from agent_orchestrator.domain.agents import new_event
 from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.state import replace_state
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
@@ -148,18 +148,24 @@ class Checkpointer:
         await self.delete(agent, doomed, now=now)
 
 
-def register_checkpoint_commands(
-    server: CommandServer,
-    agents: AgentRepository,
-    checkpointer: Checkpointer,
-    idempotency: IdempotencyStore,
-    *,
-    max_state_bytes: int,
-) -> None:
-    """Serve the checkpoint subjects."""
-    checkpoints = checkpointer.checkpoints
+class CheckpointCommands:
+    """agent.checkpoint.create / list / restore / delete."""
 
-    @server.serve(
+    def __init__(
+        self,
+        *,
+        agents: AgentRepository,
+        checkpointer: Checkpointer,
+        idempotency: IdempotencyStore,
+        max_state_bytes: int,
+    ) -> None:
+        self._agents = agents
+        self._checkpointer = checkpointer
+        self._checkpoints = checkpointer.checkpoints
+        self._idempotency = idempotency
+        self._max_state_bytes = max_state_bytes
+
+    @command(
         subjects.AGENT_CHECKPOINT_CREATE,
         CreateCheckpoint,
         Checkpoint,
@@ -167,9 +173,9 @@ def register_checkpoint_commands(
         description="Snapshot the agent's current state (large snapshots go to the object "
         "store transparently).",
     )
-    async def create_checkpoint(body: CreateCheckpoint, ctx: CommandContext) -> Checkpoint:
-        agent = await agents.get(body.agent_id)
-        return await checkpointer.take(
+    async def create_checkpoint(self, body: CreateCheckpoint, ctx: CommandContext) -> Checkpoint:
+        agent = await self._agents.get(body.agent_id)
+        return await self._checkpointer.take(
             agent,
             label=body.label,
             recoverable=body.recoverable,
@@ -178,18 +184,18 @@ def register_checkpoint_commands(
             idempotency=ctx.idempotency_for,
         )
 
-    @server.serve(
+    @command(
         subjects.AGENT_CHECKPOINT_LIST,
         ListCheckpoints,
         CheckpointList,
         mutating=False,
         description="An agent's checkpoints, newest first.",
     )
-    async def list_checkpoints(body: ListCheckpoints, ctx: CommandContext) -> CheckpointList:
-        await agents.get(body.agent_id)
-        return CheckpointList(items=await checkpoints.all_of(body.agent_id))
+    async def list_checkpoints(self, body: ListCheckpoints, ctx: CommandContext) -> CheckpointList:
+        await self._agents.get(body.agent_id)
+        return CheckpointList(items=await self._checkpoints.all_of(body.agent_id))
 
-    @server.serve(
+    @command(
         subjects.AGENT_CHECKPOINT_RESTORE,
         RestoreCheckpoint,
         RestoredState,
@@ -197,20 +203,22 @@ def register_checkpoint_commands(
         description="Make a checkpoint's state (default: the latest recoverable) the agent's "
         "state, as a new revision.",
     )
-    async def restore_checkpoint(body: RestoreCheckpoint, ctx: CommandContext) -> RestoredState:
-        agent = await agents.get(body.agent_id)
+    async def restore_checkpoint(
+        self, body: RestoreCheckpoint, ctx: CommandContext
+    ) -> RestoredState:
+        agent = await self._agents.get(body.agent_id)
         check_mutable(agent.status)
-        reply = await checkpointer.restore(
+        reply = await self._checkpointer.restore(
             agent,
             body.checkpoint_id,
             actor=ctx.actor,
             now=ctx.now,
-            max_state_bytes=max_state_bytes,
+            max_state_bytes=self._max_state_bytes,
         )
-        await idempotency.remember(ctx.idempotency_for(reply))
+        await self._idempotency.remember(ctx.idempotency_for(reply))
         return reply
 
-    @server.serve(
+    @command(
         subjects.AGENT_CHECKPOINT_DELETE,
         DeleteCheckpoints,
         CheckpointsDeleted,
@@ -218,15 +226,15 @@ def register_checkpoint_commands(
         description="Delete one checkpoint, or (without checkpoint_id) all of the agent's.",
     )
     async def delete_checkpoints(
-        body: DeleteCheckpoints, ctx: CommandContext
+        self, body: DeleteCheckpoints, ctx: CommandContext
     ) -> CheckpointsDeleted:
-        agent = await agents.get(body.agent_id)
+        agent = await self._agents.get(body.agent_id)
         if body.checkpoint_id is not None:
-            doomed = [await checkpoints.find(body.agent_id, body.checkpoint_id)]
+            doomed = [await self._checkpoints.find(body.agent_id, body.checkpoint_id)]
         else:
-            doomed = await checkpoints.all_of(body.agent_id)
+            doomed = await self._checkpoints.all_of(body.agent_id)
         reply = CheckpointsDeleted(agent_id=body.agent_id, deleted=len(doomed))
-        await checkpointer.delete(
+        await self._checkpointer.delete(
             agent, doomed, now=ctx.now, idempotency=ctx.idempotency_for(reply)
         )
         return reply

@@ -1,8 +1,11 @@
 """How a command subject is served: strict decoding, idempotency, and typed registration.
 
-``serve_command`` turns ``async def handler(body: Request, ctx: CommandContext) -> reply`` into a
-FastStream subscriber on the subject, in the service's queue group, whose body schema appears in
-AsyncAPI. Errors raised by the handler become contract replies (see ``handlers.errors``).
+An area (``handlers.agents`` and the others) is a class whose handler methods,
+``async def handler(self, body: Request, ctx: CommandContext) -> Reply``, are marked with
+:func:`command`, which only records the subject and its contract. ``CommandServer.include``
+serves each marked method as a FastStream subscriber on its subject, in the service's queue
+group, whose body schema appears in AsyncAPI. Errors raised by a handler become contract
+replies (see ``handlers.errors``).
 """
 
 import json
@@ -18,18 +21,19 @@ from pydantic import BaseModel, ValidationError
 from agent_orchestrator.contracts.limits import Limit, request_limit
 from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
+    DEFAULT_ACTOR,
     IDEMPOTENCY_KEY_HEADER,
+    MAX_ACTOR_LENGTH,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     PROJECT_SCOPE_HEADER,
     QUEUE_GROUP,
 )
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.handlers.marks import HandlerT, marked, marker
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-
-DEFAULT_ACTOR = "caller"
-MAX_KEY_LENGTH = 200
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -107,12 +111,30 @@ def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessag
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """What one command subject takes and answers, for the AsyncAPI document."""
+    """What one command subject takes and answers (also for the AsyncAPI document)."""
 
     subject: str
     request: type[BaseModel]
     reply: type[BaseModel]
     mutating: bool
+    description: str = ""
+
+
+def command(
+    subject: str,
+    request: type[BaseModel],
+    reply: type[BaseModel],
+    *,
+    mutating: bool,
+    description: str,
+) -> Callable[[HandlerT], HandlerT]:
+    """Mark a handler method as the one for ``subject``; it records the contract, no more."""
+    return marker(CommandSpec(subject, request, reply, mutating, description))
+
+
+def commands_of(area: object) -> list[tuple[CommandSpec, Handler[Any]]]:
+    """The methods of ``area`` marked with :func:`command`, bound, in the order written."""
+    return marked(area, CommandSpec)
 
 
 @dataclass
@@ -128,6 +150,18 @@ class CommandServer:
     max_state_bytes: int = 0
     scope_guard: ScopeGuard | None = None
     specs: list[CommandSpec] = field(default_factory=list)
+
+    def include(self, *areas: object) -> None:
+        """Serve every marked handler method of each area."""
+        for area in areas:
+            for spec, handler in commands_of(area):
+                self.serve(
+                    spec.subject,
+                    spec.request,
+                    spec.reply,
+                    mutating=spec.mutating,
+                    description=spec.description,
+                )(handler)
 
     def serve(
         self,
@@ -171,7 +205,7 @@ class CommandServer:
                 title=subject,
                 description=description,
             )(endpoint)
-            self.specs.append(CommandSpec(subject, request, reply, mutating))
+            self.specs.append(CommandSpec(subject, request, reply, mutating, description))
             return handler
 
         return register
@@ -191,12 +225,14 @@ class CommandServer:
         record = None
         key = headers.get(IDEMPOTENCY_KEY_HEADER)
         if mutating and key:
-            if len(key) > MAX_KEY_LENGTH:
-                raise ValidationFailed(f"Idempotency-Key is longer than {MAX_KEY_LENGTH} chars")
+            if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+                raise ValidationFailed(
+                    f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} chars"
+                )
             record = IdempotencyRecord(
                 subject, key, fingerprint(subject, body.model_dump(mode="json"))
             )
-        return CommandContext(subject, actor[:200], datetime.now(UTC), record)
+        return CommandContext(subject, actor[:MAX_ACTOR_LENGTH], datetime.now(UTC), record)
 
     async def _stored_reply(self, record: IdempotencyRecord) -> Any:
         stored = await self.idempotency_store.stored_reply(record.subject, record.key)

@@ -18,8 +18,9 @@ from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.agents import not_found as agent_not_found
 from agent_orchestrator.domain.cursor import decode_cursor, split_page
-from agent_orchestrator.domain.errors import Conflict, Unavailable
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.handlers.commands import CommandContext, command
+from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
 
@@ -50,28 +51,35 @@ async def expire_messages(communications: CommunicationRepository) -> int:
     return count
 
 
-def register_communication_commands(
-    server: CommandServer,
-    agents: AgentRepository,
-    communications: CommunicationRepository,
-    limits: MessageLimits,
-) -> None:
-    """Serve the communication subjects."""
+class CommunicationCommands:
+    """agent.send / communication.delivered / communication.get / agent.communications."""
 
-    async def parties(body: SendMessage) -> tuple[AgentRef, list[AgentRef]]:
+    def __init__(
+        self,
+        *,
+        agents: AgentRepository,
+        communications: CommunicationRepository,
+        limits: MessageLimits,
+    ) -> None:
+        self._agents = agents
+        self._communications = communications
+        self._limits = limits
+
+    async def parties(self, body: SendMessage) -> tuple[AgentRef, list[AgentRef]]:
+        """The sender and the recipients (for a broadcast: the project's other ACTIVE agents)."""
         wanted = [body.from_agent_id] + ([body.to_agent_id] if body.to_agent_id else [])
-        found = await communications.parties(wanted)
+        found = await self._communications.parties(wanted)
         for agent_id in wanted:
             if agent_id not in found:
                 raise agent_not_found(agent_id)
         sender = found[body.from_agent_id]
         if body.to_agent_id is not None:
             return sender, [found[body.to_agent_id]]
-        return sender, await communications.active_in_project(
+        return sender, await self._communications.active_in_project(
             sender.project_id, besides=sender.agent_id
         )
 
-    @server.serve(
+    @command(
         subjects.AGENT_SEND,
         SendMessage,
         Communication,
@@ -80,37 +88,43 @@ def register_communication_commands(
         "sender's project (broadcast). It waits on agent.inbox.<to_agent_id> until the "
         "recipient is ACTIVE and acknowledges it.",
     )
-    async def send(body: SendMessage, ctx: CommandContext) -> Communication:
-        rules.check_content_size(body.content, limits.max_content_bytes)
-        answered = await communications.get(body.reply_to) if body.reply_to else None
-        for _ in range(MAX_ATTEMPTS):
-            sender, recipients = await parties(body)
+    async def send(self, body: SendMessage, ctx: CommandContext) -> Communication:
+        rules.check_content_size(body.content, self._limits.max_content_bytes)
+        answered = await self._communications.get(body.reply_to) if body.reply_to else None
+
+        async def attempt() -> Communication | None:
+            sender, recipients = await self.parties(body)
             outgoing = rules.compose(body, sender, recipients, answered=answered, now=ctx.now)
             if not outgoing.messages:
                 return outgoing.reply  # a broadcast nobody is there to hear
-            if await communications.insert(
+            if await self._communications.insert(
                 outgoing,
                 sender=sender.agent_id,
-                max_backlog=limits.max_sender_backlog,
+                max_backlog=self._limits.max_sender_backlog,
                 idempotency=ctx.idempotency_for(outgoing.reply),
             ):
                 return outgoing.reply
             # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
             # next round says which).
-            backlog = await communications.backlog(sender.agent_id, limit=limits.max_sender_backlog)
-            if backlog + len(outgoing.messages) > limits.max_sender_backlog:
-                raise Unavailable(
-                    f"agent {sender.agent_id} has {backlog} undelivered messages; the limit is "
-                    f"{limits.max_sender_backlog}. Retry once recipients have caught up.",
-                    details={
-                        "reason": "sender_backlog_full",
-                        "backlog": backlog,
-                        "limit": limits.max_sender_backlog,
-                    },
-                )
-        raise Conflict("the recipients changed while sending; retry")
+            await self._check_backlog(sender.agent_id, adding=len(outgoing.messages))
+            return None
 
-    @server.serve(
+        return await retry_on_conflict(
+            MAX_ATTEMPTS, attempt, what=f"message from agent {body.from_agent_id}"
+        )
+
+    async def _check_backlog(self, sender: UUID, *, adding: int) -> None:
+        """Unavailable when ``adding`` more messages would overfill the sender's backlog."""
+        limit = self._limits.max_sender_backlog
+        backlog = await self._communications.backlog(sender, limit=limit)
+        if backlog + adding > limit:
+            raise Unavailable(
+                f"agent {sender} has {backlog} undelivered messages; the limit is "
+                f"{limit}. Retry once recipients have caught up.",
+                details={"reason": "sender_backlog_full", "backlog": backlog, "limit": limit},
+            )
+
+    @command(
         subjects.COMMUNICATION_DELIVERED,
         MarkDelivered,
         Communication,
@@ -118,40 +132,43 @@ def register_communication_commands(
         description="Confirm delivery of a message (idempotent); it leaves the recipient's "
         "inbox and is not delivered again.",
     )
-    async def mark_delivered(body: MarkDelivered, ctx: CommandContext) -> Communication:
-        for _ in range(MAX_ATTEMPTS):
-            found = await communications.addressed(body.communication_id)
+    async def mark_delivered(self, body: MarkDelivered, ctx: CommandContext) -> Communication:
+        async def attempt() -> Communication | None:
+            found = await self._communications.addressed(body.communication_id)
             delivered = rules.deliver(found.message, ctx.now)
             if delivered is None:
                 return found.message
             event = rules.outcome_event(delivered, found.recipient, ctx.now)
-            if await communications.finish(
+            if await self._communications.finish(
                 [delivered],
                 [event],
                 left_stream=body.ack_follows,
                 idempotency=ctx.idempotency_for(delivered),
             ):
                 return delivered
-            # It left SENT meanwhile (delivered, failed or expired): decide again.
-        raise Conflict(f"communication {body.communication_id} is changing; retry")
+            return None  # it left SENT meanwhile (delivered, failed or expired): decide again
 
-    @server.serve(
+        return await retry_on_conflict(
+            MAX_ATTEMPTS, attempt, what=f"communication {body.communication_id}"
+        )
+
+    @command(
         subjects.COMMUNICATION_GET,
         GetCommunication,
         Communication,
         mutating=False,
         description="Read a message and its delivery status (or a broadcast summary, by its id).",
     )
-    async def get_communication(body: GetCommunication, ctx: CommandContext) -> Communication:
-        message = await communications.find(body.communication_id)
+    async def get_communication(self, body: GetCommunication, ctx: CommandContext) -> Communication:
+        message = await self._communications.find(body.communication_id)
         if message is not None:
             return message
-        copies = await communications.broadcast_copies(body.communication_id)
+        copies = await self._communications.broadcast_copies(body.communication_id)
         if copies:
             return rules.broadcast_summary(copies)
         raise rules.not_found(body.communication_id)
 
-    @server.serve(
+    @command(
         subjects.AGENT_COMMUNICATIONS,
         ListCommunications,
         CommunicationPage,
@@ -159,10 +176,10 @@ def register_communication_commands(
         description="An agent's messages, newest first: sent, received or both, by status.",
     )
     async def list_communications(
-        body: ListCommunications, ctx: CommandContext
+        self, body: ListCommunications, ctx: CommandContext
     ) -> CommunicationPage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
-        fetched = await communications.page(
+        fetched = await self._communications.page(
             body.agent_id,
             direction=body.direction,
             status=body.status,
@@ -170,7 +187,7 @@ def register_communication_commands(
             before=before,
         )
         if not fetched and before is None:
-            await agents.get(body.agent_id)  # not_found for an unknown agent
+            await self._agents.get(body.agent_id)  # not_found for an unknown agent
         items, next_cursor = split_page(
             fetched, body.limit, "before", lambda c: str(c.communication_id)
         )

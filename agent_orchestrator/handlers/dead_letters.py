@@ -10,13 +10,13 @@ the message sweeper; its content stays in the communications log.
 import logging
 from datetime import UTC, datetime
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+from faststream.nats import NatsMessage
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.communications import CommunicationStatus
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.errors import NotFound, Unavailable
+from agent_orchestrator.handlers.jobs import job
 from agent_orchestrator.storage.agent_queues import AgentQueue, MaxDeliveriesAdvisory
 from agent_orchestrator.storage.communications import CommunicationRepository
 
@@ -25,17 +25,20 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 
 
-def register_dead_letters(
-    router: NatsRouter, inbox: AgentQueue, communications: CommunicationRepository
-) -> None:
-    """Consume max-deliveries advisories of AGENT_MESSAGES."""
+class DeadLetters:
+    """The durable job that consumes max-deliveries advisories of AGENT_MESSAGES."""
 
-    async def record(advisory: MaxDeliveriesAdvisory) -> None:
-        communication_id = await inbox.message_id_at(advisory.stream_seq)
+    def __init__(self, *, inbox: AgentQueue, communications: CommunicationRepository) -> None:
+        self._inbox = inbox
+        self._communications = communications
+
+    async def record(self, advisory: MaxDeliveriesAdvisory) -> None:
+        """End the message at the advisory's stream position FAILED, if it is still SENT."""
+        communication_id = await self._inbox.message_id_at(advisory.stream_seq)
         if communication_id is None:
             return  # delivered or removed meanwhile
         try:
-            found = await communications.addressed(communication_id)
+            found = await self._communications.addressed(communication_id)
         except NotFound:
             return
         if found.message.status is not CommunicationStatus.SENT:
@@ -43,24 +46,22 @@ def register_dead_letters(
         now = datetime.now(UTC)
         reason = f"not acknowledged after {advisory.deliveries} deliveries"
         failed = rules.end(found.message, CommunicationStatus.FAILED, reason, now)
-        await communications.finish(
+        await self._communications.finish(
             [failed],
             [rules.outcome_event(failed, found.recipient, now)],
             stream_seqs=[advisory.stream_seq],
         )
 
-    @router.subscriber(
+    @job(
         subjects.MESSAGE_DEAD_LETTERS_SUBJECTS,
-        stream=JStream(subjects.DEAD_LETTERS_STREAM, declare=False),
+        stream=subjects.DEAD_LETTERS_STREAM,
         durable=subjects.DEAD_LETTER_CONSUMER,
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
         title="$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.AGENT_MESSAGES",
         description="Durable job: a message its recipient never acknowledged becomes FAILED.",
     )
-    async def record_dead_letter(advisory: MaxDeliveriesAdvisory, msg: NatsMessage) -> None:
+    async def record_dead_letter(self, advisory: MaxDeliveriesAdvisory, msg: NatsMessage) -> None:
         try:
-            await record(advisory)
+            await self.record(advisory)
         except Unavailable:
             log.warning("dead letter %d not recorded: a dependency is down", advisory.stream_seq)
             await msg.nack(delay=RETRY_DELAY_S)

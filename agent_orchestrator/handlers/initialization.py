@@ -10,8 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
+from faststream.nats import NatsMessage
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
@@ -28,6 +27,7 @@ from agent_orchestrator.domain.errors import (
 )
 from agent_orchestrator.domain.templates import validate_configuration
 from agent_orchestrator.handlers.agent_writes import change_agent
+from agent_orchestrator.handlers.jobs import job as durable_job
 from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
@@ -42,25 +42,33 @@ InitializationStep = Callable[[Agent], Awaitable[None]]
 """One idempotent preparation step; raises InitializationFailed for a permanent failure."""
 
 
-def register_initializer(
-    router: NatsRouter,
-    agents: AgentRepository,
-    steps: Sequence[InitializationStep],
-    *,
-    max_attempts: int,
-    recovery: Recovery,
-) -> None:
-    """Consume initialization jobs from the durable consumer shared by all instances.
+class Initializer:
+    """The durable job that prepares INITIALIZING agents, from the durable consumer shared by
+    all instances.
 
     A step that keeps failing moves the agent to ERROR after ``max_attempts``; a dependency
     that is down only postpones the job (with growing delays), however long it stays down.
     A job that carries a recovery plan also carries it out (see ``handlers.recovery``).
     """
 
-    async def finish(job: InitializeJob, target: AgentStatus, reason: str) -> None:
+    def __init__(
+        self,
+        *,
+        agents: AgentRepository,
+        steps: Sequence[InitializationStep],
+        max_attempts: int,
+        recovery: Recovery,
+    ) -> None:
+        self._agents = agents
+        self._steps = tuple(steps)
+        self._max_attempts = max_attempts
+        self._recovery = recovery
+
+    async def finish(self, job: InitializeJob, target: AgentStatus, reason: str) -> None:
+        """Move the agent the job prepared to ``target`` (READY or ERROR), unless it moved on."""
         try:
             await change_agent(
-                agents,
+                self._agents,
                 job.agent_id,
                 lambda agent: transition_agent(
                     agent,
@@ -74,36 +82,34 @@ def register_initializer(
         except (NotFound, Conflict, InvalidTransition):
             log.info("agent %s moved on before initialization finished", job.agent_id)
 
-    @router.subscriber(
+    @durable_job(
         subjects.initialize_job_subject("*"),
-        stream=JStream(subjects.JOBS_STREAM, declare=False),
+        stream=subjects.JOBS_STREAM,
         durable=subjects.INITIALIZE_JOB_CONSUMER,
-        # batch_size=1: nats-py raises a TimeoutError FastStream does not expect for larger ones.
-        pull_sub=PullSub(batch_size=1, timeout=5.0),
-        ack_policy=AckPolicy.MANUAL,
         title="agent.job.initialize",
         description="Durable job: prepare an INITIALIZING agent, then READY or ERROR.",
     )
-    async def initialize_agent(job: InitializeJob, msg: NatsMessage) -> None:
+    async def initialize_agent(self, job: InitializeJob, msg: NatsMessage) -> None:
         attempt = msg.raw_message.metadata.num_delivered or 1
         try:
-            agent = await agents.get(job.agent_id)
+            agent = await self._agents.get(job.agent_id)
             if agent.status is not AgentStatus.INITIALIZING or agent.version != job.version:
                 # The agent moved on (terminated, re-initialized, deleted), or this job was
                 # redelivered after READY: a recovery may still owe its activation.
-                await recovery.after_ready(job)
+                await self._recovery.after_ready(job)
                 await msg.ack()
                 return
             try:
-                for step in steps:
+                for step in self._steps:
                     await step(agent)
                 if job.recovery is not None:
-                    await recovery.before_ready(agent, job.recovery)
+                    await self._recovery.before_ready(agent, job.recovery)
             except InitializationFailed as exc:
-                await finish(job, AgentStatus.ERROR, f"initialization failed: {exc.message}")
+                await self.finish(job, AgentStatus.ERROR, f"initialization failed: {exc.message}")
             else:
-                await finish(job, AgentStatus.READY, "recovered" if job.recovery else "initialized")
-                await recovery.after_ready(job)
+                reason = "recovered" if job.recovery else "initialized"
+                await self.finish(job, AgentStatus.READY, reason)
+                await self._recovery.after_ready(job)
         except NotFound:
             pass
         except Unavailable as exc:
@@ -115,11 +121,11 @@ def register_initializer(
             await msg.nack(delay=min(MAX_RETRY_DELAY_S, float(attempt)))
             return
         except Exception as exc:
-            if attempt < max_attempts:
+            if attempt < self._max_attempts:
                 log.exception("initialization of %s failed (attempt %d)", job.agent_id, attempt)
                 await msg.nack(delay=min(MAX_RETRY_DELAY_S, float(attempt)))
                 return
-            await finish(
+            await self.finish(
                 job,
                 AgentStatus.ERROR,
                 f"initialization failed after {attempt} attempts: {exc!r}"[:2000],

@@ -1,6 +1,7 @@
 """agent.status / initialize / activate / pause / terminate / history."""
 
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import (
@@ -11,95 +12,109 @@ from agent_orchestrator.contracts.agents import (
     LifecycleCommand,
     TransitionPage,
 )
-from agent_orchestrator.domain.agents import Change, transition_agent
+from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.cursor import decode_cursor, split_page, version_number
 from agent_orchestrator.domain.errors import Conflict, Unavailable
 from agent_orchestrator.handlers.agent_consumers import AgentConsumers, affects_consumers
-from agent_orchestrator.handlers.agent_writes import change_agent
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer, Handler
+from agent_orchestrator.handlers.agent_writes import save_change
+from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 
-LIFECYCLE_COMMANDS = {
-    subjects.AGENT_INITIALIZE: (
-        AgentStatus.INITIALIZING,
-        "Start initialization (CREATED, READY or ERROR); a background job then moves the "
-        "agent to READY, or to ERROR with the reason.",
-    ),
-    subjects.AGENT_ACTIVATE: (AgentStatus.ACTIVE, "Activate a READY or PAUSED agent."),
-    subjects.AGENT_PAUSE: (AgentStatus.PAUSED, "Pause an ACTIVE agent."),
-    subjects.AGENT_TERMINATE: (AgentStatus.TERMINATED, "Terminate an agent; this is final."),
-}
+MoveHandler = Callable[["LifecycleCommands", LifecycleCommand, CommandContext], Awaitable[Agent]]
 
 
-def register_lifecycle_commands(
-    server: CommandServer,
-    agents: AgentRepository,
-    schedules: CheckpointSchedules,
-    consumers: AgentConsumers,
-) -> None:
-    """Serve the lifecycle subjects."""
+def _move_to(target: AgentStatus, subject: str, description: str) -> MoveHandler:
+    """The handler method of ``subject``: move the agent to ``target``."""
+
+    @command(subject, LifecycleCommand, Agent, mutating=True, description=description)
+    async def handler(
+        self: "LifecycleCommands", body: LifecycleCommand, ctx: CommandContext
+    ) -> Agent:
+        return await self.move(body, target, ctx)
+
+    handler.__name__ = f"move_to_{target.lower()}"
+    handler.__qualname__ = f"LifecycleCommands.{handler.__name__}"
+    return handler
+
+
+class LifecycleCommands:
+    """agent.status / initialize / activate / pause / terminate / history."""
+
+    def __init__(
+        self,
+        *,
+        agents: AgentRepository,
+        schedules: CheckpointSchedules,
+        consumers: AgentConsumers,
+    ) -> None:
+        self._agents = agents
+        self._schedules = schedules
+        self._consumers = consumers
 
     async def move(
-        body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
+        self, body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
     ) -> Agent:
-        before: list[AgentStatus] = []
-
-        def decide(agent: Agent) -> Change:
-            before[:] = [agent.status]
-            return transition_agent(
+        """Move the agent to ``target``; its consumers and schedule follow before the reply."""
+        change = await save_change(
+            self._agents,
+            body.agent_id,
+            lambda agent: transition_agent(
                 agent,
                 target,
                 reason=body.reason,
                 actor=ctx.actor,
                 expected_version=body.expected_version,
                 now=ctx.now,
-            )
-
-        agent = await change_agent(agents, body.agent_id, decide, idempotency=ctx.idempotency_for)
-        if before and affects_consumers(before[0], agent.status):
+            ),
+            idempotency=ctx.idempotency_for,
+        )
+        agent = change.agent
+        before = change.transition.from_status if change.transition else None
+        if before is not None and affects_consumers(before, agent.status):
             # Before replying, so no message reaches an agent its caller was told is PAUSED.
             # Should this fail, the consumer keeper job does it from the event.
             with contextlib.suppress(Unavailable, Conflict):
-                await consumers.sync(agent.agent_id)
+                await self._consumers.sync(agent.agent_id)
         if agent.status is AgentStatus.TERMINATED:
             # Also done by the scheduled job itself, should this fail now.
             with contextlib.suppress(Unavailable):
-                await schedules.cancel(str(agent.agent_id))
+                await self._schedules.cancel(str(agent.agent_id))
         return agent
 
-    @server.serve(
+    @command(
         subjects.AGENT_STATUS,
         ChangeStatus,
         Agent,
         mutating=True,
         description="Move an agent to any status the transition table allows.",
     )
-    async def change_status(body: ChangeStatus, ctx: CommandContext) -> Agent:
-        return await move(body, body.status, ctx)
+    async def change_status(self, body: ChangeStatus, ctx: CommandContext) -> Agent:
+        return await self.move(body, body.status, ctx)
 
-    def move_to(target: AgentStatus) -> Handler[LifecycleCommand]:
-        async def handler(body: LifecycleCommand, ctx: CommandContext) -> Agent:
-            return await move(body, target, ctx)
+    move_to_initializing = _move_to(
+        AgentStatus.INITIALIZING,
+        subjects.AGENT_INITIALIZE,
+        "Start initialization (CREATED, READY or ERROR); a background job then moves the "
+        "agent to READY, or to ERROR with the reason.",
+    )
+    move_to_active = _move_to(
+        AgentStatus.ACTIVE, subjects.AGENT_ACTIVATE, "Activate a READY or PAUSED agent."
+    )
+    move_to_paused = _move_to(AgentStatus.PAUSED, subjects.AGENT_PAUSE, "Pause an ACTIVE agent.")
+    move_to_terminated = _move_to(
+        AgentStatus.TERMINATED, subjects.AGENT_TERMINATE, "Terminate an agent; this is final."
+    )
 
-        handler.__name__ = f"move_to_{target.lower()}"
-        return handler
-
-    for subject, (target, description) in LIFECYCLE_COMMANDS.items():
-        serve = server.serve(
-            subject, LifecycleCommand, Agent, mutating=True, description=description
-        )
-        serve(move_to(target))
-
-    @server.serve(
+    @command(
         subjects.AGENT_HISTORY,
         GetHistory,
         TransitionPage,
         mutating=False,
         description="An agent's transitions, oldest first.",
     )
-    async def history(body: GetHistory, ctx: CommandContext) -> TransitionPage:
+    async def history(self, body: GetHistory, ctx: CommandContext) -> TransitionPage:
         after = decode_cursor(body.cursor, "after", version_number) if body.cursor else 0
-        fetched = await agents.history(body.agent_id, limit=body.limit + 1, after=after)
+        fetched = await self._agents.history(body.agent_id, limit=body.limit + 1, after=after)
         items, next_cursor = split_page(fetched, body.limit, "after", lambda t: t.version)
         return TransitionPage(items=items, next_cursor=next_cursor)

@@ -28,7 +28,7 @@ from agent_orchestrator.domain.errors import (
 from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.checkpoints import Checkpointer
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.tasks import change_task
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord
@@ -139,10 +139,13 @@ class Recovery:
         await self._consumers.sync(agent.agent_id)
 
 
-def register_recover_command(server: CommandServer, recovery: Recovery) -> None:
-    """Serve agent.recover."""
+class RecoverCommands:
+    """agent.recover."""
 
-    @server.serve(
+    def __init__(self, *, recovery: Recovery) -> None:
+        self._recovery = recovery
+
+    @command(
         subjects.AGENT_RECOVER,
         RecoverAgent,
         Agent,
@@ -151,14 +154,14 @@ def register_recover_command(server: CommandServer, recovery: Recovery) -> None:
         "its latest recoverable checkpoint (or checkpoint_id), gives up its RUNNING tasks "
         "(retry or TIMED_OUT), and moves it to READY, then ACTIVE unless target is READY.",
     )
-    async def recover(body: RecoverAgent, ctx: CommandContext) -> Agent:
+    async def recover(self, body: RecoverAgent, ctx: CommandContext) -> Agent:
         plan = RecoveryPlan(
             checkpoint_id=body.checkpoint_id,
             restore=body.restore,
             target=body.target,
             actor=ctx.actor,
         )
-        return await recovery.start(
+        return await self._recovery.start(
             body.agent_id,
             plan,
             reason=body.reason,

@@ -21,7 +21,8 @@ from agent_orchestrator.domain.agents import new_event, revision_event
 from agent_orchestrator.domain.errors import Conflict, PayloadTooLarge
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.domain.merge import merge_patch
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.handlers.commands import CommandContext, command
+from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.state import StaleRevision, StateStore, StoredState, encode_state
@@ -70,7 +71,8 @@ async def write_state(
     concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``).
 
     ``event`` is stored with the revision and published once it is written."""
-    for _ in range(MAX_CAS_ATTEMPTS):
+
+    async def attempt() -> AgentState | None:
         current = await states.read(agent_id)
         if expected_revision is not None and expected_revision != current.revision:
             raise Conflict(
@@ -86,32 +88,39 @@ async def write_state(
         except StaleRevision:
             if expected_revision is not None:
                 raise Conflict("state changed concurrently; read it and retry") from None
-            continue
+            return None
         return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
-    raise Conflict(f"state of {agent_id} is being changed too often; retry")
+
+    return await retry_on_conflict(MAX_CAS_ATTEMPTS, attempt, what=f"state of agent {agent_id}")
 
 
-def register_state_commands(
-    server: CommandServer,
-    agents: AgentRepository,
-    states: StateStore,
-    idempotency: IdempotencyStore,
-    *,
-    max_state_bytes: int,
-) -> None:
-    """Serve the state subjects."""
+class StateCommands:
+    """agent.state.get / update / history."""
 
-    @server.serve(
+    def __init__(
+        self,
+        *,
+        agents: AgentRepository,
+        states: StateStore,
+        idempotency: IdempotencyStore,
+        max_state_bytes: int,
+    ) -> None:
+        self._agents = agents
+        self._states = states
+        self._idempotency = idempotency
+        self._max_state_bytes = max_state_bytes
+
+    @command(
         subjects.AGENT_STATE_GET,
         GetState,
         AgentState,
         mutating=False,
         description="Read an agent's runtime state and its revision (0: never written).",
     )
-    async def get_state(body: GetState, ctx: CommandContext) -> AgentState:
-        stored = await states.read(body.agent_id)
+    async def get_state(self, body: GetState, ctx: CommandContext) -> AgentState:
+        stored = await self._states.read(body.agent_id)
         if stored.revision == 0:
-            await agents.get(body.agent_id)  # not_found, unless the agent has no state yet
+            await self._agents.get(body.agent_id)  # not_found, unless the agent has no state yet
         return AgentState(
             agent_id=body.agent_id,
             state=stored.state,
@@ -119,7 +128,7 @@ def register_state_commands(
             updated_at=stored.updated_at,
         )
 
-    @server.serve(
+    @command(
         subjects.AGENT_STATE_UPDATE,
         UpdateState,
         AgentState,
@@ -127,20 +136,20 @@ def register_state_commands(
         description="Merge (RFC 7396, default) or replace an agent's state; concurrent merges "
         "never lose an update; `expected_revision` makes it a compare-and-set.",
     )
-    async def update_state(body: UpdateState, ctx: CommandContext) -> AgentState:
-        agent = await agents.get(body.agent_id)
+    async def update_state(self, body: UpdateState, ctx: CommandContext) -> AgentState:
+        agent = await self._agents.get(body.agent_id)
         check_mutable(agent.status)
         event = new_event(
             agent, EventKind.STATE_UPDATED, {"mode": body.mode, "actor": ctx.actor}, ctx.now
         )
         if body.mode is StateMode.REPLACE and body.expected_revision is None:
             reply = await replace_state(
-                states,
+                self._states,
                 body.agent_id,
                 body.state,
                 event=event,
                 now=ctx.now,
-                max_bytes=max_state_bytes,
+                max_bytes=self._max_state_bytes,
             )
         else:
 
@@ -150,18 +159,18 @@ def register_state_commands(
                 return body.state
 
             reply = await write_state(
-                states,
+                self._states,
                 body.agent_id,
                 apply,
                 event=event,
                 expected_revision=body.expected_revision,
                 now=ctx.now,
-                max_bytes=max_state_bytes,
+                max_bytes=self._max_state_bytes,
             )
-        await idempotency.remember(ctx.idempotency_for(reply))
+        await self._idempotency.remember(ctx.idempotency_for(reply))
         return reply
 
-    @server.serve(
+    @command(
         subjects.AGENT_STATE_HISTORY,
         StateHistoryRequest,
         StateHistory,
@@ -170,9 +179,11 @@ def register_state_commands(
         "no more than fit in AO_MAX_STATE_BYTES together (the newest always), so that the reply "
         "fits in a NATS message.",
     )
-    async def state_history(body: StateHistoryRequest, ctx: CommandContext) -> StateHistory:
-        await agents.get(body.agent_id)
-        items = _within(await states.history(body.agent_id, body.limit), max_state_bytes)
+    async def state_history(self, body: StateHistoryRequest, ctx: CommandContext) -> StateHistory:
+        await self._agents.get(body.agent_id)
+        items = _within(
+            await self._states.history(body.agent_id, body.limit), self._max_state_bytes
+        )
         return StateHistory(
             items=[
                 StateRevision(state=s.state, revision=s.revision, updated_at=s.updated_at)

@@ -24,7 +24,8 @@ from agent_orchestrator.domain import tasks as rules
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Conflict
-from agent_orchestrator.handlers.commands import CommandContext, CommandServer
+from agent_orchestrator.handlers.commands import CommandContext, command
+from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord
 from agent_orchestrator.storage.tasks import StoredTask, TaskRepository
@@ -46,7 +47,8 @@ async def change_task(
     """Load, decide, save if nobody changed the task meanwhile; re-decide when somebody did.
 
     ``decide`` raises for a refused change and returns None when nothing would change."""
-    for _ in range(MAX_ATTEMPTS):
+
+    async def attempt() -> Task | None:
         stored = await tasks.get(task_id)
         change = decide(stored)
         if change is None:
@@ -55,7 +57,9 @@ async def change_task(
             change, revision=stored.revision, taken=taken, idempotency=idempotency(change.task)
         ):
             return change.task
-    raise Conflict(f"task {task_id} is being changed by others too often; retry")
+        return None
+
+    return await retry_on_conflict(MAX_ATTEMPTS, attempt, what=f"task {task_id}")
 
 
 async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str) -> int:
@@ -91,15 +95,18 @@ async def time_out_tasks(tasks: TaskRepository) -> int:
     return count
 
 
-def register_task_commands(
-    server: CommandServer,
-    agents: AgentRepository,
-    tasks: TaskRepository,
-    defaults: rules.TaskDefaults,
-) -> None:
-    """Serve the task subjects."""
+class TaskCommands:
+    """agent.execute, task.get / list / cancel, and the worker side: task.start / progress /
+    complete / fail."""
 
-    @server.serve(
+    def __init__(
+        self, *, agents: AgentRepository, tasks: TaskRepository, defaults: rules.TaskDefaults
+    ) -> None:
+        self._agents = agents
+        self._tasks = tasks
+        self._defaults = defaults
+
+    @command(
         subjects.AGENT_EXECUTE,
         ExecuteTask,
         Task,
@@ -107,29 +114,30 @@ def register_task_commands(
         description="Hand a task to an ACTIVE agent: it is QUEUED on agent.task.<agent_id> "
         "until the agent's worker starts it.",
     )
-    async def execute(body: ExecuteTask, ctx: CommandContext) -> Task:
-        for _ in range(MAX_ATTEMPTS):
-            agent = AgentRef.of(await agents.get(body.agent_id))
-            change = rules.queue(body, agent, defaults, ctx.now)
-            if await tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
+    async def execute(self, body: ExecuteTask, ctx: CommandContext) -> Task:
+        async def attempt() -> Task | None:
+            agent = AgentRef.of(await self._agents.get(body.agent_id))
+            change = rules.queue(body, agent, self._defaults, ctx.now)
+            if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
                 return change.task
-            # The agent left ACTIVE meanwhile: the next round says how.
-        raise Conflict(f"agent {body.agent_id} is changing; retry")
+            return None  # the agent left ACTIVE meanwhile: the next round says how
 
-    @server.serve(subjects.TASK_GET, GetTask, Task, mutating=False, description="Read a task.")
-    async def get_task(body: GetTask, ctx: CommandContext) -> Task:
-        return (await tasks.get(body.task_id)).task
+        return await retry_on_conflict(MAX_ATTEMPTS, attempt, what=f"agent {body.agent_id}")
 
-    @server.serve(
+    @command(subjects.TASK_GET, GetTask, Task, mutating=False, description="Read a task.")
+    async def get_task(self, body: GetTask, ctx: CommandContext) -> Task:
+        return (await self._tasks.get(body.task_id)).task
+
+    @command(
         subjects.TASK_LIST,
         ListTasks,
         TaskPage,
         mutating=False,
         description="Tasks newest first, of an agent or a project, by status.",
     )
-    async def list_tasks(body: ListTasks, ctx: CommandContext) -> TaskPage:
+    async def list_tasks(self, body: ListTasks, ctx: CommandContext) -> TaskPage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
-        fetched = await tasks.page(
+        fetched = await self._tasks.page(
             agent_id=body.agent_id,
             project_id=body.project_id,
             status=body.status,
@@ -137,11 +145,11 @@ def register_task_commands(
             before=before,
         )
         if not fetched and before is None and body.agent_id is not None:
-            await agents.get(body.agent_id)  # not_found for an unknown agent
+            await self._agents.get(body.agent_id)  # not_found for an unknown agent
         items, next_cursor = split_page(fetched, body.limit, "before", lambda t: str(t.task_id))
         return TaskPage(items=items, next_cursor=next_cursor)
 
-    @server.serve(
+    @command(
         subjects.TASK_CANCEL,
         CancelTask,
         Task,
@@ -149,15 +157,15 @@ def register_task_commands(
         description="Cancel a QUEUED or RUNNING task (idempotent); it is never started "
         "afterwards, and a running worker learns of it at its next report.",
     )
-    async def cancel_task(body: CancelTask, ctx: CommandContext) -> Task:
+    async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
-            tasks,
+            self._tasks,
             body.task_id,
             lambda s: rules.cancel(s.task, body.reason, s.agent, ctx.now, actor=ctx.actor),
             idempotency=ctx.idempotency_for,
         )
 
-    @server.serve(
+    @command(
         subjects.TASK_START,
         StartTask,
         Task,
@@ -166,15 +174,15 @@ def register_task_commands(
         "acknowledge the assignment. A cancelled, ended or superseded attempt is a conflict: "
         "acknowledge it and drop it.",
     )
-    async def start_task(body: StartTask, ctx: CommandContext) -> Task:
+    async def start_task(self, body: StartTask, ctx: CommandContext) -> Task:
         return await change_task(
-            tasks,
+            self._tasks,
             body.task_id,
-            lambda s: rules.start(s.task, body.attempt, s.agent, defaults, ctx.now),
+            lambda s: rules.start(s.task, body.attempt, s.agent, self._defaults, ctx.now),
             taken=True,
         )
 
-    @server.serve(
+    @command(
         subjects.TASK_PROGRESS,
         ReportProgress,
         Task,
@@ -182,29 +190,29 @@ def register_task_commands(
         description="Worker: report progress of a RUNNING task; without progress or message "
         "it is a heartbeat. Each report moves the deadline; a cancelled task is a conflict.",
     )
-    async def report_progress(body: ReportProgress, ctx: CommandContext) -> Task:
+    async def report_progress(self, body: ReportProgress, ctx: CommandContext) -> Task:
         return await change_task(
-            tasks,
+            self._tasks,
             body.task_id,
-            lambda s: rules.report(s.task, body, s.agent, defaults, ctx.now),
+            lambda s: rules.report(s.task, body, s.agent, self._defaults, ctx.now),
         )
 
-    @server.serve(
+    @command(
         subjects.TASK_COMPLETE,
         CompleteTask,
         Task,
         mutating=True,
         description="Worker: the task SUCCEEDED with this result.",
     )
-    async def complete_task(body: CompleteTask, ctx: CommandContext) -> Task:
+    async def complete_task(self, body: CompleteTask, ctx: CommandContext) -> Task:
         return await change_task(
-            tasks,
+            self._tasks,
             body.task_id,
             lambda s: rules.complete(s.task, body, s.agent, ctx.now),
             idempotency=ctx.idempotency_for,
         )
 
-    @server.serve(
+    @command(
         subjects.TASK_FAIL,
         FailTask,
         Task,
@@ -212,9 +220,9 @@ def register_task_commands(
         description="Worker: the task FAILED with this error (or is QUEUED again with `retry` "
         "while attempts are left).",
     )
-    async def fail_task(body: FailTask, ctx: CommandContext) -> Task:
+    async def fail_task(self, body: FailTask, ctx: CommandContext) -> Task:
         return await change_task(
-            tasks,
+            self._tasks,
             body.task_id,
             lambda s: rules.fail(s.task, body, s.agent, ctx.now),
             idempotency=ctx.idempotency_for,

@@ -12,11 +12,25 @@ from agent_orchestrator.domain.agents import AgentRef, Change, not_found
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
-AGENT_COLUMNS = (
-    "agent_id, project_id, name, type, description, template_id, template_version, "
-    "configuration, prompt_template, metadata, status, status_reason, version, "
-    "created_at, updated_at"
+AGENT_COLUMN_NAMES = (
+    "agent_id",
+    "project_id",
+    "name",
+    "type",
+    "description",
+    "template_id",
+    "template_version",
+    "configuration",
+    "prompt_template",
+    "metadata",
+    "status",
+    "status_reason",
+    "version",
+    "created_at",
+    "updated_at",
 )
+"""The columns of table ``agents``, each named as the field of ``Agent`` it holds."""
+AGENT_COLUMNS = ", ".join(AGENT_COLUMN_NAMES)
 
 
 AGENT_REF_COLUMNS = "a.project_id AS a_project_id, a.status AS a_status, a.version AS a_version"
@@ -46,23 +60,8 @@ def _agent(row: asyncpg.Record) -> Agent:
 
 
 def _agent_values(agent: Agent) -> list[Any]:
-    return [
-        agent.agent_id,
-        agent.project_id,
-        agent.name,
-        agent.type,
-        agent.description,
-        agent.template_id,
-        agent.template_version,
-        agent.configuration,
-        agent.prompt_template,
-        agent.metadata,
-        agent.status,
-        agent.status_reason,
-        agent.version,
-        agent.created_at,
-        agent.updated_at,
-    ]
+    """The agent's values in the order of AGENT_COLUMN_NAMES."""
+    return [getattr(agent, column) for column in AGENT_COLUMN_NAMES]
 
 
 class AgentRepository:
@@ -161,7 +160,7 @@ class AgentRepository:
     ) -> None:
         """Store a new agent with its creation record and events."""
         agent = change.agent
-        placeholders = ", ".join(f"${i}" for i in range(1, 16))
+        placeholders = ", ".join(f"${i}" for i in range(1, len(AGENT_COLUMN_NAMES) + 1))
         write = AtomicWrite(
             f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ({placeholders}) RETURNING agent_id",
             _agent_values(agent),

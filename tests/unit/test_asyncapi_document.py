@@ -4,21 +4,23 @@ from pathlib import Path
 
 import yaml
 
-from agent_orchestrator.asyncapi import asyncapi_document, asyncapi_yaml
+from agent_orchestrator.asyncapi import asyncapi_document
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.service import unconnected_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_asyncapi_yaml_is_up_to_date() -> None:
     committed = (ROOT / "asyncapi.yaml").read_text(encoding="utf-8")
-    assert committed == asyncapi_yaml(), (
+    assert committed == unconnected_service().asyncapi_yaml(), (
         "asyncapi.yaml is stale: run `agent-orchestrator asyncapi --out asyncapi.yaml`"
     )
 
 
 def test_every_command_subject_is_documented_with_its_reply() -> None:
-    doc = asyncapi_document()
+    service = unconnected_service()
+    doc = asyncapi_document(service.broker, service.commands)
     commands = [
         value
         for name, value in vars(subjects).items()
@@ -39,11 +41,12 @@ def test_every_command_subject_is_documented_with_its_reply() -> None:
         assert refs[-1].endswith("/ErrorReply")
     assert doc["channels"]["agent.event"]["address"] == "agent.event.{agent_id}.{kind}"
     assert doc["channels"]["template.event"]["address"] == "template.event.{template_id}.{kind}"
-    assert yaml.safe_load(asyncapi_yaml()) == doc
+    assert yaml.safe_load(service.asyncapi_yaml()) == doc
 
 
 def test_the_worker_facing_channels_are_documented() -> None:
-    doc = asyncapi_document()
+    service = unconnected_service()
+    doc = asyncapi_document(service.broker, service.commands)
     channels, messages = doc["channels"], doc["components"]["messages"]
     assert channels["agent.heartbeat"]["address"] == "$KV.agent_heartbeats.{agent_id}"
     assert channels["agent.task"]["address"] == "agent.task.{agent_id}"

@@ -1,0 +1,103 @@
+"""In-memory stand-ins for the repositories and stores a command area takes, for unit tests.
+
+Each keeps what it was given in plain dicts and lists, with the same compare-and-set rules as
+the real one, so a test can build an area and call a handler method without any server.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from agent_orchestrator.contracts.agents import Agent
+from agent_orchestrator.contracts.templates import Template, TemplateEvent
+from agent_orchestrator.domain.agents import Change, not_found
+from agent_orchestrator.domain.errors import NotFound
+from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
+
+
+class FakeAgents:
+    """Agents by id; ``save`` refuses a stale ``previous_version`` like the SQL does."""
+
+    def __init__(self) -> None:
+        self.rows: dict[UUID, Agent] = {}
+        self.outbox: list[OutboxMessage] = []
+        self.lost_races = 0  # how many next saves lose to a concurrent writer
+
+    async def get(self, agent_id: UUID) -> Agent:
+        if agent_id not in self.rows:
+            raise not_found(agent_id)
+        return self.rows[agent_id]
+
+    async def insert(
+        self,
+        change: Change,
+        *,
+        outbox: list[OutboxMessage],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> None:
+        self.rows[change.agent.agent_id] = change.agent
+        self.outbox.extend(outbox)
+
+    async def save(
+        self,
+        change: Change,
+        *,
+        previous_version: int,
+        outbox: list[OutboxMessage],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> bool:
+        if self.lost_races:
+            self.lost_races -= 1
+            return False
+        current = self.rows.get(change.agent.agent_id)
+        if current is None or current.version != previous_version:
+            return False
+        self.rows[change.agent.agent_id] = change.agent
+        self.outbox.extend(outbox)
+        return True
+
+
+class FakeTemplates:
+    """Template versions by (id, version)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[UUID, int], Template] = {}
+        self.events: list[TemplateEvent] = []
+
+    async def get(self, template_id: UUID, version: int | None = None) -> Template:
+        found = [t for (tid, _), t in self.versions.items() if tid == template_id]
+        if version is not None:
+            found = [t for t in found if t.version == version]
+        if not found:
+            raise NotFound(f"template {template_id} does not exist")
+        return max(found, key=lambda t: t.version)
+
+    async def insert(
+        self, template: Template, event: TemplateEvent, idempotency: IdempotencyRecord | None
+    ) -> None:
+        self.versions[(template.template_id, template.version)] = template
+        self.events.append(event)
+
+
+class FakeHeartbeats:
+    """When each agent's worker last beat."""
+
+    def __init__(self) -> None:
+        self.beats: dict[UUID, Any] = {}
+
+    async def worker_beats(self, agent_ids: list[UUID]) -> dict[UUID, Any]:
+        return {a: self.beats[a] for a in agent_ids if a in self.beats}
+
+
+class Recorder:
+    """Records the calls of the methods a test names, e.g. ``Recorder("sync", "cancel")``."""
+
+    def __init__(self, *methods: str) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        for name in methods:
+            setattr(self, name, self._recording(name))
+
+    def _recording(self, name: str) -> Any:
+        async def record(*args: Any) -> None:
+            self.calls.append((name, args))
+
+        return record
