@@ -96,6 +96,8 @@ def _columns(
 class InsertAgents:
     """New agents; result None (a taken agent id or Idempotency-Key raises)."""
 
+    single_statement = True
+
     async def write(self, conn: Connection, items: Sequence[AgentWrite]) -> list[None]:
         st = BatchStatement(key_cast="uuid")
         source = st.unnest("u", _columns(items, list(AGENT_COLUMN_TYPES)))
@@ -111,6 +113,8 @@ class InsertAgents:
 
 class UpdateAgents:
     """Changed agents, each if still at its ``previous_version``; result: whether it was."""
+
+    single_statement = True
 
     async def write(self, conn: Connection, items: Sequence[AgentWrite]) -> list[bool]:
         st = BatchStatement()
@@ -130,6 +134,8 @@ class UpdateAgents:
 
 class DeleteAgents:
     """Deleted agents (with their history), each if still at ``previous_version``."""
+
+    single_statement = True
 
     async def write(self, conn: Connection, items: Sequence[AgentDelete]) -> list[bool]:
         st = BatchStatement()

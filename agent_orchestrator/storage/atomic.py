@@ -173,6 +173,8 @@ class AtomicWrites:
     one transaction (one commit instead of one per caller). Result: whether the main write
     touched a row. For writes without a batched (``unnest``) statement of their own."""
 
+    one_statement_per_item = True
+
     async def write(self, conn: Any, items: Sequence[AtomicWrite]) -> list[bool]:
         """Run the writes one after the other on ``conn``."""
         return [await item.execute(conn) for item in items]

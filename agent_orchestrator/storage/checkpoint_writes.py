@@ -36,6 +36,8 @@ class CheckpointWrite:
 class InsertCheckpoints:
     """Checkpoint records of existing agents; result False when the agent is gone."""
 
+    single_statement = True
+
     async def write(self, conn: Connection, items: Sequence[CheckpointWrite]) -> list[bool]:
         st = BatchStatement(key_cast="uuid")
         source = st.unnest(

@@ -19,6 +19,7 @@ Guarantees:
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,12 @@ Connection = Any
 
 
 class BatchKind(Protocol[ItemT_contra, ResultT_co]):
-    """One kind of write that many callers' items can share one statement for."""
+    """One kind of write that many callers' items can share one statement for.
+
+    A kind whose ``write`` runs exactly one statement may say so with a class attribute
+    ``single_statement = True``: a batch of that kind alone then runs without BEGIN/COMMIT
+    (the statement is atomic by itself). ``one_statement_per_item = True`` says the same of a
+    batch of one item."""
 
     async def write(
         self, conn: Connection, items: Sequence[ItemT_contra]
@@ -140,14 +146,21 @@ class GroupCommit:
         for index, pending in enumerate(batch):
             by_kind.setdefault(id(pending.kind), []).append(index)
         results: list[Any] = [None] * len(batch)
-        async with self._pool().acquire() as conn, conn.transaction():
-            for indexes in by_kind.values():
-                kind = batch[indexes[0]].kind
-                out = await kind.write(conn, [batch[i].item for i in indexes])
-                if len(out) != len(indexes):
-                    raise RuntimeError(f"{kind!r} returned {len(out)} results for {len(indexes)}")
-                for i, result in zip(indexes, out, strict=True):
-                    results[i] = result
+        async with self._pool().acquire() as conn:
+            kinds = [batch[indexes[0]].kind for indexes in by_kind.values()]
+            # One statement is a transaction of its own: BEGIN and COMMIT would only add two
+            # round trips (and leave its commit to a client that may die before sending it).
+            alone = len(kinds) == 1 and (
+                getattr(kinds[0], "single_statement", False)
+                or (len(batch) == 1 and getattr(kinds[0], "one_statement_per_item", False))
+            )
+            async with contextlib.nullcontext() if alone else conn.transaction():
+                for kind, indexes in zip(kinds, by_kind.values(), strict=True):
+                    out = await kind.write(conn, [batch[i].item for i in indexes])
+                    if len(out) != len(indexes):
+                        raise RuntimeError(f"{kind!r} gave {len(out)} results for {len(indexes)}")
+                    for i, result in zip(indexes, out, strict=True):
+                        results[i] = result
         return results
 
 
