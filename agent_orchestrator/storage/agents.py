@@ -17,6 +17,7 @@ from agent_orchestrator.storage.agent_writes import (
     AgentWrite,
 )
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.group_read import GroupRead
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 AGENT_COLUMN_NAMES = tuple(AGENT_COLUMN_TYPES)
@@ -55,16 +56,21 @@ class AgentRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._reads: GroupRead[UUID, Agent] = GroupRead(self._fetch)
 
     @translate_errors
     async def get(self, agent_id: UUID) -> Agent:
-        """The agent, or NotFound."""
-        row = await self._db.pool.fetchrow(
-            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id
-        )
-        if row is None:
+        """The agent, or NotFound (concurrent gets share one query: see group_read)."""
+        agent = await self._reads.get(agent_id)
+        if agent is None:
             raise not_found(agent_id)
-        return _agent(row)
+        return agent
+
+    async def _fetch(self, agent_ids: list[UUID]) -> dict[UUID, Agent]:
+        rows = await self._db.pool.fetch(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ANY($1::uuid[])", agent_ids
+        )
+        return {row["agent_id"]: _agent(row) for row in rows}
 
     @translate_errors
     async def page(self, where: AgentFilter, *, limit: int, before: UUID | None) -> list[Agent]:
