@@ -2,21 +2,15 @@
 
 import json
 import os
-from typing import Any
 
 import asyncpg
 import nats.aio.client
 
+from tests.support.agents import agent_with_state, new_agent
 from tests.support.calls import call, ok
 from tests.support.stores import kv_keys
 
 NC = nats.aio.client.Client
-
-
-async def agent_with_state(nc: NC, state: dict[str, Any]) -> str:
-    agent_id = str((await ok(nc, "agent.create", {"name": "cp", "type": "t"}))["agent_id"])
-    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": state, "mode": "replace"})
-    return agent_id
 
 
 async def test_restore_brings_back_exactly_the_checkpointed_state(nc: NC) -> None:
@@ -61,7 +55,7 @@ async def test_restore_picks_the_latest_recoverable_or_the_one_named(nc: NC) -> 
 
 
 async def test_a_five_mib_checkpoint_round_trips_through_the_object_store(nc: NC) -> None:
-    agent_id = str((await ok(nc, "agent.create", {"name": "big", "type": "t"}))["agent_id"])
+    agent_id = await new_agent(nc, name="big")
     # Build ~5 MiB of state in pieces that each fit in a request.
     piece = os.urandom(90 * 1024).hex()  # 180 KiB of text
     for i in range(29):

@@ -15,10 +15,10 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import nats
@@ -31,8 +31,7 @@ from agent_orchestrator.client import AgentWorker, InboxMessage, OrchestratorCli
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import CreateAgent
 from tests.support.events import StreamEvent
-
-T = TypeVar("T")
+from tests.support.polling import eventually
 
 REQUEST_TIMEOUT_S = 2.0
 #: A caller whose request failed waits this long before its next one (no busy loop while a
@@ -70,25 +69,6 @@ async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.1,
-) -> T:
-    """Poll ``probe`` until ``done(result)``; fail with the last result after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {within:.0f} s; last seen: {result!r}")
-        await asyncio.sleep(interval)
 
 
 async def wait_relay_drained(db: asyncpg.Connection, *, within: float = 20.0) -> None:
