@@ -4,7 +4,6 @@ One service on servers of its own (so every request lands on it), with its metri
 and an in-memory span exporter; the bridge app in process, traced by the same provider.
 """
 
-import asyncio
 import io
 import json
 import logging
@@ -28,6 +27,7 @@ from agent_orchestrator.observability import JsonFormatter
 from agent_orchestrator.runtime import free_port
 from tests.support.calls import call, ok
 from tests.support.own_service import OwnService, own_service
+from tests.support.polling import eventually
 
 WAIT_S = 10.0
 
@@ -95,12 +95,13 @@ async def spans_until(
     observed: Observed, found: Callable[[list[ReadableSpan]], bool]
 ) -> list[ReadableSpan]:
     """The finished spans, once ``found`` holds for them (spans end just after replies)."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        spans = list(observed.spans.get_finished_spans())
-        if found(spans) or asyncio.get_running_loop().time() > deadline:
-            return spans
-        await asyncio.sleep(0.05)
+
+    async def finished() -> list[ReadableSpan]:
+        return list(observed.spans.get_finished_spans())
+
+    return await eventually(
+        finished, found, within=WAIT_S, what="the spans looked for", interval=0.05
+    )
 
 
 def of_trace(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
