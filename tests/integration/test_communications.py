@@ -40,8 +40,8 @@ async def wait_for_status(
     )
 
 
-async def inbox_is_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> bool:
-    """Whether AGENT_MESSAGES holds nothing for the agent (waiting for the sweep)."""
+async def wait_inbox_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> None:
+    """Wait until AGENT_MESSAGES holds nothing for the agent (the sweep removes what ended)."""
     js = nc.jetstream()
 
     async def waiting() -> dict[str, int]:
@@ -51,7 +51,6 @@ async def inbox_is_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> bool:
         return info.state.subjects or {}
 
     await eventually(waiting, lambda left: not left, within=within, what=f"inbox of {agent_id}")
-    return True
 
 
 async def receive_until_closed(inbox: Inbox, within: float = 10.0) -> None:
@@ -80,7 +79,7 @@ async def test_a_message_reaches_the_recipient_and_its_ack_records_delivered(
     assert delivered.status is Status.DELIVERED
     assert delivered.delivered_at is not None
     assert (await client.get_communication(sent.communication_id)).status is Status.DELIVERED
-    assert await inbox_is_empty(nc, bob)
+    await wait_inbox_empty(nc, bob)
     js = nc.jetstream()
     [sent_event] = await wait_for_events(js, subjects.event_subject(alice, "message_sent"), 1)
     [done_event] = await wait_for_events(js, subjects.event_subject(bob, "message_delivered"), 1)
@@ -254,7 +253,7 @@ async def test_a_message_never_acknowledged_ends_failed_after_max_deliveries(
     assert failed.status_reason == "not acknowledged after 3 deliveries"
     [event] = await wait_for_events(nc.jetstream(), subjects.event_subject(b, "message_failed"), 1)
     assert event.envelope["data"]["status"] == "FAILED"
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     await sub.unsubscribe()
 
 
@@ -297,7 +296,7 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
     await inbox.close()
     with pytest.raises(NotFoundError):
         await nc.jetstream().consumer_info(subjects.MESSAGES_STREAM, subjects.inbox_consumer(b))
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     for body in ({"from_agent_id": a, "to_agent_id": b}, {"from_agent_id": b, "to_agent_id": a}):
         refused = await call(nc, subjects.AGENT_SEND, body)
         assert refused.error_code == "invalid_transition", refused.body
@@ -328,7 +327,7 @@ async def test_delivered_over_nats_is_idempotent_and_takes_the_message_out_of_th
     second = await ok(nc, subjects.COMMUNICATION_DELIVERED, body)
     assert first == second
     assert first["status"] == "DELIVERED"
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     await client.change(subjects.AGENT_ACTIVATE, b)
     async with Inbox(nc, b) as inbox:
         assert await inbox.next(timeout=2) is None
@@ -433,4 +432,4 @@ async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it
     async with Inbox(nc, b) as inbox:
         assert await inbox.next(timeout=3) is None  # the log says DELIVERED: acked, skipped
     assert held.metadata.num_delivered == 1
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)

@@ -228,8 +228,14 @@ async def test_a_bridge_request_is_one_trace_from_http_through_the_handler_to_db
     assert (await observed.http.get(f"/api/agents/{agent_id}")).status_code == 200
 
     def complete(spans: list[ReadableSpan]) -> bool:
-        names = {s.name for s in spans}
-        return {"GET /api/agents/{agent_id}", "agent.get process"} <= names
+        """The server span and, in its trace, the handler's (not a late one of an earlier
+        test's request)."""
+        return any(
+            s.name == "GET /api/agents/{agent_id}"
+            and s.context is not None
+            and any(t.name == "agent.get process" for t in of_trace(spans, s.context.trace_id))
+            for s in spans
+        )
 
     spans = await spans_until(observed, complete)
     server = named(spans, "GET /api/agents/{agent_id}")

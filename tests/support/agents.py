@@ -74,18 +74,12 @@ async def ready_agent(nc: NC, **fields: Any) -> str:
 
 
 async def sdk_agent(
-    client: OrchestratorClient,
-    project: str | None = None,
-    *,
-    start: bool = True,
-    name: str = "agent",
-    **fields: Any,
+    client: OrchestratorClient, project: str | None = None, *, start: bool = True, **fields: Any
 ) -> str:
-    """A new agent of ``project`` (a new one when None) made with the SDK, and started to
-    ACTIVE unless ``start`` is false."""
-    agent = await client.create_agent(
-        CreateAgent(name=name, type="t", project_id=project or unique("p"), **fields)
-    )
+    """A new agent of ``project`` (a new one when None) made with the SDK (name ``agent``, type
+    ``t`` unless given), and started to ACTIVE unless ``start`` is false."""
+    body = {"name": "agent", "type": "t", **fields, "project_id": project or unique("p")}
+    agent = await client.create_agent(CreateAgent(**body))
     if start:
         await client.start_agent(agent.agent_id)
     return str(agent.agent_id)

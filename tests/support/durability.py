@@ -29,7 +29,7 @@ from pydantic import JsonValue
 
 from agent_orchestrator.client import AgentWorker, InboxMessage, OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
+from tests.support.agents import sdk_agent
 from tests.support.events import StreamEvent
 from tests.support.polling import eventually
 
@@ -445,11 +445,9 @@ async def talkers_running(
     are stopped (running tasks cancelled) and their connections closed on exit."""
     talkers = Talkers()
     for n in range(count):
-        agent = await client.create_agent(
-            CreateAgent(name=f"talker-{n}", type="fault-test", project_id=project)
+        talkers.agents.append(
+            await sdk_agent(client, project, name=f"talker-{n}", type="fault-test")
         )
-        await client.start_agent(agent.agent_id)
-        talkers.agents.append(str(agent.agent_id))
     async with contextlib.AsyncExitStack() as stack:
         for agent_id in talkers.agents:
             nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
