@@ -1,4 +1,5 @@
-"""Agents for tests: made over plain NATS or the SDK, each in a project of its own unless told.
+"""Agents for tests, made over plain NATS or with the SDK (then in a project of their own
+unless told), and waits for their status.
 
 Every helper makes a new agent, so a test works on ids nobody else uses and never on what an
 earlier test left behind.
