@@ -71,7 +71,8 @@ async def change_task(
 
 
 async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str) -> int:
-    """Cancel every QUEUED and RUNNING task of ``agent`` (terminated or deleted)."""
+    """Cancel every QUEUED, RUNNING and INPUT_REQUIRED task of ``agent`` (terminated or
+    deleted)."""
     cancelled = 0
     while open_tasks := await tasks.open_tasks_of(agent.agent_id, limit=BATCH):
         for stored in open_tasks:
@@ -106,8 +107,8 @@ async def time_out_tasks(tasks: TaskRepository, defaults: rules.TaskDefaults) ->
 
 
 class TaskCommands:
-    """agent.execute, task.get / list / cancel, and the worker side: task.start / progress /
-    complete / fail."""
+    """agent.execute, task.get / list / cancel, the worker side: task.start / progress /
+    complete / fail, and asking for input: task.request_input / task.provide_input."""
 
     def __init__(
         self, *, agents: AgentRepository, tasks: TaskRepository, defaults: rules.TaskDefaults
@@ -122,7 +123,8 @@ class TaskCommands:
         Task,
         mutating=True,
         description="Hand a task to an ACTIVE agent: it is QUEUED on agent.task.<agent_id> "
-        "until the agent's worker starts it.",
+        "until the agent's worker starts it (and, with configuration.tasks."
+        "max_concurrent_tasks, until the agent has room; on_busy `reject`: a conflict then).",
     )
     async def execute(self, body: ExecuteTask, ctx: CommandContext) -> Task:
         async def attempt() -> Task | None:
@@ -170,8 +172,9 @@ class TaskCommands:
         CancelTask,
         Task,
         mutating=True,
-        description="Cancel a QUEUED or RUNNING task (idempotent); it is never started "
-        "afterwards, and a running worker learns of it at its next report.",
+        description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (idempotent; a pending "
+        "question is withdrawn); it is never started afterwards, and a running worker learns "
+        "of it at its next report (or from the task_cancelled event).",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
