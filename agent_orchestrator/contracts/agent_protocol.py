@@ -132,6 +132,17 @@ class Envelope(BaseModel):
         return dict(self.model_extra or {})
 
 
+class Chunk(BaseModel):
+    """One message of a prompt's reply stream (the stream ends with an empty message)."""
+
+    type: str = Field(
+        description="`response` (data: text, or {text, attachments}), `status` (data: `ack` "
+        "first, `progress <n>%: <message>` per progress report, `done` after the result) or "
+        "`query` (data: {id, reply_subject, prompt}; answer with one message on reply_subject)."
+    )
+    data: JsonValue
+
+
 def decode_envelope(payload: bytes) -> Envelope:
     """A JSON envelope when the payload starts with ``{``, else the text as the prompt.
     Raises ValueError for an empty or malformed payload."""
