@@ -4,7 +4,10 @@ their streamed replies become progress and results, their questions INPUT_REQUIR
 heartbeats our liveness."""
 
 import asyncio
+import json
+import sys
 import uuid
+from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -108,3 +111,23 @@ async def test_adopting_an_agent_nobody_serves_is_not_found(client: Orchestrator
     with pytest.raises(RequestFailed) as refused:
         await adopt(client, new_ref())
     assert refused.value.code is ErrorCode.NOT_FOUND
+
+
+async def test_the_adopt_command_creates_and_starts_the_agent(
+    servers: ServerUrls, client: OrchestratorClient
+) -> None:
+    ref = new_ref()
+    async with hosted(servers, ref.session_name):
+        command = "from agent_orchestrator.cli import main; main()"
+        args = ["adopt", ref.agent, ref.owner, ref.session_name, "--nats", servers.nats_url]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", command, *args, stdout=PIPE, stderr=PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        adopted = json.loads(out)
+        assert adopted["metadata"]["protocol_agent"] == ref.model_dump()
+        assert adopted["status"] == "ACTIVE"
+        task = await client.execute(adopted["agent_id"], "hi")
+        done = await client.wait_for_task(task.task_id, timeout=20)
+        assert done.result == {"text": "HI "}
