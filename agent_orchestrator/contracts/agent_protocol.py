@@ -36,7 +36,6 @@ PARAMETERS_FIELD: Final = "parameters"
 TIMEOUT_FIELD: Final = "timeout_s"
 INPUT_FIELD: Final = "input"
 
-_AGENT_TOKEN = re.compile(r"^[a-z0-9-]+$")
 _OWNER_TOKEN = re.compile(r"^[a-z0-9_-]+$")
 
 
@@ -60,15 +59,6 @@ def owner_token(project_id: str | None) -> str:
     if _OWNER_TOKEN.fullmatch(project_id):
         return project_id
     return base64.urlsafe_b64encode(project_id.encode()).rstrip(b"=").decode()
-
-
-def is_valid_ref(agent: str, owner: str, session_name: str) -> bool:
-    """Whether the three tokens are valid subject tokens of the protocol."""
-    return bool(
-        _AGENT_TOKEN.fullmatch(agent)
-        and _OWNER_TOKEN.fullmatch(owner)
-        and _OWNER_TOKEN.fullmatch(session_name)
-    )
 
 
 class ProtocolAgentRef(BaseModel):
