@@ -22,6 +22,7 @@ from agent_orchestrator.contracts.agent_protocol import ProtocolAgentRef
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.tasks import ProvideInput, Task, TaskStatus
+from tests.support.events import wait_for_events
 from tests.support.servers import ServerUrls
 
 
@@ -64,6 +65,7 @@ def new_ref() -> ProtocolAgentRef:
 async def test_an_adopted_agent_takes_tasks_as_prompts(
     servers: ServerUrls, client: OrchestratorClient
 ) -> None:
+    js = client.nc.jetstream()
     ref = new_ref()
     async with hosted(servers, ref.session_name):
         agent = await adopt(client, ref)
@@ -73,6 +75,10 @@ async def test_an_adopted_agent_takes_tasks_as_prompts(
         done = await client.wait_for_task(task.task_id, timeout=20)
         assert done.status is TaskStatus.SUCCEEDED
         assert done.result == {"text": "TO BE OR NOT "}
+        # Each status chunk and each response chunk was a progress message.
+        progress = await wait_for_events(js, f"agent.event.{agent.agent_id}.task_progress", 8)
+        messages = [e.envelope["data"]["message"] for e in progress]
+        assert messages[:4] == ["at to", "TO ", "at be", "BE "]
 
         failing = await client.execute(agent.agent_id, "please fail")
         failed = await client.wait_for_task(failing.task_id, timeout=20)
