@@ -10,7 +10,6 @@ stream completes the task with ``{"text": <every response chunk joined>}``. An e
 the protocol's 60 s, fails the attempt with a retry (:class:`RetryTask`).
 """
 
-import asyncio
 import contextlib
 import json
 from typing import Any
@@ -22,13 +21,9 @@ from pydantic import JsonValue
 
 from agent_orchestrator.client.task_run import RetryTask, TaskRun
 from agent_orchestrator.contracts import agent_protocol as wire
-from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.tasks import RequestInput, Task, TaskStatus
 
 #: The protocol's inactivity timeout of a prompt stream.
 INACTIVITY_S = 60.0
-#: How often a question is looked at while it waits for an answer.
-ANSWER_POLL_S = 0.25
 MESSAGE_CHARS = 500
 
 
@@ -50,7 +45,6 @@ class ProtocolPrompter:
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox)
         texts: list[str] = []
-        asked = 0
         try:
             await self.nc.publish(
                 self.ref.prompt_subject, json.dumps(envelope).encode(), reply=inbox
@@ -71,32 +65,16 @@ class ProtocolPrompter:
                 elif kind == "status" and data not in ("ack", "done"):
                     await run.progress(message=str(data)[:MESSAGE_CHARS])
                 elif kind == "query" and isinstance(data, dict):
-                    asked += 1
-                    answer = await self._ask(run, asked, data.get("prompt"))
+                    answer = await self._ask(run, data.get("prompt"))
                     reply = json.dumps({"prompt": wire.as_text(answer) or " "}).encode()
                     await self.nc.publish(str(data["reply_subject"]), reply)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
 
-    async def _ask(self, run: TaskRun, input_seq: int, prompt: Any) -> JsonValue:
-        """Ask the question through the orchestrator and wait for its answer."""
-        client = run._client
-        body = RequestInput(
-            task_id=run.task_id, attempt=run.attempt, input_seq=input_seq, prompt=prompt
-        )
-        task = await client.request(subjects.TASK_REQUEST_INPUT, body, Task)
-        while True:
-            answered = [a for a in task.input_answers if a.input_seq == input_seq]
-            if answered:
-                return answered[0].input
-            if (
-                task.status is not TaskStatus.INPUT_REQUIRED
-                and task.status is not TaskStatus.RUNNING
-            ):
-                raise asyncio.CancelledError  # the task ended meanwhile (cancelled, timed out)
-            await asyncio.sleep(ANSWER_POLL_S)
-            task = await client.get_task(run.task_id)
+    async def _ask(self, run: TaskRun, prompt: Any) -> JsonValue:
+        """Ask the question through the orchestrator (INPUT_REQUIRED) and wait for its answer."""
+        return await run.ask(prompt)
 
 
 def _ended(msg: Msg) -> bool:

@@ -26,7 +26,7 @@ from synadia_ai.agents import (
 
 from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
-from agent_orchestrator.contracts.tasks import RequestInput, Task, TaskStatus
+from agent_orchestrator.contracts.tasks import TaskStatus
 from tests.support.servers import ServerUrls
 from tests.support.workers import example_agent, worker_running
 
@@ -134,16 +134,7 @@ async def test_a_question_of_the_program_is_a_query_whose_answer_is_the_input(
     servers: ServerUrls, client: OrchestratorClient
 ) -> None:
     async def ask(run: TaskRun) -> JsonValue:
-        body = RequestInput(
-            task_id=run.task_id, attempt=run.attempt, input_seq=1, prompt="eu or us?"
-        )
-        await run._client.request("task.request_input", body, Task)
-        async with asyncio.timeout(20):
-            while True:
-                task = await run._client.get_task(run.task_id)
-                if task.input_answers:
-                    return {"region": task.input_answers[0].input}
-                await asyncio.sleep(0.1)
+        return {"region": await run.ask("eu or us?")}
 
     agent_id = await new_active_agent(client, "asker")
     async with worker_running(servers, agent_id, ask), protocol_client(servers) as agents:

@@ -21,7 +21,7 @@ from agent_orchestrator.client.protocol_adapter import adopt
 from agent_orchestrator.contracts.agent_protocol import ProtocolAgentRef
 from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.errors import ErrorCode
-from agent_orchestrator.contracts.tasks import ProvideInput, Task, TaskStatus
+from agent_orchestrator.contracts.tasks import TaskStatus
 from tests.support.events import wait_for_events
 from tests.support.servers import ServerUrls
 
@@ -96,8 +96,7 @@ async def test_a_query_of_an_adopted_agent_is_input_required(
         waiting = await client.wait_for_task(task.task_id, TaskStatus.INPUT_REQUIRED, timeout=20)
         assert waiting.input_request is not None
         assert waiting.input_request.prompt == "which word?"
-        answer = ProvideInput(task_id=task.task_id, input="hello")
-        await client.request("task.provide_input", answer, Task)
+        await client.provide_input(task.task_id, "hello")
         done = await client.wait_for_task(task.task_id, timeout=20)
         assert done.result == {"text": "SAY HELLO "}
 
