@@ -32,7 +32,13 @@ from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.client.worker import AgentWorker
 from agent_orchestrator.contracts import agent_protocol as wire
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import Agent, AgentPage, CreateAgent, ListAgents
+from agent_orchestrator.contracts.agents import (
+    Agent,
+    AgentPage,
+    AgentStatus,
+    CreateAgent,
+    ListAgents,
+)
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.liveness import Heartbeat
 
@@ -40,8 +46,9 @@ __all__ = ["ProtocolAdapter", "adopt", "discover"]
 
 log = logging.getLogger(__name__)
 
-#: How long a heartbeat of an agent that is not adopted is not looked up again.
-UNKNOWN_TTL_S = 30.0
+#: How long a heartbeat of an agent that is not adopted is not looked up again (an adoption
+#: or activation is heard at once).
+UNKNOWN_TTL_S = 60.0
 DISCOVERY_WAIT_S = 1.0
 
 
@@ -132,8 +139,8 @@ class ProtocolAdapter:
         except ValueError:
             return
         tokens = msg.subject.split(".")[2:]
-        if len(tokens) != 3:
-            return
+        if len(tokens) != 3 or wire.AGENT_ID_FIELD in beat.extras:
+            return  # one of our own agents (see ProtocolEndpoint)
         agent_id = await self._adopted(tokens[0], tokens[1], tokens[2])
         if agent_id is None:
             return
@@ -176,6 +183,8 @@ class ProtocolAdapter:
                 page = await self.client.request(subjects.AGENT_LIST, body, AgentPage)
                 for candidate in page.items:
                     ref = wire.ref_of(candidate.metadata)
+                    if candidate.status is AgentStatus.TERMINATED:
+                        continue
                     if ref is not None and (ref.agent, ref.owner, ref.session_name) == key:
                         found = candidate.agent_id
                 if page.next_cursor is None:

@@ -175,6 +175,7 @@ class ProtocolEndpoint:
             ts=ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
             interval_s=self._interval_s(agent),
             protocol_version=wire.PROTOCOL_VERSION,
+            agent_id=str(agent.agent_id),
             endpoints={
                 wire.PROMPT_ENDPOINT: {
                     "subject": wire.subject(wire.PROMPT_ENDPOINT, name, owner, session),
@@ -211,7 +212,6 @@ class ProtocolEndpoint:
                 agent,
                 ts,
                 status=agent.status.value,
-                agent_id=str(agent.agent_id),
                 worker=beat.worker if beat is not None else None,
             )
         )

@@ -35,6 +35,8 @@ ERROR_HEADER: Final = "Nats-Service-Error"
 PARAMETERS_FIELD: Final = "parameters"
 TIMEOUT_FIELD: Final = "timeout_s"
 INPUT_FIELD: Final = "input"
+#: Our agents' heartbeats carry their id in this extra field (so the adapter skips them).
+AGENT_ID_FIELD: Final = "agent_id"
 
 _OWNER_TOKEN = re.compile(r"^[a-z0-9_-]+$")
 
@@ -105,6 +107,11 @@ class HeartbeatPayload(BaseModel):
     interval_s: int = Field(ge=1, description="Seconds between beats; offline after 3 missed.")
     protocol_version: str | None = None
     endpoints: dict[str, Any] | None = None
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """The fields the protocol does not define."""
+        return dict(self.model_extra or {})
 
 
 class Envelope(BaseModel):

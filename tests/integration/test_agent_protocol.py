@@ -18,6 +18,7 @@ from synadia_ai.agents import (
     Agents,
     DiscoverFilter,
     Envelope,
+    HeartbeatPayload,
     ProtocolError,
     Query,
     ResponseChunk,
@@ -101,6 +102,11 @@ async def test_a_running_active_agent_is_discovered_pinged_and_answers_a_prompt(
             assert status.instance_id == agent.instance_id
             assert status.extras["status"] == "ACTIVE"
             assert status.interval_s == 1
+            assert status.extras["agent_id"] == agent_id
+            beats = await agents.connection.subscribe(f"agents.hb.word-counter.acme.{agent_id}")
+            beat = HeartbeatPayload.model_validate_json((await beats.next_msg(timeout=5)).data)
+            assert (beat.instance_id, beat.interval_s) == (agent.instance_id, 1)
+            await beats.unsubscribe()
 
             await client.change("agent.pause", agent_id)
             await found(agents, agent_id, present=False)
