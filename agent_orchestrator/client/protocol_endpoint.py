@@ -130,23 +130,20 @@ class ProtocolEndpoint:
                 },
             ),
         )
-        await self.service.add_endpoint(
-            EndpointConfig(
-                name=wire.PROMPT_ENDPOINT,
-                subject=wire.subject(wire.PROMPT_ENDPOINT, name, owner, session),
-                handler=self._on_prompt,
-                queue_group=wire.QUEUE_GROUP,
-                metadata=self._prompt_metadata(),
-            )
+        endpoints = (
+            (wire.PROMPT_ENDPOINT, self._on_prompt, self._prompt_metadata()),
+            (wire.STATUS_ENDPOINT, self._on_status, None),
         )
-        await self.service.add_endpoint(
-            EndpointConfig(
-                name=wire.STATUS_ENDPOINT,
-                subject=wire.subject(wire.STATUS_ENDPOINT, name, owner, session),
-                handler=self._on_status,
-                queue_group=wire.QUEUE_GROUP,
+        for endpoint, handler, metadata in endpoints:
+            await self.service.add_endpoint(
+                EndpointConfig(
+                    name=endpoint,
+                    subject=wire.subject(endpoint, name, owner, session),
+                    handler=handler,
+                    queue_group=wire.QUEUE_GROUP,
+                    metadata=metadata,
+                )
             )
-        )
         await self.nc.flush()
         log.info("agent %s speaks the NATS agent protocol as %s", agent.agent_id, self.service.id)
 
