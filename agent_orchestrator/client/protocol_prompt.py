@@ -109,9 +109,10 @@ class PromptStream:
     async def _on_event(self, task: Task, event: dict[str, Any]) -> Task:
         kind, data = event.get("type"), event.get("data") or {}
         if kind == EventKind.TASK_PROGRESS:
-            text = f"progress {data.get('progress')}%"
-            if data.get("message"):
-                text += f": {data['message']}"
+            progress, message = data.get("progress"), data.get("message")
+            text = "progress" if progress is None else f"progress {progress}%"
+            if message:
+                text += f": {message}"
             await self._request.respond(wire.status_chunk(text))
         elif kind in READ_AGAIN:
             task = await self._client.get_task(task.task_id)

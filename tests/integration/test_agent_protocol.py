@@ -64,6 +64,17 @@ async def protocol_client(servers: ServerUrls) -> AsyncIterator[Agents]:
         await nc.close()
 
 
+async def test_an_agent_is_discovered_while_active_with_its_program_running(
+    servers: ServerUrls, client: OrchestratorClient, tmp_path: Path
+) -> None:
+    agent_id = await new_active_agent(client)
+    async with protocol_client(servers) as agents:
+        async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log") as program:
+            await found(agents, agent_id)
+            program.kill()
+            await found(agents, agent_id, present=False)  # a dead program takes its service
+
+
 async def test_a_running_active_agent_is_discovered_pinged_and_answers_a_prompt(
     servers: ServerUrls, client: OrchestratorClient, tmp_path: Path
 ) -> None:
@@ -112,8 +123,8 @@ async def test_a_running_active_agent_is_discovered_pinged_and_answers_a_prompt(
             await found(agents, agent_id, present=False)
             await client.change("agent.activate", agent_id)
             await found(agents, agent_id)
-    async with protocol_client(servers) as agents:
-        await found(agents, agent_id, present=False)  # the program is gone
+            await client.change("agent.terminate", agent_id)
+            await found(agents, agent_id, present=False)
 
 
 async def test_a_failing_task_and_a_bad_prompt_are_protocol_errors(
