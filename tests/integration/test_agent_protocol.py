@@ -68,11 +68,14 @@ async def test_an_agent_is_discovered_while_active_with_its_program_running(
     servers: ServerUrls, client: OrchestratorClient, tmp_path: Path
 ) -> None:
     agent_id = await new_active_agent(client)
-    async with protocol_client(servers) as agents:
-        async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log") as program:
-            await found(agents, agent_id)
-            program.kill()
-            await found(agents, agent_id, present=False)  # a dead program takes its service
+    log = tmp_path / "agent.log"
+    async with (
+        protocol_client(servers) as agents,
+        example_agent(servers.nats_url, agent_id, log) as program,
+    ):
+        await found(agents, agent_id)
+        program.kill()
+        await found(agents, agent_id, present=False)  # a dead program takes its service
 
 
 async def test_a_running_active_agent_is_discovered_pinged_and_answers_a_prompt(
