@@ -171,3 +171,33 @@ async def test_a_question_of_the_program_is_a_query_whose_answer_is_the_input(
         assert [json.loads(t) for t in texts] == [{"region": "eu"}]
         got = await client.get_agent(agent_id)
         assert got.status is AgentStatus.ACTIVE
+
+
+async def test_a_repeated_prompt_with_one_idempotency_key_is_one_task(
+    servers: ServerUrls, client: OrchestratorClient
+) -> None:
+    async def count(run: TaskRun) -> JsonValue:
+        return {"words": len(str(run.input["text"]).split())}
+
+    agent_id = await new_active_agent(client, "counter")
+    async with worker_running(servers, agent_id, count), protocol_client(servers) as agents:
+        (agent,) = await found(agents, agent_id)
+        nc = agents.connection
+
+        async def prompt() -> list[bytes]:
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox)
+            headers = {"Idempotency-Key": f"k-{agent_id}"}
+            await nc.publish(agent.prompt_subject, b"one two three", reply=inbox, headers=headers)
+            chunks = []
+            while (msg := await sub.next_msg(timeout=10)).data:
+                chunks.append(msg.data)
+            await sub.unsubscribe()
+            return chunks
+
+        def responses(chunks: list[bytes]) -> list[Any]:
+            return [json.loads(c)["data"] for c in chunks if json.loads(c)["type"] == "response"]
+
+        first, again = await prompt(), await prompt()
+        assert responses(first) == responses(again) == ['{"words": 3}']
+        assert len((await client.tasks(agent_id=agent_id)).items) == 1
