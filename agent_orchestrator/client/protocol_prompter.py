@@ -65,16 +65,12 @@ class ProtocolPrompter:
                 elif kind == "status" and data not in ("ack", "done"):
                     await run.progress(message=str(data)[:MESSAGE_CHARS])
                 elif kind == "query" and isinstance(data, dict):
-                    answer = await self._ask(run, data.get("prompt"))
+                    answer = await run.ask(data.get("prompt"))  # INPUT_REQUIRED until answered
                     reply = json.dumps({"prompt": wire.as_text(answer) or " "}).encode()
                     await self.nc.publish(str(data["reply_subject"]), reply)
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await sub.unsubscribe()
-
-    async def _ask(self, run: TaskRun, prompt: Any) -> JsonValue:
-        """Ask the question through the orchestrator (INPUT_REQUIRED) and wait for its answer."""
-        return await run.ask(prompt)
 
 
 def _ended(msg: Msg) -> bool:
