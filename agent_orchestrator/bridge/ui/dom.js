@@ -110,7 +110,7 @@ export function liveIndicator() {
   el.update = (state, last) => {
     el.className = `live ${state === "live" ? "on" : "off"}`;
     const after = last !== null && last !== undefined ? ` (after event #${last})` : "";
-    el.textContent = state === "live" ? `live${after}` : state === "reconnecting" ? `reconnecting${after}` : "stopped";
+    el.textContent = state === "live" ? "live" : state === "reconnecting" ? `reconnecting${after}` : "stopped";
   };
   return el;
 }

@@ -14,6 +14,7 @@ const ACTIONS = [
   ["terminate", "Terminate", ["CREATED", "INITIALIZING", "READY", "ACTIVE", "PAUSED", "ERROR"]],
 ];
 const MAX_TIMELINE = 300;
+const LIFECYCLE = new Set(["initializing", "ready", "active", "paused", "error", "terminated"]);
 
 function section(id, title, ...body) {
   return h("section", { id: `section-${id}`, "aria-labelledby": `heading-${id}` },
@@ -32,7 +33,7 @@ function details(agent) {
 }
 
 function liveness(agent, history, onRecover) {
-  const recoveries = history.filter((t) => t.from_status === "ERROR" && t.to !== "TERMINATED");
+  const recoveries = history.filter((t) => (t.from ?? t.from_status) === "ERROR" && t.to !== "TERMINATED");
   const losses = history.filter((t) => t.to === "ERROR");
   const last = recoveries.at(-1);
   return h("div", {},
@@ -58,7 +59,8 @@ function place(timeline, item) {
 }
 
 function transitionItem(t) {
-  return timelineItem(t.at, h("span", {}, "transition → ", statusBadge(t.to)), `${t.from_status || "—"} → ${t.to} by ${t.actor}${t.reason ? `: ${t.reason}` : ""}`);
+  const from = t.from ?? t.from_status;
+  return timelineItem(t.at, h("span", {}, "status → ", statusBadge(t.to)), `${from || "—"} → ${t.to} by ${t.actor}${t.reason ? `: ${t.reason}` : ""}`);
 }
 
 function eventItem(id, kind, data) {
@@ -129,7 +131,7 @@ export async function render(root, [agentId]) {
     fill(stateBox, h("div", { class: "grid2" },
       h("div", {}, h("h3", {}, `Current state, revision `, h("span", { class: "state-revision" }, String(current.revision)), " ", h("span", { class: "muted" }, current.updated_at ? ago(current.updated_at) : "")), jsonBlock(current.state)),
       h("div", {}, h("h3", {}, "Diff between two revisions"), h("div", { class: "row" }, left, " → ", right), out,
-        h("p", { class: "muted" }, `${revisions.length} earlier revisions kept.`))));
+        h("p", { class: "muted" }, `${revisions.filter((r) => r.revision !== current.revision).length} earlier revisions kept.`))));
   }
 
   async function restore(checkpoint) {
@@ -150,8 +152,8 @@ export async function render(root, [agentId]) {
     const list = (await get(`/api/agents/${agentId}/checkpoints`)).items;
     const label = h("input", { id: "checkpoint-label", placeholder: "label (optional)" });
     const recoverable = h("input", { type: "checkbox", id: "checkpoint-recoverable", checked: true });
-    const interval = h("input", { id: "schedule-interval", type: "number", min: 0, placeholder: "seconds", style: "width: 8em" });
-    const keep = h("input", { id: "schedule-keep", type: "number", min: 1, placeholder: "all", style: "width: 6em" });
+    const interval = h("input", { id: "schedule-interval", type: "number", min: 0, placeholder: "seconds", class: "narrow" });
+    const keep = h("input", { id: "schedule-keep", type: "number", min: 1, placeholder: "all", class: "narrow" });
     const scheduled = h("span", { role: "status", class: "schedule-report" });
     fill(checkpointBox,
       h("form", { class: "toolbar", onsubmit: async (e) => {
@@ -194,6 +196,7 @@ export async function render(root, [agentId]) {
     section("checkpoints", "Checkpoints", checkpointBox),
     section("tasks", "Tasks", taskBox),
     section("conversations", "Conversations", conversationBox));
+  const shown = new Set(history.map((t) => t.version));
   for (const t of history) place(timeline, transitionItem(t));
   await Promise.all([refreshState(), refreshCheckpoints(), refreshTasks(), refreshConversations()].map((p) => p.catch(showError)));
 
@@ -201,7 +204,8 @@ export async function render(root, [agentId]) {
   const stream = eventStream({
     agentId, lastEventId: 0, onStatus: live.update,
     onEvent: ({ id, kind, data }) => {
-      place(timeline, eventItem(id, kind, data));
+      // A transition's event is the transition already shown from the history.
+      if (!(LIFECYCLE.has(kind) && shown.has(data.version))) place(timeline, eventItem(id, kind, data));
       // Replayed events are already in what was loaded; newer ones change it.
       if (new Date(data.occurred_at).getTime() >= loadedAt - 2000) {
         pending.add(kind);

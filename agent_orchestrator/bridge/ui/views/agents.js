@@ -130,14 +130,19 @@ export async function render(root, _params, query) {
   const report = h("span", { role: "status", class: "bulk-report" });
 
   async function refreshAgent(agentId) {
+    if (!agents.some((a) => a.agent_id === agentId)) return;
+    let fresh;
+    try {
+      fresh = await get(`/api/agents/${agentId}`);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+    }
     const index = agents.findIndex((a) => a.agent_id === agentId);
     if (index < 0) return;
-    try {
-      agents[index] = await get(`/api/agents/${agentId}`);
-    } catch (error) {
-      if (error.status === 404) agents.splice(index, 1);
-      else throw error;
-    }
+    if (!fresh) agents.splice(index, 1);
+    // Answers may arrive out of order: keep the newest version.
+    else if (fresh.version >= agents[index].version) agents[index] = fresh;
+    else return;
     renderRows();
     tbody.querySelector(`tr[data-agent-id="${agentId}"]`)?.classList.add("flash");
   }
