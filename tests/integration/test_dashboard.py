@@ -76,18 +76,18 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     opened.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     opened.on(
         "console",
-        lambda message: problems.append(f"console: {message.text}")
-        if message.type == "error" and not message.text.startswith(EXPECTED_CONSOLE)
-        else None,
+        lambda message: (
+            problems.append(f"console: {message.text}")
+            if message.type == "error" and not message.text.startswith(EXPECTED_CONSOLE)
+            else None
+        ),
     )
     yield opened
     await context.close()
     assert problems == []
 
 
-async def agent_in(
-    nc: NC, name: str, kind: str, status: str = "CREATED", **fields: Any
-) -> str:
+async def agent_in(nc: NC, name: str, kind: str, status: str = "CREATED", **fields: Any) -> str:
     """A new agent moved to ``status`` (CREATED, READY, ACTIVE or PAUSED)."""
     agent = await ok(nc, "agent.create", {"name": name, "type": kind, **fields})
     agent_id = str(agent["agent_id"])
@@ -152,9 +152,7 @@ async def test_the_list_filters_counts_and_keeps_its_filters_in_the_url(
 async def test_an_agent_page_shows_its_details_and_a_live_event(
     nc: NC, bridge_url: str, page: Page
 ) -> None:
-    agent_id = await agent_in(
-        nc, "detailed", "ui-agent", "READY", configuration={"model": "small"}
-    )
+    agent_id = await agent_in(nc, "detailed", "ui-agent", "READY", configuration={"model": "small"})
     await page.goto(f"{bridge_url}/ui/#/agents")
     await page.goto(f"{bridge_url}/ui/#/agents/{agent_id}")
     await expect(page.locator("h1")).to_contain_text("detailed")
@@ -275,9 +273,7 @@ async def test_bulk_pause_asks_then_pauses_the_selected_agents(
     assert (await ok(nc, "agent.get", {"agent_id": untouched}))["status"] == "ACTIVE"
 
 
-async def test_an_api_error_is_shown_as_its_problem_message(
-    bridge_url: str, page: Page
-) -> None:
+async def test_an_api_error_is_shown_as_its_problem_message(bridge_url: str, page: Page) -> None:
     missing = uuid.uuid4()
     async with httpx.AsyncClient() as http:
         problem = (await http.get(f"{bridge_url}/api/agents/{missing}")).json()
@@ -294,15 +290,21 @@ async def test_a_template_shows_its_versions_their_agents_and_a_diff(
     template = await ok(
         nc,
         "template.create",
-        {"name": f"tpl-{uuid.uuid4().hex[:6]}", "agent_type": "ui-tpl",
-         "default_configuration": {"model": "small"}},
+        {
+            "name": f"tpl-{uuid.uuid4().hex[:6]}",
+            "agent_type": "ui-tpl",
+            "default_configuration": {"model": "small"},
+        },
     )
     template_id = template["template_id"]
     await ok(
         nc,
         "template.update",
-        {"template_id": template_id, "default_configuration": {"model": "large"},
-         "changelog": "a larger model"},
+        {
+            "template_id": template_id,
+            "default_configuration": {"model": "large"},
+            "changelog": "a larger model",
+        },
     )
     for version in (1, 2, 2):
         await agent_in(nc, "user", "ui-tpl", template_id=template_id, template_version=version)
