@@ -6,6 +6,7 @@ package at start-up are served, so no path from a request reaches the file syste
 """
 
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Annotated
 
 from fastapi import FastAPI, Path
@@ -32,8 +33,8 @@ def ui_files() -> dict[str, bytes]:
     """Every file of the dashboard by its path under ``/ui/`` (``views/agents.js``)."""
     found: dict[str, bytes] = {}
 
-    def walk(folder: object, prefix: str) -> None:
-        for entry in folder.iterdir():  # type: ignore[attr-defined]
+    def walk(folder: Traversable, prefix: str) -> None:
+        for entry in folder.iterdir():
             name = f"{prefix}{entry.name}"
             if entry.is_dir():
                 walk(entry, f"{name}/")

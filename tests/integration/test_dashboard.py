@@ -372,16 +372,59 @@ async def test_screenshots_of_the_main_views(
 ) -> None:
     """PNGs of each view; into AO_DASHBOARD_SCREENSHOTS (docs/ for the documentation) if set."""
     folder = Path(os.environ.get("AO_DASHBOARD_SCREENSHOTS") or tmp_path)
-    agent_id = await agent_in(nc, "researcher-1", "ui-shot", "READY")
+    template = await ok(
+        nc,
+        "template.create",
+        {"name": "researcher", "agent_type": "llm", "default_configuration": {"model": "small"}},
+    )
+    template_id = template["template_id"]
+    await ok(
+        nc,
+        "template.update",
+        {
+            "template_id": template_id,
+            "default_configuration": {"model": "large"},
+            "changelog": "a larger model",
+        },
+    )
+    made = {"writer": "ACTIVE", "reviewer": "PAUSED", "planner": "READY", "scout": "CREATED"}
+    ids = {
+        name: await agent_in(nc, name, "llm", status, project_id="demo", template_id=template_id)
+        for name, status in made.items()
+    }
+    agent_id = ids["writer"]
     await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"step": 1, "notes": []}})
     await ok(nc, "agent.checkpoint.create", {"agent_id": agent_id, "label": "after step 1"})
     await ok(
         nc, "agent.state.update", {"agent_id": agent_id, "state": {"step": 2, "notes": ["found"]}}
     )
+    question = await ok(
+        nc,
+        "agent.send",
+        {
+            "from_agent_id": ids["reviewer"],
+            "to_agent_id": agent_id,
+            "content": "draft ready?",
+            "correlation_id": "review-1",
+        },
+    )
+    await ok(
+        nc,
+        "agent.send",
+        {
+            "from_agent_id": agent_id,
+            "to_agent_id": ids["reviewer"],
+            "content": "yes, v2",
+            "correlation_id": "review-1",
+            "reply_to": question["communication_id"],
+        },
+    )
+    await ok(nc, "agent.execute", {"agent_id": agent_id, "input": "summarize the findings"})
     views = {
-        "dashboard-agents.png": "#/agents",
+        "dashboard-agents.png": "#/agents?project_id=demo",
         "dashboard-agent.png": f"#/agents/{agent_id}",
-        "dashboard-tasks.png": "#/tasks",
+        "dashboard-tasks.png": f"#/tasks?agent_id={agent_id}",
+        "dashboard-templates.png": f"#/templates/{template_id}",
         "dashboard-tail.png": "#/tail",
     }
     for name, view in views.items():
@@ -389,8 +432,13 @@ async def test_screenshots_of_the_main_views(
         await expect(page.locator("main h1")).to_be_visible()
         if view == "#/tail":
             await expect(page.locator("h1 .live")).to_have_text("live")
-            await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"step": 3}})
-            await expect(page.locator("ul.tail li").first).to_be_visible()
+            for step in (3, 4, 5):
+                await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"step": step}})
+            await ok(nc, "agent.pause", {"agent_id": agent_id})
+            await expect(page.locator("ul.tail li")).to_have_count(4)
         await page.wait_for_timeout(500)  # the last rows and badges settle
         await page.screenshot(path=folder / name)
         assert (folder / name).stat().st_size > 5_000
+        if name == "dashboard-agent.png":  # and its state, checkpoints and conversations
+            await page.get_by_role("button", name="state", exact=True).click()
+            await page.screenshot(path=folder / "dashboard-agent-state.png")
