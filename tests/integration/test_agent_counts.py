@@ -1,10 +1,9 @@
 """agent.count (GET /api/agents/counts) and agent.list's name filter."""
 
-import uuid
-
 import httpx
 import nats.aio.client
 
+from tests.support.agents import unique
 from tests.support.calls import call, ok
 
 NC = nats.aio.client.Client
@@ -13,7 +12,7 @@ NC = nats.aio.client.Client
 async def test_counts_by_status_and_template_version_follow_the_filters(
     nc: NC, http: httpx.AsyncClient
 ) -> None:
-    kind = f"count-{uuid.uuid4().hex[:8]}"
+    kind = unique("count")
     template = await ok(nc, "template.create", {"name": f"t-{kind}", "agent_type": kind})
     template_id = template["template_id"]
     await ok(nc, "template.update", {"template_id": template_id, "description": "v2"})
@@ -48,7 +47,7 @@ async def test_counts_by_status_and_template_version_follow_the_filters(
 async def test_list_finds_agents_by_part_of_their_name_in_any_case(
     nc: NC, http: httpx.AsyncClient
 ) -> None:
-    kind = f"name-{uuid.uuid4().hex[:8]}"
+    kind = unique("name")
     for name in ("Alpha one", "beta", "ALPHA two"):
         await ok(nc, "agent.create", {"name": name, "type": kind})
     page = await ok(nc, "agent.list", {"type": kind, "name": "alpha"})

@@ -1,6 +1,5 @@
 """The dashboard at /ui, driven in headless Chromium against the real bridge and service."""
 
-import asyncio
 import json
 import os
 import re
@@ -19,8 +18,10 @@ from agent_orchestrator.bridge import BridgeSettings
 from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.runtime import free_port
 from agent_orchestrator.service import Service
+from tests.support.agents import new_agent, ready_agent, unique
 from tests.support.browser import CHROMIUM_ARGS, chromium_path, why_no_browser
 from tests.support.calls import ok
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.workers import worker_running
 
@@ -89,12 +90,9 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 
 async def agent_in(nc: NC, name: str, kind: str, status: str = "CREATED", **fields: Any) -> str:
     """A new agent moved to ``status`` (CREATED, READY, ACTIVE or PAUSED)."""
-    agent = await ok(nc, "agent.create", {"name": name, "type": kind, **fields})
-    agent_id = str(agent["agent_id"])
     if status == "CREATED":
-        return agent_id
-    await ok(nc, "agent.initialize", {"agent_id": agent_id})
-    await status_becomes(nc, agent_id, "READY")
+        return await new_agent(nc, name=name, type=kind, **fields)
+    agent_id = await ready_agent(nc, name=name, type=kind, **fields)
     if status in ("ACTIVE", "PAUSED"):
         await ok(nc, "agent.activate", {"agent_id": agent_id})
     if status == "PAUSED":
@@ -102,12 +100,10 @@ async def agent_in(nc: NC, name: str, kind: str, status: str = "CREATED", **fiel
     return agent_id
 
 
-async def status_becomes(nc: NC, agent_id: str, status: str, within: float = 15.0) -> None:
-    async def reached() -> None:
-        while (await ok(nc, "agent.get", {"agent_id": agent_id}))["status"] != status:
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(reached(), within)
+async def task_when(nc: NC, task_id: str, done: Any, what: str) -> Any:
+    return await eventually(
+        lambda: ok(nc, "task.get", {"task_id": task_id}), done, within=20, what=what
+    )
 
 
 def rows(page: Page) -> Any:
@@ -117,7 +113,7 @@ def rows(page: Page) -> Any:
 async def test_the_list_filters_counts_and_keeps_its_filters_in_the_url(
     nc: NC, bridge_url: str, page: Page
 ) -> None:
-    kind = f"ui-{uuid.uuid4().hex[:8]}"
+    kind = unique("ui")
     waiting = await agent_in(nc, "alpha", kind)
     await agent_in(nc, "beta", kind, "READY")
     await agent_in(nc, "gamma-x", kind, "READY")
@@ -214,11 +210,10 @@ async def test_the_inbox_answers_a_task_that_asks_for_input(
                 "input_schema": schema,
             },
         )
-        while True:
-            task = await ok(nc, "task.get", {"task_id": str(run.task_id)})
-            if task["input_answers"]:
-                return task["input_answers"][-1]["input"]
-            await asyncio.sleep(0.1)
+        answered = await task_when(
+            nc, str(run.task_id), lambda task: task["input_answers"], "an answer"
+        )
+        return answered["input_answers"][-1]["input"]
 
     async with worker_running(servers, agent_id, ask):
         task = await ok(nc, "agent.execute", {"agent_id": agent_id, "input": "release 1.2"})
@@ -230,15 +225,9 @@ async def test_the_inbox_answers_a_task_that_asks_for_input(
         await question.get_by_label("note").fill("ship it")
         await question.get_by_role("button", name="Send answer").click()
         await expect(question).to_have_count(0)
-
-        async def done() -> Any:
-            while True:
-                found = await ok(nc, "task.get", {"task_id": task_id})
-                if found["status"] == "SUCCEEDED":
-                    return found
-                await asyncio.sleep(0.1)
-
-        finished = await asyncio.wait_for(done(), 20)
+        finished = await task_when(
+            nc, task_id, lambda task: task["status"] == "SUCCEEDED", "task SUCCEEDED"
+        )
     assert finished["result"] == {"approved": True, "note": "ship it"}
     row = page.locator(f'table.tasks tr[data-task-id="{task_id}"]')
     await expect(row).to_contain_text("SUCCEEDED")
@@ -247,7 +236,7 @@ async def test_the_inbox_answers_a_task_that_asks_for_input(
 async def test_bulk_pause_asks_then_pauses_the_selected_agents(
     nc: NC, bridge_url: str, page: Page
 ) -> None:
-    kind = f"ui-bulk-{uuid.uuid4().hex[:8]}"
+    kind = unique("ui-bulk")
     first = await agent_in(nc, "first", kind, "ACTIVE")
     second = await agent_in(nc, "second", kind, "ACTIVE")
     untouched = await agent_in(nc, "third", kind, "ACTIVE")
@@ -348,7 +337,7 @@ async def test_the_live_tail_pauses_and_resumes_after_a_reconnect(
 async def test_with_api_keys_the_page_asks_for_a_key_and_shows_its_project_only(
     nc: NC, servers: ServerUrls, page: Page, tmp_path: Path
 ) -> None:
-    project, other = f"p-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    project, other = unique("p"), unique("q")
     key = secrets.token_urlsafe(32)
     keys = tmp_path / "keys.json"
     keys.write_text(json.dumps({key: {"name": "dashboard", "project": project}}))
