@@ -160,10 +160,9 @@ ROUTES: tuple[Route, ...] = (
         location="/api/agents/{agent_id}",
     ),
     Route("GET", "/api/agents", s.AGENT_LIST, ListAgents, AgentPage, "List agents"),
-    # Before {agent_id}, which would take "counts" for an id.
     Route(
         "GET",
-        "/api/agents/counts",
+        "/api/agent-counts",
         s.AGENT_COUNT,
         CountAgents,
         AgentCounts,

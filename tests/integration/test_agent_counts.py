@@ -1,4 +1,4 @@
-"""agent.count (GET /api/agents/counts) and agent.list's name filter."""
+"""agent.count (GET /api/agent-counts) and agent.list's name filter."""
 
 import httpx
 import nats.aio.client
@@ -37,7 +37,7 @@ async def test_counts_by_status_and_template_version_follow_the_filters(
     scouts = await ok(nc, "agent.count", {"type": kind, "name": "SCOUT"})
     assert (scouts["total"], scouts["by_status"]) == (2, {"CREATED": 2})
 
-    over_http = await http.get("/api/agents/counts", params={"type": kind, "name": "scout"})
+    over_http = await http.get("/api/agent-counts", params={"type": kind, "name": "scout"})
     assert over_http.status_code == 200, over_http.text
     assert over_http.json()["total"] == 2
     bad = await call(nc, "agent.count", {"status": "ACTIVE"})

@@ -106,6 +106,15 @@ async def task_when(nc: NC, task_id: str, done: Any, what: str) -> Any:
     )
 
 
+async def two_versions(nc: NC, name: str, agent_type: str) -> str:
+    """A template whose version 2 changes the default model (with a changelog); its id."""
+    body = {"name": name, "agent_type": agent_type, "default_configuration": {"model": "small"}}
+    template_id = str((await ok(nc, "template.create", body))["template_id"])
+    change = {"default_configuration": {"model": "large"}, "changelog": "a larger model"}
+    await ok(nc, "template.update", {"template_id": template_id, **change})
+    return template_id
+
+
 def rows(page: Page) -> Any:
     return page.locator("table.agents tbody tr[data-agent-id]")
 
@@ -276,25 +285,7 @@ async def test_an_api_error_is_shown_as_its_problem_message(bridge_url: str, pag
 async def test_a_template_shows_its_versions_their_agents_and_a_diff(
     nc: NC, bridge_url: str, page: Page
 ) -> None:
-    template = await ok(
-        nc,
-        "template.create",
-        {
-            "name": f"tpl-{uuid.uuid4().hex[:6]}",
-            "agent_type": "ui-tpl",
-            "default_configuration": {"model": "small"},
-        },
-    )
-    template_id = template["template_id"]
-    await ok(
-        nc,
-        "template.update",
-        {
-            "template_id": template_id,
-            "default_configuration": {"model": "large"},
-            "changelog": "a larger model",
-        },
-    )
+    template_id = await two_versions(nc, unique("tpl"), "ui-tpl")
     for version in (1, 2, 2):
         await agent_in(nc, "user", "ui-tpl", template_id=template_id, template_version=version)
     await page.goto(f"{bridge_url}/ui/#/templates/{template_id}")
@@ -361,21 +352,7 @@ async def test_screenshots_of_the_main_views(
 ) -> None:
     """PNGs of each view; into AO_DASHBOARD_SCREENSHOTS (docs/ for the documentation) if set."""
     folder = Path(os.environ.get("AO_DASHBOARD_SCREENSHOTS") or tmp_path)
-    template = await ok(
-        nc,
-        "template.create",
-        {"name": "researcher", "agent_type": "llm", "default_configuration": {"model": "small"}},
-    )
-    template_id = template["template_id"]
-    await ok(
-        nc,
-        "template.update",
-        {
-            "template_id": template_id,
-            "default_configuration": {"model": "large"},
-            "changelog": "a larger model",
-        },
-    )
+    template_id = await two_versions(nc, "researcher", "llm")
     made = {"writer": "ACTIVE", "reviewer": "PAUSED", "planner": "READY", "scout": "CREATED"}
     ids = {
         name: await agent_in(nc, name, "llm", status, project_id="demo", template_id=template_id)

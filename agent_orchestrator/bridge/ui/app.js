@@ -84,6 +84,6 @@ window.addEventListener("error", (event) => showError(event.error || event.messa
 
 showWho();
 // One call first, so that a bridge with authentication asks for a credential straight away.
-get("/api/agents/counts").then(render, (error) => {
+get("/api/agent-counts").then(render, (error) => {
   if (error?.status !== 401) render();
 });

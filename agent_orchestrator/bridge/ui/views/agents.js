@@ -86,7 +86,7 @@ export async function render(root, _params, query) {
 
   async function loadCounts() {
     const { status: _ignored, ...rest } = filters;
-    const reply = await get("/api/agents/counts", rest);
+    const reply = await get("/api/agent-counts", rest);
     fill(counts,
       h("span", { class: "muted" }, `${reply.total} agents:`),
       STATUSES.map((s) => h("button", {

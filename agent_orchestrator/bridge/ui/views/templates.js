@@ -26,7 +26,7 @@ export async function render(root, [templateId]) {
   if (!templateId) return catalogue(root);
   const [versions, counts] = await Promise.all([
     get(`/api/templates/${templateId}/versions`).then((r) => r.items),
-    get("/api/agents/counts", { template_id: templateId }),
+    get("/api/agent-counts", { template_id: templateId }),
   ]);
   const latest = versions.at(-1);
   const numbers = versions.map((v) => v.version).reverse();
