@@ -280,6 +280,11 @@ async def test_an_api_error_is_shown_as_its_problem_message(bridge_url: str, pag
     await expect(shown).to_contain_text(problem["detail"])
     await expect(shown).to_contain_text("404")
     await expect(page.locator("main h1")).to_have_text("This view could not be shown")
+    # Keyboard first: Tab reaches the skip link, then the views.
+    await page.keyboard.press("Tab")
+    await expect(page.locator(":focus")).to_have_text("Skip to content")
+    await page.keyboard.press("Tab")
+    await expect(page.locator(":focus")).to_have_text("Agents")
 
 
 async def test_a_template_shows_its_versions_their_agents_and_a_diff(
@@ -342,6 +347,7 @@ async def test_with_api_keys_the_page_asks_for_a_key_and_shows_its_project_only(
         await page.get_by_role("button", name="Sign in").click()
         await expect(rows(page)).to_have_count(1)
         await expect(rows(page).first).to_have_attribute("data-agent-id", mine)
+        await expect(page.locator("h1 .live")).to_have_text("live")  # the key reaches the stream
     finally:
         await page.goto("about:blank")  # ends its event stream, so the bridge can stop
         await bridge.stop()
