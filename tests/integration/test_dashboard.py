@@ -17,7 +17,6 @@ import pytest_asyncio
 from agent_orchestrator.bridge import BridgeSettings
 from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.runtime import free_port
-from agent_orchestrator.service import Service
 from tests.support.agents import new_agent, ready_agent, unique
 from tests.support.browser import CHROMIUM_ARGS, chromium_path, why_no_browser
 from tests.support.calls import ok
@@ -46,15 +45,6 @@ async def start_bridge(nc: NC, servers: ServerUrls, **settings: Any) -> Embedded
     )
     await bridge.start()
     return bridge
-
-
-@pytest_asyncio.fixture(scope="module")
-async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIterator[str]:
-    """The bridge served over real HTTP (the page streams events), sharing the session's NATS."""
-    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
-    url = await bridge.start()
-    yield url
-    await bridge.stop()
 
 
 @pytest_asyncio.fixture(scope="module")
