@@ -172,9 +172,10 @@ class TaskCommands:
         CancelTask,
         Task,
         mutating=True,
-        description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (idempotent; a pending "
-        "question is withdrawn); it is never started afterwards, and a running worker learns "
-        "of it at its next report (or from the task_cancelled event).",
+        description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (a pending question is "
+        "withdrawn); it is never started afterwards, and a running worker learns of it at its "
+        "next report (a waiting one from the task_cancelled event). Cancelling a CANCELLED task "
+        "answers it unchanged; a task that ended otherwise is a conflict.",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(

@@ -8,7 +8,6 @@ The session service sweeps every 0.2 s and gives a RUNNING task 2 s without a re
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import nats.aio.client
 
 from agent_orchestrator.client import AgentWorker, OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
 from agent_orchestrator.contracts.tasks import (
     InputSource,
     OnInputTimeout,
@@ -25,8 +23,10 @@ from agent_orchestrator.contracts.tasks import (
     TaskStatus,
 )
 from agent_orchestrator.service import Service
+from tests.support.agents import sdk_agent
 from tests.support.events import read_events, wait_for_events
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.service_process import ServiceProcess, instance_ids, own_servers
 from tests.support.workers import APPROVAL_AGENT, example_agent, worker_running
@@ -35,28 +35,21 @@ NC = nats.aio.client.Client
 S = TaskStatus
 
 
-async def new_agent(client: OrchestratorClient) -> str:
-    agent = await client.create_agent(
-        CreateAgent(name="asker", type="t", project_id=f"ask-{uuid.uuid4().hex[:8]}")
-    )
-    await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
-
-
 async def waiting(client: OrchestratorClient, task_id: Any, seq: int = 1) -> None:
     """Until the task waits for the answer to question ``seq``."""
-    async with asyncio.timeout(15):
-        while True:
-            task = await client.get_task(task_id)
-            if task.input_request is not None and task.input_request.input_seq == seq:
-                return
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: client.get_task(task_id),
+        lambda t: t.input_request is not None and t.input_request.input_seq == seq,
+        within=15,
+        what=f"task {task_id} asking question {seq}",
+        interval=0.05,
+    )
 
 
 async def test_a_handler_gets_its_answer_and_heartbeats_resume_after_it(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         answer = await run.ask({"question": "which region?"}, schema={"enum": ["eu", "us"]})
@@ -77,7 +70,7 @@ async def test_a_handler_gets_its_answer_and_heartbeats_resume_after_it(
 async def test_several_questions_in_one_task_are_answered_in_order(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         return [await run.ask(f"question {n}") for n in (1, 2, 3)]
@@ -99,7 +92,7 @@ async def test_several_questions_in_one_task_are_answered_in_order(
 async def test_a_cancel_while_waiting_cancels_the_waiting_handler_at_once(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     stopped = asyncio.Event()
 
     async def handler(run: TaskRun) -> Any:
@@ -121,7 +114,7 @@ async def test_a_cancel_while_waiting_cancels_the_waiting_handler_at_once(
 async def test_a_timed_out_question_gives_the_default_or_ends_the_task(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     cancelled = asyncio.Event()
 
     async def handler(run: TaskRun) -> Any:
@@ -154,7 +147,7 @@ async def test_a_worker_killed_while_waiting_is_replaced_by_one_that_gets_the_an
     """SIGKILL the approval agent while its question waits; answer it; the next worker runs the
     task again, its ask returns the recorded answer at once (the question is not asked again),
     and it acts once."""
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     async with example_agent(servers.nats_url, agent_id, first_log, APPROVAL_AGENT) as first:
         task = await client.execute(agent_id, {"refund": 30, "order": 4711})
@@ -180,7 +173,7 @@ async def test_question_and_answer_survive_a_service_restart(tmp_path: Path) -> 
     its own re-ask (every 20 s with this heartbeat window)."""
     async with own_service(tmp_path, task_heartbeat_s=60.0, sweep_s=0.2) as own:
         client = OrchestratorClient(own.nc)
-        agent_id = await new_agent(client)
+        agent_id = await sdk_agent(client)
         asked = asyncio.Event()
 
         async def handler(run: TaskRun) -> Any:
@@ -231,7 +224,7 @@ async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
             try:
                 assert len(await instance_ids(nc)) == 2
                 client = OrchestratorClient(nc)
-                agent_id = await new_agent(client)
+                agent_id = await sdk_agent(client)
                 tasks = [await client.execute(agent_id, n) for n in range(20)]
                 for task in tasks:
                     await client.start_task(task.task_id, 1)
