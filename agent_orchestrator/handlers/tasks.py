@@ -92,17 +92,22 @@ async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str)
 
 async def time_out_tasks(tasks: TaskRepository, defaults: rules.TaskDefaults) -> int:
     """A sweep: retry or end every RUNNING task past its deadline, and apply the on_timeout of
-    every question past its own. Each change is written on the revision it was decided from,
-    so with any number of instances sweeping, one applies it and the others find nothing due."""
+    every question past its own; how many it changed. Each change is written on the revision
+    it was decided from, so with any number of instances sweeping, one applies it and the
+    others find nothing due."""
     count = 0
     for stored in await tasks.overdue(datetime.now(UTC), limit=BATCH):
+        applied = False
+
+        def decide(s: StoredTask) -> rules.TaskChange | None:
+            nonlocal applied
+            change = task_input.due(s.task, s.agent, defaults, datetime.now(UTC))
+            applied = change is not None  # the last decision is the one that counted
+            return change
+
         with contextlib.suppress(Conflict):  # it ended meanwhile
-            after = await change_task(
-                tasks,
-                stored.task.task_id,
-                lambda s: task_input.due(s.task, s.agent, defaults, datetime.now(UTC)),
-            )
-            count += after.updated_at != stored.task.updated_at
+            await change_task(tasks, stored.task.task_id, decide)
+            count += applied
     return count
 
 
