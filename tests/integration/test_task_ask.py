@@ -263,3 +263,40 @@ async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
         finally:
             for instance in instances:
                 instance.kill()
+
+
+async def test_a_busy_agents_next_task_waits_its_turn_behind_a_question(
+    client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    """max_concurrent_tasks 1: while one task waits for a person, the next stays QUEUED (even
+    with a worker free to run it), and starts once the first is answered and done."""
+    agent_id = await sdk_agent(client, configuration={"tasks": {"max_concurrent_tasks": 1}})
+
+    async def handler(run: TaskRun) -> Any:
+        if run.input == "ask":
+            return await run.ask("may I?")
+        return "quick"
+
+    worker_nc = await nats.connect(servers.nats_url)
+    worker = AgentWorker(worker_nc, agent_id, concurrency=2, poll_s=0.2)
+    worker.task(handler)
+    running = asyncio.create_task(worker.run())
+    try:
+        asking = await client.execute(agent_id, "ask")
+        await waiting(client, asking.task_id)
+        later = await client.execute(agent_id, "later")
+        await asyncio.sleep(2.5)  # the free worker slot tried, and was told to wait
+        assert (await client.get_task(later.task_id)).status is S.QUEUED
+        await client.provide_input(asking.task_id, "yes")
+        first = await client.wait_for_task(asking.task_id, timeout=10)
+        second = await client.wait_for_task(later.task_id, timeout=10)
+        assert (first.result, second.result) == ("yes", "quick")
+        assert second.started_at is not None
+        assert first.finished_at is not None
+        assert second.started_at >= first.finished_at
+    finally:
+        worker.stop(cancel_running=True)
+        try:
+            await asyncio.wait_for(running, 15)
+        finally:
+            await worker_nc.close()
