@@ -14,7 +14,7 @@ from typing import Any
 import nats
 import nats.aio.client
 
-from agent_orchestrator.client import AgentWorker, OrchestratorClient, TaskRun
+from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.tasks import (
     InputSource,
@@ -174,36 +174,26 @@ async def test_question_and_answer_survive_a_service_restart(tmp_path: Path) -> 
     async with own_service(tmp_path, task_heartbeat_s=60.0, sweep_s=0.2) as own:
         client = OrchestratorClient(own.nc)
         agent_id = await sdk_agent(client)
-        asked = asyncio.Event()
 
         async def handler(run: TaskRun) -> Any:
-            asked.set()
             return await run.ask("proceed?")
 
-        worker_nc = await nats.connect(own.nats.url)
-        worker = AgentWorker(worker_nc, agent_id, poll_s=0.2)
-        worker.task(handler)
-        running = asyncio.create_task(worker.run())
         restarted: Service | None = None
         try:
-            task = await client.execute(agent_id, None)
-            await waiting(client, task.task_id)
-            await own.service.stop()
-            restarted = Service(own.service.settings)
-            await restarted.start()
-            assert (await client.get_task(task.task_id)).status is S.INPUT_REQUIRED
-            await client.provide_input(task.task_id, "yes")
-            done = await client.wait_for_task(task.task_id, timeout=5)
-            assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "yes", 1)
+            async with worker_running(own.nats.url, agent_id, handler):
+                task = await client.execute(agent_id, None)
+                await waiting(client, task.task_id)
+                await own.service.stop()
+                restarted = Service(own.service.settings)
+                await restarted.start()
+                assert (await client.get_task(task.task_id)).status is S.INPUT_REQUIRED
+                await client.provide_input(task.task_id, "yes")
+                done = await client.wait_for_task(task.task_id, timeout=5)
+                assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "yes", 1)
         finally:
-            worker.stop(cancel_running=True)
-            try:
-                await asyncio.wait_for(running, 15)
-            finally:
-                await worker_nc.close()
-                if restarted is not None:
-                    await restarted.stop()
-                    await own.service.start()  # own_service stops it at the end
+            if restarted is not None:
+                await restarted.stop()
+                await own.service.start()  # own_service stops it at the end
 
 
 async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
@@ -277,11 +267,7 @@ async def test_a_busy_agents_next_task_waits_its_turn_behind_a_question(
             return await run.ask("may I?")
         return "quick"
 
-    worker_nc = await nats.connect(servers.nats_url)
-    worker = AgentWorker(worker_nc, agent_id, concurrency=2, poll_s=0.2)
-    worker.task(handler)
-    running = asyncio.create_task(worker.run())
-    try:
+    async with worker_running(servers, agent_id, handler, concurrency=2):
         asking = await client.execute(agent_id, "ask")
         await waiting(client, asking.task_id)
         later = await client.execute(agent_id, "later")
@@ -290,13 +276,7 @@ async def test_a_busy_agents_next_task_waits_its_turn_behind_a_question(
         await client.provide_input(asking.task_id, "yes")
         first = await client.wait_for_task(asking.task_id, timeout=10)
         second = await client.wait_for_task(later.task_id, timeout=10)
-        assert (first.result, second.result) == ("yes", "quick")
-        assert second.started_at is not None
-        assert first.finished_at is not None
-        assert second.started_at >= first.finished_at
-    finally:
-        worker.stop(cancel_running=True)
-        try:
-            await asyncio.wait_for(running, 15)
-        finally:
-            await worker_nc.close()
+    assert (first.result, second.result) == ("yes", "quick")
+    assert second.started_at is not None
+    assert first.finished_at is not None
+    assert second.started_at >= first.finished_at
