@@ -280,3 +280,33 @@ async def test_a_busy_agents_next_task_waits_its_turn_behind_a_question(
     assert second.started_at is not None
     assert first.finished_at is not None
     assert second.started_at >= first.finished_at
+
+
+async def test_a_worker_lost_before_its_question_arrived_is_replaced_by_one_that_asks_it(
+    client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    """The first worker stops (its handler cancelled, no report) before it asks; the service
+    gives the silent attempt up after the heartbeat window, and the next worker's program asks
+    the question: answered, it finishes on attempt 2."""
+    agent_id = await sdk_agent(client)
+    thinking = asyncio.Event()
+
+    async def slow_thinker(run: TaskRun) -> Any:
+        thinking.set()
+        await asyncio.sleep(3600)
+
+    async def asker(run: TaskRun) -> Any:
+        return {"answer": await run.ask("proceed?"), "attempt": run.attempt}
+
+    async with worker_running(servers, agent_id, slow_thinker):
+        task = await client.execute(agent_id, None, max_attempts=2)
+        await asyncio.wait_for(thinking.wait(), 10)
+    assert (await client.get_task(task.task_id)).input_request is None
+    async with worker_running(servers, agent_id, asker):
+        await waiting(client, task.task_id)
+        asked = await client.get_task(task.task_id)
+        assert asked.input_request is not None
+        assert (asked.attempts, asked.input_request.attempt) == (2, 2)
+        await client.provide_input(task.task_id, "go")
+        done = await client.wait_for_task(task.task_id, timeout=10)
+    assert (done.status, done.result) == (S.SUCCEEDED, {"answer": "go", "attempt": 2})
