@@ -174,11 +174,15 @@ class TaskRun:
             await self._waiter.open()  # before asking: no answer may slip by
             wake = self._waiter.expect(self.task_id)
         try:
+            waited = False
             while True:
                 wake.clear()
                 answer = await self._ask_once(request)
                 if answer is not None:
+                    if waited:  # the answer opened a heartbeat window: report in it at once
+                        await self.keep_alive()
                     return answer.input
+                waited = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), recheck_s)
         finally:

@@ -94,8 +94,9 @@ async def test_the_answer_reaches_the_waiting_handler_and_heartbeats_pause_meanw
     service.answer("yes")
     assert await asyncio.wait_for(asking, 2) == "yes"
     assert run.task.status is TaskStatus.RUNNING
+    assert service.progress_reports == 1  # one at once, in the window the answer opened
     assert await run.keep_alive()
-    assert service.progress_reports == 1  # and back once answered
+    assert service.progress_reports == 2  # and the beats are back
 
 
 async def test_a_replayed_task_gets_its_recorded_answers_at_once_then_asks_the_next() -> None:
@@ -109,8 +110,10 @@ async def test_a_replayed_task_gets_its_recorded_answers_at_once_then_asks_the_n
     service.task = service.task.model_copy(update={"attempts": 2})
     again = run_of(service)
     begun = time.monotonic()
+    reports = service.progress_reports
     assert await again.ask("one?") == 1
     assert time.monotonic() - begun < 0.2
+    assert service.progress_reports == reports  # a replayed answer needs no extra beat
     second = asyncio.create_task(again.ask("two?"))
     await asyncio.sleep(0.05)
     assert service.task.input_request is not None
