@@ -197,7 +197,8 @@ class TaskCommands:
         mutating=True,
         description="Worker: claim the attempt of a TaskAssignment (QUEUED -> RUNNING), then "
         "acknowledge the assignment. A cancelled, ended or superseded attempt is a conflict: "
-        "acknowledge it and drop it.",
+        "acknowledge it and drop it. While the agent runs its max_concurrent_tasks, starting "
+        "another is `unavailable`: leave the assignment and try again later.",
     )
     async def start_task(self, body: StartTask, ctx: CommandContext) -> Task:
         return await change_task(
