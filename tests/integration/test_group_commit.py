@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
+import nats.aio.client
 import pytest
 import pytest_asyncio
 
@@ -25,8 +26,15 @@ from tests.support.servers import ServerUrls
 
 
 @pytest_asyncio.fixture
-async def database(service: Service, servers: ServerUrls) -> AsyncIterator[Database]:
-    """A pool of its own (migrated by the session's service), so its stats are this test's."""
+async def database(
+    service: Service, servers: ServerUrls, nc: nats.aio.client.Client
+) -> AsyncIterator[Database]:
+    """A pool of its own (migrated by the session's service), so its stats are this test's.
+
+    The outbox rows these tests write go to ``test.gc.…``: a stream of their own takes them, so
+    the session's relay publishes them like any other instead of stalling on them (and so
+    delaying every other test's events)."""
+    await nc.jetstream().add_stream(name="TEST_GROUP_COMMIT", subjects=["test.gc.>"])
     db = Database(servers.database_url, max_size=4)
     await db.open()
     yield db
@@ -198,3 +206,23 @@ async def test_deletes_are_guarded_by_version(database: Database, db: asyncpg.Po
     assert results == [True, False, True]
     ids = [a.agent_id for a in agents]
     assert await _count(db, "SELECT count(*) FROM agents WHERE agent_id = ANY($1)", ids) == 1
+
+
+async def test_writes_after_a_writer_stopped_and_while_two_are_busy_are_all_written(
+    database: Database, db: asyncpg.Pool
+) -> None:
+    agents = [_agent(f"w-{i}") for i in range(30)]
+    async with asyncio.timeout(30):
+        for agent in agents[:5]:  # each starts a writer again after the last one stopped
+            await database.group_commit.submit(INSERT_AGENTS, _created(agent))
+        waves = [agents[5:15], agents[15:30]]  # the second wave queues while the first writes
+        first = [
+            asyncio.create_task(database.group_commit.submit(INSERT_AGENTS, _created(a)))
+            for a in waves[0]
+        ]
+        await asyncio.sleep(0)
+        second = [database.group_commit.submit(INSERT_AGENTS, _created(a)) for a in waves[1]]
+        await asyncio.gather(*first, *second)
+
+    ids = [a.agent_id for a in agents]
+    assert await _count(db, "SELECT count(*) FROM agents WHERE agent_id = ANY($1)", ids) == 30
