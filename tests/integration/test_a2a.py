@@ -1,0 +1,224 @@
+"""A2A v1.0 through the bridge, driven by the official a2a-sdk client against the real bridge
+(uvicorn) and service, with examples/word_count_agent.py or an in-process worker answering."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+import nats.aio.client
+import pytest
+import pytest_asyncio
+from a2a.client import A2ACardResolver, ClientConfig, create_client
+from a2a.client.client import Client
+from a2a.helpers.proto_helpers import get_data_parts, new_text_message
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    ListTasksRequest,
+    Message,
+    SendMessageRequest,
+    StreamResponse,
+    SubscribeToTaskRequest,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+    TaskState,
+    UnsupportedOperationError,
+)
+from a2a.types import Task as A2ATask
+from a2a.utils.constants import TransportProtocol
+from google.protobuf.json_format import ParseDict
+from pydantic import JsonValue
+
+from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge.server import EmbeddedBridge
+from agent_orchestrator.client import OrchestratorClient, TaskRun
+from agent_orchestrator.contracts.agents import Agent, CreateAgent
+from agent_orchestrator.runtime import free_port
+from agent_orchestrator.service import Service
+from tests.support.servers import ServerUrls
+from tests.support.workers import example_agent, worker_running
+
+NC = nats.aio.client.Client
+BINDINGS = [TransportProtocol.JSONRPC.value, TransportProtocol.HTTP_JSON.value]
+
+
+@pytest_asyncio.fixture(scope="module")
+async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIterator[str]:
+    """A real HTTP server (streams need one), sharing the session's NATS connection."""
+    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
+    url = await bridge.start()
+    yield url
+    await bridge.stop()
+
+
+async def active_agent(client: OrchestratorClient, name: str = "a2a") -> str:
+    agent = await client.create_agent(
+        CreateAgent(name=f"{name}-{uuid4().hex[:8]}", type="word-counter")
+    )
+    await client.start_agent(agent.agent_id)
+    return str(agent.agent_id)
+
+
+@contextlib.asynccontextmanager
+async def a2a_client(
+    bridge_url: str, agent_id: str, binding: str, *, streaming: bool
+) -> AsyncIterator[Client]:
+    config = ClientConfig(streaming=streaming, supported_protocol_bindings=[binding])
+    client = await create_client(f"{bridge_url}/a2a/agents/{agent_id}", config)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def text_request(
+    text: str, *, context_id: str = "", parameters: JsonValue = None
+) -> SendMessageRequest:
+    message: Message = new_text_message(text, context_id=context_id or None)
+    request = SendMessageRequest(message=message)
+    if parameters is not None:
+        ParseDict({"parameters": parameters}, request.metadata)
+    return request
+
+
+async def collect(stream: AsyncIterator[StreamResponse]) -> list[StreamResponse]:
+    return [event async for event in stream]
+
+
+def final_task(events: list[StreamResponse]) -> A2ATask:
+    assert len(events) == 1
+    assert events[0].HasField("task")
+    return events[0].task
+
+
+async def test_cards_catalog_and_host_card(bridge_url: str, client: OrchestratorClient) -> None:
+    agent_id = await active_agent(client, "card")
+    async with httpx.AsyncClient(timeout=10) as http:
+        resolver = A2ACardResolver(http, f"{bridge_url}/a2a/agents/{agent_id}")
+        card = await resolver.get_agent_card()
+        host = (await http.get(f"{bridge_url}/.well-known/agent-card.json")).json()
+        catalog = (await http.get(f"{bridge_url}/a2a/agents", params={"limit": 200})).json()
+        missing = await http.get(f"{bridge_url}/a2a/agents/{uuid4()}/.well-known/agent-card.json")
+    assert card.name.startswith("card-")
+    assert card.capabilities.streaming
+    assert not card.capabilities.push_notifications
+    assert sorted(i.protocol_binding for i in card.supported_interfaces) == sorted(BINDINGS)
+    assert {i.url for i in card.supported_interfaces} == {f"{bridge_url}/a2a/agents/{agent_id}"}
+    assert [s.id for s in card.skills] == ["word-counter"]
+    assert host["capabilities"]["extensions"][0]["params"]["url"] == f"{bridge_url}/a2a/agents"
+    assert agent_id in {
+        c["supportedInterfaces"][0]["url"].rsplit("/", 1)[-1] for c in catalog["agents"]
+    }
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+async def test_blocking_send_is_answered_by_the_example_agent(
+    bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path, binding: str
+) -> None:
+    agent_id = await active_agent(client)
+    context_id = f"conversation-{uuid4()}"
+    async with (
+        example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"),
+        a2a_client(bridge_url, agent_id, binding, streaming=False) as a2a,
+    ):
+        events = await collect(
+            a2a.send_message(text_request("to be or not to be", context_id=context_id))
+        )
+        task = final_task(events)
+        assert task.status.state == TaskState.TASK_STATE_COMPLETED
+        assert task.context_id == context_id
+        assert [get_data_parts(a.parts) for a in task.artifacts] == [[{"words": 6.0}]]
+
+        again = await a2a.get_task(GetTaskRequest(id=task.id))
+        assert again.status.state == TaskState.TASK_STATE_COMPLETED
+        assert again.history[0].parts[0].data.struct_value["text"] == "to be or not to be"
+
+        listed = await a2a.list_tasks(ListTasksRequest(context_id=context_id))
+        assert [t.id for t in listed.tasks] == [task.id]
+        done = await a2a.list_tasks(ListTasksRequest(status=TaskState.TASK_STATE_COMPLETED))
+        assert task.id in {t.id for t in done.tasks}
+
+        follow_up = text_request("more")
+        follow_up.message.task_id = task.id
+        with pytest.raises(UnsupportedOperationError):
+            await collect(a2a.send_message(follow_up))
+        with pytest.raises(TaskNotCancelableError):
+            await a2a.cancel_task(CancelTaskRequest(id=task.id))
+        with pytest.raises(TaskNotFoundError):
+            await a2a.get_task(GetTaskRequest(id=str(uuid4())))
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+async def test_streaming_send_streams_progress_and_the_result(
+    bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path, binding: str
+) -> None:
+    agent_id = await active_agent(client)
+    async with (
+        example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"),
+        a2a_client(bridge_url, agent_id, binding, streaming=True) as a2a,
+    ):
+        request = text_request("one two three", parameters={"seconds_per_word": 0.2})
+        events = await asyncio.wait_for(collect(a2a.send_message(request)), 60)
+    first, *updates = events
+    assert first.task.status.state == TaskState.TASK_STATE_SUBMITTED
+    states = [e.status_update.status.state for e in updates if e.HasField("status_update")]
+    assert TaskState.TASK_STATE_WORKING in states
+    assert states[-1] == TaskState.TASK_STATE_COMPLETED
+    artifacts = [e.artifact_update for e in updates if e.HasField("artifact_update")]
+    assert [get_data_parts(a.artifact.parts) for a in artifacts] == [[{"words": 3.0}]]
+    assert all(
+        e.status_update.context_id == first.task.context_id
+        for e in updates
+        if e.HasField("status_update")
+    )
+
+
+async def wait_for_work(run: TaskRun) -> JsonValue:
+    """Works until cancelled: reports progress every 0.2 s (a cancel shows at a report)."""
+    for step in range(1, 300):
+        await asyncio.sleep(0.2)
+        await run.progress(min(step, 99), f"step {step}")
+    return None
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+async def test_resubscribe_after_a_dropped_stream_then_cancel(
+    bridge_url: str, client: OrchestratorClient, servers: ServerUrls, binding: str
+) -> None:
+    agent_id = await active_agent(client)
+    async with (
+        worker_running(servers, agent_id, wait_for_work),
+        a2a_client(bridge_url, agent_id, binding, streaming=True) as a2a,
+    ):
+        stream = a2a.send_message(text_request("long work"))
+        first = await anext(stream)
+        task_id = first.task.id
+        await stream.aclose()  # the connection drops
+
+        resumed = a2a.subscribe(SubscribeToTaskRequest(id=task_id))
+        snapshot = await asyncio.wait_for(anext(resumed), 15)
+        assert snapshot.task.id == task_id
+        update = await asyncio.wait_for(anext(resumed), 15)
+        assert update.status_update.status.state == TaskState.TASK_STATE_WORKING
+
+        cancelled = await a2a.cancel_task(CancelTaskRequest(id=task_id))
+        assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        rest = await asyncio.wait_for(collect(resumed), 15)
+        assert rest[-1].status_update.status.state == TaskState.TASK_STATE_CANCELED
+
+        with pytest.raises(UnsupportedOperationError):
+            await collect(a2a.subscribe(SubscribeToTaskRequest(id=task_id)))
+
+
+async def test_only_active_agents_take_messages(
+    bridge_url: str, client: OrchestratorClient
+) -> None:
+    agent_id = await active_agent(client)
+    async with a2a_client(bridge_url, agent_id, BINDINGS[0], streaming=False) as a2a:
+        await client.request("agent.pause", {"agent_id": agent_id}, Agent)
+        with pytest.raises(UnsupportedOperationError, match="only ACTIVE agents"):
+            await collect(a2a.send_message(text_request("anyone?")))
