@@ -35,9 +35,10 @@ from pydantic import JsonValue
 from agent_orchestrator.bridge import BridgeSettings
 from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.client import OrchestratorClient, TaskRun
-from agent_orchestrator.contracts.agents import Agent, CreateAgent
+from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.runtime import free_port
 from agent_orchestrator.service import Service
+from tests.support.agents import sdk_agent
 from tests.support.servers import ServerUrls
 from tests.support.workers import example_agent, worker_running
 
@@ -52,14 +53,6 @@ async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIter
     url = await bridge.start()
     yield url
     await bridge.stop()
-
-
-async def active_agent(client: OrchestratorClient, name: str = "a2a") -> str:
-    agent = await client.create_agent(
-        CreateAgent(name=f"{name}-{uuid4().hex[:8]}", type="word-counter")
-    )
-    await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
 
 
 @contextlib.asynccontextmanager
@@ -95,14 +88,17 @@ def final_task(events: list[StreamResponse]) -> A2ATask:
 
 
 async def test_cards_catalog_and_host_card(bridge_url: str, client: OrchestratorClient) -> None:
-    agent_id = await active_agent(client, "card")
+    agent_id = await sdk_agent(client, name="card-agent", type="word-counter")
     async with httpx.AsyncClient(timeout=10) as http:
         resolver = A2ACardResolver(http, f"{bridge_url}/a2a/agents/{agent_id}")
         card = await resolver.get_agent_card()
         host = (await http.get(f"{bridge_url}/.well-known/agent-card.json")).json()
-        catalog = (await http.get(f"{bridge_url}/a2a/agents", params={"limit": 200})).json()
+        project = (await http.get(f"{bridge_url}/api/agents/{agent_id}")).json()["project_id"]
+        catalog = (
+            await http.get(f"{bridge_url}/a2a/agents", params={"project_id": project})
+        ).json()
         missing = await http.get(f"{bridge_url}/a2a/agents/{uuid4()}/.well-known/agent-card.json")
-    assert card.name.startswith("card-")
+    assert card.name == "card-agent"
     assert card.capabilities.streaming
     assert not card.capabilities.push_notifications
     assert sorted(i.protocol_binding for i in card.supported_interfaces) == sorted(BINDINGS)
@@ -119,7 +115,7 @@ async def test_cards_catalog_and_host_card(bridge_url: str, client: Orchestrator
 async def test_blocking_send_is_answered_by_the_example_agent(
     bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path, binding: str
 ) -> None:
-    agent_id = await active_agent(client)
+    agent_id = await sdk_agent(client, type="word-counter")
     context_id = f"conversation-{uuid4()}"
     async with (
         example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"),
@@ -156,7 +152,7 @@ async def test_blocking_send_is_answered_by_the_example_agent(
 async def test_streaming_send_streams_progress_and_the_result(
     bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path, binding: str
 ) -> None:
-    agent_id = await active_agent(client)
+    agent_id = await sdk_agent(client, type="word-counter")
     async with (
         example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"),
         a2a_client(bridge_url, agent_id, binding, streaming=True) as a2a,
@@ -189,7 +185,7 @@ async def wait_for_work(run: TaskRun) -> JsonValue:
 async def test_resubscribe_after_a_dropped_stream_then_cancel(
     bridge_url: str, client: OrchestratorClient, servers: ServerUrls, binding: str
 ) -> None:
-    agent_id = await active_agent(client)
+    agent_id = await sdk_agent(client, type="word-counter")
     async with (
         worker_running(servers, agent_id, wait_for_work),
         a2a_client(bridge_url, agent_id, binding, streaming=True) as a2a,
@@ -217,7 +213,7 @@ async def test_resubscribe_after_a_dropped_stream_then_cancel(
 async def test_only_active_agents_take_messages(
     bridge_url: str, client: OrchestratorClient
 ) -> None:
-    agent_id = await active_agent(client)
+    agent_id = await sdk_agent(client, type="word-counter")
     async with a2a_client(bridge_url, agent_id, BINDINGS[0], streaming=False) as a2a:
         await client.request("agent.pause", {"agent_id": agent_id}, Agent)
         with pytest.raises(UnsupportedOperationError, match="only ACTIVE agents"):

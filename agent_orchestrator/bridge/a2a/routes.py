@@ -177,6 +177,9 @@ def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]
     )
     async def catalog(
         request: HttpRequest,
+        project_id: Annotated[
+            str | None, Query(min_length=1, max_length=200, description="Only this project's.")
+        ] = None,
         status: Annotated[
             AgentStatus | None, Query(description="Only agents in this status.")
         ] = None,
@@ -189,6 +192,8 @@ def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]
             body["cursor"] = cursor
         if status is not None:
             body["status"] = status.value
+        if project_id is not None:
+            body["project_id"] = project_id
         try:
             page = await calls.request("agent.list", body)
         except ServiceError as exc:
