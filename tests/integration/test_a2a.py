@@ -100,7 +100,7 @@ async def test_cards_catalog_and_host_card(bridge_url: str, client: Orchestrator
         missing = await http.get(f"{bridge_url}/a2a/agents/{uuid4()}/.well-known/agent-card.json")
     assert card.name == "card-agent"
     assert card.capabilities.streaming
-    assert not card.capabilities.push_notifications
+    assert card.capabilities.push_notifications
     assert sorted(i.protocol_binding for i in card.supported_interfaces) == sorted(BINDINGS)
     assert {i.url for i in card.supported_interfaces} == {f"{bridge_url}/a2a/agents/{agent_id}"}
     assert [s.id for s in card.skills] == ["word-counter"]

@@ -120,9 +120,9 @@ class ServiceCalls:
             body["version"] = version
         return await self._model(Template, subjects.TEMPLATE_GET, body)
 
-    async def execute(self, body: dict[str, Any], key: str) -> Task:
-        """agent.execute (``key``: Idempotency-Key)."""
-        return await self._model(Task, subjects.AGENT_EXECUTE, body, key)
+    async def execute(self, body: dict[str, Any]) -> Task:
+        """agent.execute."""
+        return await self._model(Task, subjects.AGENT_EXECUTE, body)
 
     async def task(self, task_id: str) -> Task:
         """task.get; TaskNotFound for an unknown (or malformed, or out of scope) id."""
@@ -144,9 +144,10 @@ class ServiceCalls:
         body = {"task_id": task_id, "reason": "canceled by an A2A client"}
         return await self._model(Task, subjects.TASK_CANCEL, body)
 
-    async def provide_input(self, body: dict[str, Any], key: str) -> Task:
-        """task.provide_input (``key``: Idempotency-Key)."""
-        return await self._model(Task, subjects.TASK_PROVIDE_INPUT, body, key)
+    async def provide_input(self, body: dict[str, Any]) -> Task:
+        """task.provide_input (an answer to the pending ``input_seq`` only: a repeat is a
+        conflict, never a second answer)."""
+        return await self._model(Task, subjects.TASK_PROVIDE_INPUT, body)
 
 
 __all__ = ["ServiceCalls", "ServiceError", "a2a_error"]

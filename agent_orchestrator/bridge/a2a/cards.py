@@ -110,7 +110,8 @@ def agent_url(base_url: str, agent: Agent) -> str:
 
 
 def agent_card(agent: Agent, template: Template | None, base_url: str, auth: AuthMode) -> AgentCard:
-    """The card of one agent: JSON-RPC and HTTP+JSON on the same URL, streaming."""
+    """The card of one agent: JSON-RPC and HTTP+JSON on the same URL, streaming, push
+    notifications."""
     url = agent_url(base_url, agent)
     return AgentCard(
         name=agent.name,
@@ -123,7 +124,7 @@ def agent_card(agent: Agent, template: Template | None, base_url: str, auth: Aut
         ],
         provider=AgentProvider(organization="agent-orchestrator", url=base_url.rstrip("/")),
         version=str(agent.version),
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        capabilities=AgentCapabilities(streaming=True, push_notifications=True),
         default_input_modes=INPUT_MODES,
         default_output_modes=OUTPUT_MODES,
         skills=skills(agent, template),

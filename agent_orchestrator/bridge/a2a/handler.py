@@ -29,7 +29,6 @@ from a2a.types import (
     ListTasksRequest,
     ListTasksResponse,
     Message,
-    PushNotificationNotSupportedError,
     SendMessageRequest,
     SubscribeToTaskRequest,
     TaskNotCancelableError,
@@ -52,10 +51,13 @@ from agent_orchestrator.bridge.a2a.convert import (
     message_input,
     plain,
 )
+from agent_orchestrator.bridge.a2a.push import a2a_config, config_body
 from agent_orchestrator.bridge.a2a.task_events import TaskWatch, follow, wait_until_settled
 from agent_orchestrator.bridge.nats_client import connection
 from agent_orchestrator.bridge.problems import ProblemError
+from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.contracts.push import PushConfig, PushConfigs
 from agent_orchestrator.contracts.tasks import Task, TaskStatus
 
 AGENT_KEY = "agent_id"
@@ -94,6 +96,23 @@ async def _own_task(ctx: ServerCallContext, task_id: str) -> Task:
     return task
 
 
+def _push_error(exc: ServiceError) -> Exception:
+    details = exc.details if isinstance(exc.details, dict) else {}
+    if exc.code == ErrorCode.NOT_FOUND and "config_id" in details:
+        return InvalidParamsError(exc.message)
+    return a2a_error(exc, task=True)
+
+
+async def _set_push_config(
+    ctx: ServerCallContext, task_id: str, config: TaskPushNotificationConfig
+) -> TaskPushNotificationConfig:
+    try:
+        data = await _calls(ctx).request(subjects.TASK_PUSH_SET, config_body(task_id, config))
+    except ServiceError as exc:
+        raise _push_error(exc) from exc
+    return a2a_config(PushConfig.model_validate(data))
+
+
 def _parameters(params: SendMessageRequest) -> dict[str, Any]:
     meta = plain(MessageToDict(params.metadata)) if params.HasField("metadata") else {}
     given = meta.get("parameters") if isinstance(meta, dict) else None
@@ -114,13 +133,11 @@ class OrchestratorRequestHandler(RequestHandler):
             "agent_id": str(agent_id),
             "input": message_input(message.parts),
             "parameters": _parameters(params),
-            # Without a contextId a new conversation starts; derived from the message so
-            # that a retried message (same messageId) is the same request.
-            "context_id": message.context_id
-            or str(uuid.uuid5(uuid.NAMESPACE_URL, f"a2a:{agent_id}:{message.message_id}")),
+            # Without a contextId a new conversation starts.
+            "context_id": message.context_id or str(uuid.uuid4()),
         }
         try:
-            return await _calls(ctx).execute(body, f"a2a:{agent_id}:{message.message_id}")
+            return await _calls(ctx).execute(body)
         except ServiceError as exc:
             if exc.code == ErrorCode.NOT_FOUND:
                 raise InvalidParamsError(exc.message) from exc
@@ -149,7 +166,7 @@ class OrchestratorRequestHandler(RequestHandler):
             "input_seq": task.input_request.input_seq,
         }
         try:
-            return await _calls(ctx).provide_input(body, f"a2a:{task.task_id}:{message.message_id}")
+            return await _calls(ctx).provide_input(body)
         except ServiceError as exc:
             raise a2a_error(exc, task=True) from exc
 
@@ -166,6 +183,9 @@ class OrchestratorRequestHandler(RequestHandler):
                 task = await self._answer(task, params, ctx)
             else:
                 task = await self._new_task(params, ctx)
+            if params.configuration.HasField("task_push_notification_config"):
+                push = params.configuration.task_push_notification_config
+                await _set_push_config(ctx, str(task.task_id), push)
         except BaseException:
             await watch.close()
             raise
@@ -276,26 +296,48 @@ class OrchestratorRequestHandler(RequestHandler):
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        """Not offered: the card says ``pushNotifications: false``."""
-        raise PushNotificationNotSupportedError
+        """CreateTaskPushNotificationConfig: task.push_config.set (replaces one of the same
+        id; the id defaults to ``default``)."""
+        task = await _own_task(context, params.task_id)
+        return await _set_push_config(context, str(task.task_id), params)
 
     async def on_get_task_push_notification_config(
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        """Not offered."""
-        raise PushNotificationNotSupportedError
+        """GetTaskPushNotificationConfig: task.push_config.get."""
+        await _own_task(context, params.task_id)
+        body = {"task_id": params.task_id, "config_id": params.id or "default"}
+        try:
+            data = await _calls(context).request(subjects.TASK_PUSH_GET, body)
+        except ServiceError as exc:
+            raise _push_error(exc) from exc
+        return a2a_config(PushConfig.model_validate(data))
 
     async def on_list_task_push_notification_configs(
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
-        """Not offered."""
-        raise PushNotificationNotSupportedError
+        """ListTaskPushNotificationConfigs: task.push_config.list (one page: a task has
+        few)."""
+        await _own_task(context, params.task_id)
+        try:
+            data = await _calls(context).request(
+                subjects.TASK_PUSH_LIST, {"task_id": params.task_id}
+            )
+        except ServiceError as exc:
+            raise _push_error(exc) from exc
+        items = PushConfigs.model_validate(data).items
+        return ListTaskPushNotificationConfigsResponse(configs=[a2a_config(c) for c in items])
 
     async def on_delete_task_push_notification_config(
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
-        """Not offered."""
-        raise PushNotificationNotSupportedError
+        """DeleteTaskPushNotificationConfig: task.push_config.delete."""
+        await _own_task(context, params.task_id)
+        body = {"task_id": params.task_id, "config_id": params.id or "default"}
+        try:
+            await _calls(context).request(subjects.TASK_PUSH_DELETE, body)
+        except ServiceError as exc:
+            raise _push_error(exc) from exc
 
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext

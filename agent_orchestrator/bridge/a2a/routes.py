@@ -35,6 +35,7 @@ from agent_orchestrator.bridge.a2a.cards import A2A_PREFIX, agent_card, host_car
 from agent_orchestrator.bridge.a2a.handler import AGENT_KEY, CALLS_KEY, OrchestratorRequestHandler
 from agent_orchestrator.bridge.auth import caller_of
 from agent_orchestrator.bridge.nats_client import BridgeState
+from agent_orchestrator.bridge.openapi import error_responses
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.common import Limit
@@ -153,11 +154,15 @@ def _wrap(route: StarletteRoute) -> Callable[..., Awaitable[Response]]:
     return call
 
 
-def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]) -> None:
+def add_a2a_routes(
+    app: FastAPI, state: BridgeState, dependencies: Sequence[Any], statuses: Sequence[int]
+) -> None:
     """Serve A2A on ``app``: the host card (public, as A2A discovery expects), the catalog,
-    the agent cards and both bindings (behind ``dependencies``: the bridge's auth)."""
+    the agent cards and both bindings (behind ``dependencies``: the bridge's auth); the cards
+    and the catalog document the error ``statuses`` (problem+json)."""
     auth = state.settings.auth
     guarded = list(dependencies)
+    problems = error_responses(sorted(statuses))
 
     @app.get(
         AGENT_CARD_WELL_KNOWN_PATH,
@@ -174,6 +179,7 @@ def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]
         dependencies=guarded,
         summary="The catalog: A2A cards of the agents the caller may see, a page at a time",
         response_class=JSONResponse,
+        responses=problems,
     )
     async def catalog(
         request: HttpRequest,
@@ -212,6 +218,7 @@ def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]
         dependencies=guarded,
         summary="One agent's A2A agent card",
         response_class=JSONResponse,
+        responses=problems,
     )
     async def card(
         request: HttpRequest, agent_id: Annotated[UUID, Path(description="The agent.")]
@@ -230,6 +237,15 @@ def add_a2a_routes(app: FastAPI, state: BridgeState, dependencies: Sequence[Any]
         for method in sorted(route.methods or ()):
             if method == "HEAD":
                 continue
+            if route.path == "/":
+                # Clients that join "/" to the interface URL post to it with a trailing slash.
+                app.router.add_api_route(
+                    AGENT_PATH + "/",
+                    _wrap(route),
+                    methods=[method],
+                    dependencies=guarded,
+                    include_in_schema=False,
+                )
             app.router.add_api_route(
                 AGENT_PATH + ("" if route.path == "/" else route.path),
                 _wrap(route),
