@@ -3,11 +3,13 @@
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from uuid import uuid4
 
 import httpx
+import jwt
 import nats.aio.client
 import pytest
 import pytest_asyncio
@@ -32,7 +34,7 @@ from a2a.utils.constants import TransportProtocol
 from google.protobuf.json_format import ParseDict
 from pydantic import JsonValue
 
-from agent_orchestrator.bridge import BridgeSettings
+from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts.agents import Agent
@@ -218,3 +220,54 @@ async def test_only_active_agents_take_messages(
         await client.request("agent.pause", {"agent_id": agent_id}, Agent)
         with pytest.raises(UnsupportedOperationError, match="only ACTIVE agents"):
             await collect(a2a.send_message(text_request("anyone?")))
+
+
+async def test_a_json_rpc_call_that_is_not_json_is_content_type_not_supported(
+    bridge_url: str, client: OrchestratorClient
+) -> None:
+    agent_id = await sdk_agent(client, type="word-counter")
+    base = f"{bridge_url}/a2a/agents/{agent_id}"
+    async with httpx.AsyncClient(timeout=10) as http:
+        wrong = await http.post(base, content=b"{}", headers={"content-type": "text/plain"})
+        listed = await http.get(f"{base}/tasks", headers={"A2A-Version": "1.0"})
+    assert wrong.status_code == 415
+    assert wrong.json()["error"]["code"] == -32005
+    assert listed.status_code == 200
+    assert listed.headers["content-type"] == "application/json"
+    assert listed.json()["tasks"] == []
+
+
+SECRET = "k9-" + "0123456789abcdef" * 3
+
+
+def bearer(project: str) -> dict[str, str]:
+    claims = {"sub": "alice", "exp": int(time.time()) + 300, "project": project}
+    return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+
+
+async def test_auth_and_project_scope_apply_and_the_card_declares_the_scheme(
+    nc: NC, servers: ServerUrls, client: OrchestratorClient
+) -> None:
+    mine, theirs = f"mine-{uuid4()}", f"theirs-{uuid4()}"
+    own = await sdk_agent(client, mine, type="word-counter")
+    other = await sdk_agent(client, theirs, type="word-counter")
+    settings = BridgeSettings(nats_url=servers.nats_url, auth="jwt", jwt_secret=SECRET)
+    app = create_app(settings, nc=nc)
+    me = bearer(mine)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://bridge", timeout=10
+    ) as http:
+        anonymous = await http.get(f"/a2a/agents/{own}/.well-known/agent-card.json")
+        card = (await http.get(f"/a2a/agents/{own}/.well-known/agent-card.json", headers=me)).json()
+        hidden = await http.get(f"/a2a/agents/{other}/.well-known/agent-card.json", headers=me)
+        catalog = (await http.get("/a2a/agents", headers=me)).json()
+        host = await http.get("/.well-known/agent-card.json")
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}
+        refused = await http.post(f"/a2a/agents/{own}", json=rpc, headers={"A2A-Version": "1.0"})
+    assert anonymous.status_code == 401
+    assert card["securitySchemes"]["bearer"]["httpAuthSecurityScheme"]["scheme"] == "Bearer"
+    assert card["securityRequirements"] == [{"schemes": {"bearer": {}}}]
+    assert hidden.status_code == 404
+    assert [c["name"] for c in catalog["agents"]] == ["agent"]
+    assert host.status_code == 200
+    assert refused.status_code == 401

@@ -24,7 +24,9 @@ from a2a.server.routes import (
     create_jsonrpc_routes,
     create_rest_routes,
 )
-from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH
+from a2a.types import ContentTypeNotSupportedError
+from a2a.utils.constants import A2A_JSON_MEDIA_TYPE, AGENT_CARD_WELL_KNOWN_PATH
+from a2a.utils.errors import A2A_ERROR_REASONS, JSON_RPC_ERROR_CODE_MAP
 from fastapi import FastAPI, Path, Query
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request as HttpRequest
@@ -126,6 +128,32 @@ def _operation_id(method: str, path: str) -> str:
     return f"a2a_{method.lower()}_{words}"
 
 
+def _json_content(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _content_type_not_supported(content_type: str) -> JSONResponse:
+    """A2A's ContentTypeNotSupportedError for a JSON-RPC request that is not JSON."""
+    error = ContentTypeNotSupportedError(f"send application/json, not {content_type!r}")
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": A2A_ERROR_REASONS[ContentTypeNotSupportedError],
+        "domain": "a2a-protocol.org",
+        "metadata": {},
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": JSON_RPC_ERROR_CODE_MAP[ContentTypeNotSupportedError],
+            "message": error.message,
+            "data": [info],
+        },
+    }
+    return JSONResponse(body, status_code=415)
+
+
 def _wrap(route: StarletteRoute) -> Callable[..., Awaitable[Response]]:
     """A FastAPI endpoint around an SDK endpoint, with the path parameters declared."""
     endpoint = route.endpoint
@@ -146,8 +174,16 @@ def _wrap(route: StarletteRoute) -> Callable[..., Awaitable[Response]]:
             )
         )
 
+    jsonrpc = route.path == "/"
+
     async def call(**kwargs: Any) -> Response:
-        response: Response = await endpoint(kwargs["request"])
+        request: HttpRequest = kwargs["request"]
+        if jsonrpc and not _json_content(request.headers.get("content-type", "")):
+            return _content_type_not_supported(request.headers.get("content-type", ""))
+        response: Response = await endpoint(request)
+        if response.headers.get("content-type", "").startswith(A2A_JSON_MEDIA_TYPE):
+            # The spec (11.1) says application/json for HTTP+JSON; the SDK sends its own type.
+            response.headers["content-type"] = "application/json"
         return response
 
     call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
