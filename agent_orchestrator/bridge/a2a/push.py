@@ -48,6 +48,11 @@ TASK_EVENTS = (
     EventKind.TASK_CANCELLED,
 )
 POST_TIMEOUT_S = 10.0
+ACK_WAIT_S = 30.0
+"""An event taken by a bridge that stopped before acknowledging it is sent again after this."""
+FETCH_WAIT_S = 1.0
+"""How long one pull waits: also how long a stopped bridge's last pull may still take events
+(they then wait ACK_WAIT_S)."""
 
 
 def a2a_config(config: PushConfig) -> TaskPushNotificationConfig:
@@ -113,7 +118,7 @@ class PushSender:
             durable_name=DURABLE,
             deliver_policy=DeliverPolicy.NEW,
             ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60.0,
+            ack_wait=ACK_WAIT_S,
             max_deliver=len(RETRY_DELAYS_S) + 1,
             filter_subjects=[f"agent.event.*.{kind.value}" for kind in TASK_EVENTS],
         )
@@ -125,13 +130,17 @@ class PushSender:
         while True:
             try:
                 sub = await self._subscribe()
-                while True:
-                    try:
-                        msgs = await sub.fetch(10, timeout=5.0)
-                    except (nats.errors.TimeoutError, TimeoutError):
-                        continue
-                    for msg in msgs:
-                        await self._handle(msg)
+                try:
+                    while True:
+                        try:
+                            msgs = await sub.fetch(10, timeout=FETCH_WAIT_S)
+                        except (nats.errors.TimeoutError, TimeoutError):
+                            continue
+                        for msg in msgs:
+                            await self._handle(msg)
+                finally:
+                    with contextlib.suppress(nats.errors.Error):
+                        await sub.unsubscribe()
             except asyncio.CancelledError:
                 raise
             except Exception:
