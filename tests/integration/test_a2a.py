@@ -15,12 +15,14 @@ import pytest
 import pytest_asyncio
 from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.client.client import Client
-from a2a.helpers.proto_helpers import get_data_parts, new_text_message
+from a2a.helpers.proto_helpers import get_data_parts, new_data_message, new_text_message
 from a2a.types import (
     CancelTaskRequest,
     GetTaskRequest,
+    InvalidParamsError,
     ListTasksRequest,
     Message,
+    Role,
     SendMessageRequest,
     StreamResponse,
     SubscribeToTaskRequest,
@@ -42,7 +44,7 @@ from agent_orchestrator.runtime import free_port
 from agent_orchestrator.service import Service
 from tests.support.agents import sdk_agent
 from tests.support.servers import ServerUrls
-from tests.support.workers import example_agent, worker_running
+from tests.support.workers import APPROVAL_AGENT, example_agent, worker_running
 
 NC = nats.aio.client.Client
 BINDINGS = [TransportProtocol.JSONRPC.value, TransportProtocol.HTTP_JSON.value]
@@ -271,3 +273,62 @@ async def test_auth_and_project_scope_apply_and_the_card_declares_the_scheme(
     assert [c["name"] for c in catalog["agents"]] == ["agent"]
     assert host.status_code == 200
     assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+async def test_input_required_round_trip_with_the_approval_agent(
+    bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path, binding: str
+) -> None:
+    agent_id = await sdk_agent(client, type="approver")
+    log = tmp_path / "approver.log"
+    async with (
+        example_agent(servers.nats_url, agent_id, log, APPROVAL_AGENT),
+        a2a_client(bridge_url, agent_id, binding, streaming=False) as a2a,
+    ):
+        request = SendMessageRequest(
+            message=new_data_message({"refund": 30, "order": 4711}, role=Role.ROLE_USER)
+        )
+        asked = final_task(await asyncio.wait_for(collect(a2a.send_message(request)), 30))
+        assert asked.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+        question = asked.status.message
+        assert question.role == Role.ROLE_AGENT
+        assert get_data_parts(question.parts)[0]["question"] == "May I do this?"
+        assert question.metadata["inputSchema"]["required"] == ["approved"]
+
+        waiting = await a2a.list_tasks(ListTasksRequest(status=TaskState.TASK_STATE_INPUT_REQUIRED))
+        assert asked.id in {t.id for t in waiting.tasks}
+
+        answer = new_data_message(
+            {"approved": True}, context_id=asked.context_id, role=Role.ROLE_USER
+        )
+        answer.task_id = asked.id
+        done = final_task(
+            await asyncio.wait_for(
+                collect(a2a.send_message(SendMessageRequest(message=answer))), 30
+            )
+        )
+    assert done.id == asked.id
+    assert done.context_id == asked.context_id
+    assert done.status.state == TaskState.TASK_STATE_COMPLETED
+    assert get_data_parts(done.artifacts[0].parts)[0]["done"] is True
+    # The conversation: the input, the question, the answer.
+    assert [m.role for m in done.history] == [Role.ROLE_USER, Role.ROLE_AGENT, Role.ROLE_USER]
+
+
+async def test_an_answer_that_does_not_match_the_question_is_invalid_params(
+    bridge_url: str, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
+) -> None:
+    agent_id = await sdk_agent(client, type="approver")
+    async with (
+        example_agent(servers.nats_url, agent_id, tmp_path / "a.log", APPROVAL_AGENT),
+        a2a_client(bridge_url, agent_id, BINDINGS[0], streaming=True) as a2a,
+    ):
+        request = SendMessageRequest(message=new_data_message({"refund": 1}, role=Role.ROLE_USER))
+        events = await asyncio.wait_for(collect(a2a.send_message(request)), 30)
+        last = events[-1].status_update
+        assert last.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+        wrong = new_text_message("sure")
+        wrong.task_id = last.task_id
+        with pytest.raises(InvalidParamsError):
+            await collect(a2a.send_message(SendMessageRequest(message=wrong)))
+        await a2a.cancel_task(CancelTaskRequest(id=last.task_id))
