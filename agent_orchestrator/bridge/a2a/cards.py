@@ -61,22 +61,14 @@ def skills(agent: Agent, template: Template | None) -> list[AgentSkill]:
         if entries:
             return [AgentSkill(**entry.model_dump()) for entry in entries]
     if template is not None:
+        about = template.description or f"An agent made from template {template.name}"
         return [
             AgentSkill(
-                id=template.name,
-                name=template.name,
-                description=template.description or f"An agent made from template {template.name}",
-                tags=[template.agent_type],
+                id=template.name, name=template.name, description=about, tags=[template.agent_type]
             )
         ]
-    return [
-        AgentSkill(
-            id=agent.type,
-            name=agent.type,
-            description=agent.description or f"Tasks for a {agent.type} agent",
-            tags=[agent.type],
-        )
-    ]
+    about = agent.description or f"Tasks for a {agent.type} agent"
+    return [AgentSkill(id=agent.type, name=agent.type, description=about, tags=[agent.type])]
 
 
 def security(auth: AuthMode) -> dict[str, Any]:

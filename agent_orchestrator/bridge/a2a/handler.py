@@ -103,6 +103,15 @@ def _push_error(exc: ServiceError) -> Exception:
     return a2a_error(exc, task=True)
 
 
+async def _push_call(ctx: ServerCallContext, subject: str, body: dict[str, Any]) -> Any:
+    """One task.push_config request about a task of this agent."""
+    await _own_task(ctx, body["task_id"])
+    try:
+        return await _calls(ctx).request(subject, body)
+    except ServiceError as exc:
+        raise _push_error(exc) from exc
+
+
 async def _set_push_config(
     ctx: ServerCallContext, task_id: str, config: TaskPushNotificationConfig
 ) -> TaskPushNotificationConfig:
@@ -305,12 +314,8 @@ class OrchestratorRequestHandler(RequestHandler):
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
         """GetTaskPushNotificationConfig: task.push_config.get."""
-        await _own_task(context, params.task_id)
         body = {"task_id": params.task_id, "config_id": params.id or "default"}
-        try:
-            data = await _calls(context).request(subjects.TASK_PUSH_GET, body)
-        except ServiceError as exc:
-            raise _push_error(exc) from exc
+        data = await _push_call(context, subjects.TASK_PUSH_GET, body)
         return a2a_config(PushConfig.model_validate(data))
 
     async def on_list_task_push_notification_configs(
@@ -318,13 +323,7 @@ class OrchestratorRequestHandler(RequestHandler):
     ) -> ListTaskPushNotificationConfigsResponse:
         """ListTaskPushNotificationConfigs: task.push_config.list (one page: a task has
         few)."""
-        await _own_task(context, params.task_id)
-        try:
-            data = await _calls(context).request(
-                subjects.TASK_PUSH_LIST, {"task_id": params.task_id}
-            )
-        except ServiceError as exc:
-            raise _push_error(exc) from exc
+        data = await _push_call(context, subjects.TASK_PUSH_LIST, {"task_id": params.task_id})
         items = PushConfigs.model_validate(data).items
         return ListTaskPushNotificationConfigsResponse(configs=[a2a_config(c) for c in items])
 
@@ -332,12 +331,8 @@ class OrchestratorRequestHandler(RequestHandler):
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
         """DeleteTaskPushNotificationConfig: task.push_config.delete."""
-        await _own_task(context, params.task_id)
         body = {"task_id": params.task_id, "config_id": params.id or "default"}
-        try:
-            await _calls(context).request(subjects.TASK_PUSH_DELETE, body)
-        except ServiceError as exc:
-            raise _push_error(exc) from exc
+        await _push_call(context, subjects.TASK_PUSH_DELETE, body)
 
     async def on_get_extended_agent_card(
         self, params: GetExtendedAgentCardRequest, context: ServerCallContext
