@@ -40,6 +40,7 @@ from a2a.types import Task as A2ATask
 from a2a.utils.constants import MAX_LIST_TASKS_PAGE_SIZE
 from a2a.utils.errors import ExtendedAgentCardNotConfiguredError
 from google.protobuf.json_format import MessageToDict
+from starlette.requests import Request as HttpRequest
 
 from agent_orchestrator.bridge.a2a.calls import ServiceCalls, ServiceError, a2a_error
 from agent_orchestrator.bridge.a2a.convert import (
@@ -62,8 +63,10 @@ from agent_orchestrator.contracts.tasks import Task, TaskStatus
 
 AGENT_KEY = "agent_id"
 CALLS_KEY = "calls"
-BLOCKING_WAIT_S = 3600.0
-"""Longest a blocking SendMessage waits for its task to end or ask (then: the task as it is)."""
+REQUEST_KEY = "http_request"
+BLOCKING_WAIT_S = 600.0
+"""Longest a blocking SendMessage waits for its task to end or ask (then: the task as it is);
+it stops waiting sooner when its caller disconnects."""
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -208,7 +211,9 @@ class OrchestratorRequestHandler(RequestHandler):
         task, watch = await self._send(params, context)
         try:
             if not params.configuration.return_immediately:
-                task = await wait_until_settled(watch, _calls(context), task, BLOCKING_WAIT_S)
+                request = context.state.get(REQUEST_KEY)
+                gone = request.is_disconnected if isinstance(request, HttpRequest) else None
+                task = await wait_until_settled(watch, _calls(context), task, BLOCKING_WAIT_S, gone)
         finally:
             await watch.close()
         length = params.configuration.history_length
@@ -341,4 +346,4 @@ class OrchestratorRequestHandler(RequestHandler):
         raise ExtendedAgentCardNotConfiguredError
 
 
-__all__ = ["AGENT_KEY", "CALLS_KEY", "OrchestratorRequestHandler"]
+__all__ = ["AGENT_KEY", "CALLS_KEY", "REQUEST_KEY", "OrchestratorRequestHandler"]

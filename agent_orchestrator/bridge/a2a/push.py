@@ -99,6 +99,7 @@ class PushSender:
         self._calls = ServiceCalls(state, None, "a2a-push")
         self._http = http or httpx.AsyncClient(timeout=POST_TIMEOUT_S)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         """Run in the background until :meth:`stop`."""
@@ -106,10 +107,12 @@ class PushSender:
 
     async def stop(self) -> None:
         """Stop; an event being sent is left to be sent again."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # nats-py's fetch may turn the cancellation into a TimeoutError; the loop then
+            # sees _stopping. Never wait longer than a pull.
+            await asyncio.wait({self._task}, timeout=FETCH_WAIT_S + 1)
         await self._http.aclose()
 
     async def _subscribe(self) -> Any:
@@ -127,11 +130,11 @@ class PushSender:
         return await js.pull_subscribe_bind(DURABLE, EVENTS_STREAM)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 sub = await self._subscribe()
                 try:
-                    while True:
+                    while not self._stopping:
                         try:
                             msgs = await sub.fetch(10, timeout=FETCH_WAIT_S)
                         except (nats.errors.TimeoutError, TimeoutError):

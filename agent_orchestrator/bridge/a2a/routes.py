@@ -34,7 +34,12 @@ from starlette.routing import Route as StarletteRoute
 
 from agent_orchestrator.bridge.a2a.calls import ServiceCalls, ServiceError
 from agent_orchestrator.bridge.a2a.cards import A2A_PREFIX, agent_card, host_card
-from agent_orchestrator.bridge.a2a.handler import AGENT_KEY, CALLS_KEY, OrchestratorRequestHandler
+from agent_orchestrator.bridge.a2a.handler import (
+    AGENT_KEY,
+    CALLS_KEY,
+    REQUEST_KEY,
+    OrchestratorRequestHandler,
+)
 from agent_orchestrator.bridge.auth import caller_of
 from agent_orchestrator.bridge.nats_client import BridgeState
 from agent_orchestrator.bridge.openapi import error_responses
@@ -77,6 +82,7 @@ class CallerContext(ServerCallContextBuilder):
         context = self._default.build(request)
         context.state[AGENT_KEY] = UUID(str(request.path_params["agent_id"]))
         context.state[CALLS_KEY] = _calls(self._state, request)
+        context.state[REQUEST_KEY] = request
         return context
 
 

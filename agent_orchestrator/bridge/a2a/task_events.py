@@ -8,7 +8,7 @@ two; a change seen twice is sent once.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 import nats.aio.client
@@ -24,6 +24,8 @@ from agent_orchestrator.contracts.tasks import Task
 
 KEEPALIVE_S = 15.0
 """How often a quiet watch re-reads its task (a safety net for an event it could miss)."""
+CHECK_S = 5.0
+"""How often a blocking SendMessage checks that its caller is still connected."""
 
 
 class TaskWatch:
@@ -96,13 +98,20 @@ async def follow(
 
 
 async def wait_until_settled(
-    watch: TaskWatch, calls: ServiceCalls, task: Task, wait_s: float
+    watch: TaskWatch,
+    calls: ServiceCalls,
+    task: Task,
+    wait_s: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> Task:
-    """``task`` once it ended or waits for input, or as it is after ``wait_s``."""
+    """``task`` once it ended or waits for input, or as it is after ``wait_s`` or once the
+    caller is ``gone`` (checked every few seconds)."""
     loop = asyncio.get_running_loop()
     until = loop.time() + wait_s
     while task.status not in STREAM_ENDS and (left := until - loop.time()) > 0:
-        await watch.next_change(task.task_id, min(left, KEEPALIVE_S))
+        await watch.next_change(task.task_id, min(left, CHECK_S))
+        if gone is not None and await gone():
+            break
         task = await calls.task(str(task.task_id))
     return task
 
