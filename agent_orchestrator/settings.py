@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         le=1024,
         description="Requests one subject handles concurrently (1: one at a time, cheapest).",
     )
+    protocol_adapter: bool = Field(
+        default=True,
+        description="Serve the adopted agents of the NATS agent protocol: their heartbeats "
+        "feed liveness, their tasks go to them as prompts (docs/agent-protocol.md).",
+    )
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=20, ge=1, le=500)
     init_job_ack_wait_s: float = Field(
