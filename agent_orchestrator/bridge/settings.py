@@ -115,6 +115,11 @@ class BridgeSettings(BaseSettings):
         default=None,
         description='A JSON file {"<key>": {"project": "<project or *>", "name": "<who>"}}.',
     )
+    a2a_push: bool = Field(
+        default=True,
+        description="Send A2A push notifications (bridges share one durable consumer of task "
+        "events; each event costs the service one task.push_config.list request).",
+    )
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (comma-separated); none by default.",

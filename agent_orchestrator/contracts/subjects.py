@@ -50,6 +50,10 @@ TASK_COMPLETE: Final = "task.complete"
 TASK_FAIL: Final = "task.fail"
 TASK_REQUEST_INPUT: Final = "task.request_input"
 TASK_PROVIDE_INPUT: Final = "task.provide_input"
+TASK_PUSH_SET: Final = "task.push_config.set"
+TASK_PUSH_GET: Final = "task.push_config.get"
+TASK_PUSH_LIST: Final = "task.push_config.list"
+TASK_PUSH_DELETE: Final = "task.push_config.delete"
 AGENT_RECOVER: Final = "agent.recover"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.

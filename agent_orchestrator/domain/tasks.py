@@ -137,6 +137,7 @@ def queue(
         attempts=0,
         max_attempts=request.max_attempts or defaults.max_attempts,
         timeout_s=request.timeout_s or defaults.timeout_s,
+        context_id=request.context_id,
         created_at=now,
         updated_at=now,
     )

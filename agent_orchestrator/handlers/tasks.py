@@ -166,6 +166,7 @@ class TaskCommands:
             status=body.status,
             limit=body.limit + 1,
             before=before,
+            context_id=body.context_id,
         )
         if not fetched and before is None and body.agent_id is not None:
             await self._agents.get(body.agent_id)  # not_found for an unknown agent

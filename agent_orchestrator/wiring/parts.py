@@ -27,6 +27,7 @@ from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout
 from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
 from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.push_configs import PushConfigRepository
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -44,6 +45,7 @@ class Repositories:
     checkpoints: CheckpointRepository
     communications: CommunicationRepository
     tasks: TaskRepository
+    push_configs: PushConfigRepository
 
     @classmethod
     def on(cls, db: Database) -> "Repositories":
@@ -55,6 +57,7 @@ class Repositories:
             checkpoints=CheckpointRepository(db),
             communications=CommunicationRepository(db),
             tasks=TaskRepository(db),
+            push_configs=PushConfigRepository(db),
         )
 
 

@@ -27,6 +27,7 @@ from agent_orchestrator.handlers.initialization import InitializationStep, Initi
 from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.metrics import ServiceMetrics
+from agent_orchestrator.handlers.push_configs import PushConfigCommands
 from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import StateCommands
@@ -95,6 +96,7 @@ def command_areas(
             tasks=r.tasks,
             defaults=task_defaults(settings),
         ),
+        PushConfigCommands(tasks=r.tasks, configs=r.push_configs),
     ]
 
 
