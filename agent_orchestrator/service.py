@@ -22,7 +22,6 @@ from opentelemetry.trace import TracerProvider
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.commands import commands_of
 from agent_orchestrator.handlers.discovery import ServiceStatsBook
 from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
@@ -86,17 +85,15 @@ class Service:
         self.schedules = CheckpointSchedules()
         self.queues = parts.queues(settings)
         self.heartbeats = parts.heartbeats(settings)
-        self.consumers = AgentConsumers(
-            repos.agents, self.queues.both, on_active=partial(arm, self.heartbeats)
-        )
+        on_active = partial(arm, self.heartbeats)
         self.recovery = Recovery(
             repos.agents,
             repos.tasks,
             self.checkpointer,
-            self.consumers,
+            on_active,
             max_state_bytes=settings.max_state_bytes,
         )
-        self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.consumers, self.recovery)
+        self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.recovery)
         self.sweeper = parts.sweeper(settings, repositories=repos, queues=self.queues)
 
         areas = routers.command_areas(
@@ -107,7 +104,7 @@ class Service:
             schedules=self.schedules,
             queues=self.queues,
             heartbeats=self.heartbeats,
-            consumers=self.consumers,
+            on_active=on_active,
             recovery=self.recovery,
         )
         self.commands = [spec for area in areas for spec, _ in commands_of(area)]
@@ -131,12 +128,11 @@ class Service:
             routers.job_router(
                 settings,
                 repositories=repos,
-                steps=[*standard_steps(repos.templates, self.queues.both), *init_steps],
+                steps=[*standard_steps(repos.templates), *init_steps],
                 recovery=self.recovery,
                 schedules=self.schedules,
                 checkpointer=self.checkpointer,
-                consumers=self.consumers,
-                inbox=self.queues.inbox,
+                queues=self.queues,
             )
         )
         self.broker.include_router(

@@ -192,6 +192,17 @@ class CommunicationRepository:
         return message
 
     @translate_errors
+    async def of_recipient(self, agent_id: UUID, ids: list[UUID]) -> dict[UUID, Communication]:
+        """Those of ``ids`` addressed to ``agent_id``, by id."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM communications
+                WHERE communication_id = ANY($1::uuid[]) AND to_agent_id = $2""",
+            ids,
+            agent_id,
+        )
+        return {row["communication_id"]: _communication(row) for row in rows}
+
+    @translate_errors
     async def broadcast_copies(self, broadcast_id: UUID) -> list[Communication]:
         """Every copy of one broadcast, by recipient."""
         rows = await self._db.pool.fetch(

@@ -59,7 +59,7 @@ class Repositories:
 
 @dataclass(frozen=True)
 class Queues:
-    """Each agent's two work queues on JetStream: its inbox and its task assignments."""
+    """The two work-queue streams of per-agent subjects: inboxes and task assignments."""
 
     inbox: AgentQueue
     tasks: AgentQueue
@@ -106,21 +106,22 @@ def queues(settings: Settings) -> Queues:
     inbox = AgentQueue(
         subjects.MESSAGES_STREAM,
         subjects.inbox_subject,
-        subjects.inbox_consumer,
         QueueSettings(
             ack_wait_s=settings.message_ack_wait_s,
             max_deliveries=settings.message_max_deliveries,
+            inactive_threshold_s=settings.worker_inactive_s,
         ),
-        holds="Messages",
     )
     tasks = AgentQueue(
         subjects.TASKS_STREAM,
         subjects.task_subject,
-        subjects.task_consumer,
         # task.start decides what is stale; redelivery only covers a worker that died
         # between receiving an assignment and starting it.
-        QueueSettings(ack_wait_s=settings.task_ack_wait_s, max_deliveries=-1),
-        holds="Task assignments",
+        QueueSettings(
+            ack_wait_s=settings.task_ack_wait_s,
+            max_deliveries=-1,
+            inactive_threshold_s=settings.worker_inactive_s,
+        ),
     )
     return Queues(inbox, tasks)
 
@@ -163,7 +164,8 @@ def jetstream_layout(settings: Settings) -> JetStreamLayout:
         events_max_age_s=settings.events_max_age_s,
         duplicate_window_s=settings.duplicate_window_s,
         init_job_ack_wait_s=settings.init_job_ack_wait_s,
-        max_agent_queues=settings.max_agent_queues,
+        messages=queues(settings).inbox.settings,
+        tasks=queues(settings).tasks.settings,
     )
 
 

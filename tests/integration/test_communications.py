@@ -22,6 +22,7 @@ from agent_orchestrator.contracts.communications import (
 )
 from tests.support.calls import call, ok
 from tests.support.events import read_events, wait_for_events
+from tests.support.queues import raw_receiver, subject_is_empty
 
 NC = nats.aio.client.Client
 Status = CommunicationStatus
@@ -51,15 +52,8 @@ async def wait_for_status(
 
 async def inbox_is_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> bool:
     """Whether AGENT_MESSAGES holds nothing for the agent (waiting for the sweep)."""
-    js = nc.jetstream()
-    async with asyncio.timeout(within):
-        while True:
-            info = await js.stream_info(
-                subjects.MESSAGES_STREAM, subjects_filter=subjects.inbox_subject(agent_id)
-            )
-            if not info.state.subjects:
-                return True
-            await asyncio.sleep(0.1)
+    subject = subjects.inbox_subject(agent_id)
+    return await subject_is_empty(nc, subjects.MESSAGES_STREAM, subject, within=within)
 
 
 async def receive_until_closed(inbox: Inbox, within: float = 10.0) -> None:
@@ -247,8 +241,11 @@ async def test_a_message_never_acknowledged_ends_failed_after_max_deliveries(
     p = project()
     a, b = await new_agent(client, p), await new_agent(client, p)
     sent = await client.send(a, b, content="ignore me")
-    sub = await nc.jetstream().pull_subscribe_bind(
-        subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
+    sub = await raw_receiver(
+        nc.jetstream(),
+        subjects.MESSAGES_STREAM,
+        subjects.inbox_consumer(b),
+        subjects.inbox_subject(b),
     )
     deliveries = 0
     async with asyncio.timeout(20):
@@ -303,7 +300,7 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
     with pytest.raises(QueueClosed):
         await receive_until_closed(inbox)
     await inbox.close()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError):  # a clean stop removes the inbox consumer
         await nc.jetstream().consumer_info(subjects.MESSAGES_STREAM, subjects.inbox_consumer(b))
     assert await inbox_is_empty(nc, b)
     for body in ({"from_agent_id": a, "to_agent_id": b}, {"from_agent_id": b, "to_agent_id": a}):
@@ -432,8 +429,11 @@ async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it
     p = project()
     a, b = await new_agent(client, p), await new_agent(client, p)
     sent = await client.send(a, b, content="confirmed, never acked")
-    sub = await nc.jetstream().pull_subscribe_bind(
-        subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
+    sub = await raw_receiver(
+        nc.jetstream(),
+        subjects.MESSAGES_STREAM,
+        subjects.inbox_consumer(b),
+        subjects.inbox_subject(b),
     )
     [held] = await sub.fetch(1, timeout=10)
     await client.mark_delivered(sent.communication_id, ack_follows=True)
