@@ -88,4 +88,3 @@ async def test_initializing_and_moving_agents_creates_no_consumer(tmp_path: Path
             info = await js.stream_info(stream)
             assert info.state.consumer_count == 0
             assert info.config.max_consumers in (None, -1)
-
