@@ -154,8 +154,9 @@ class TaskCommands:
         CancelTask,
         Task,
         mutating=True,
-        description="Cancel a QUEUED or RUNNING task (idempotent); it is never started "
-        "afterwards, and a running worker learns of it at its next report.",
+        description="Cancel a QUEUED or RUNNING task; it is never started afterwards, and a "
+        "running worker learns of it at its next report. Cancelling a CANCELLED task answers it "
+        "unchanged; a task that ended otherwise is a conflict.",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
