@@ -23,8 +23,9 @@ from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.communications import CommunicationRepository, inbox_messages
 
 MAX_ATTEMPTS = 4
 BATCH = 500
@@ -62,10 +63,14 @@ class CommunicationCommands:
         agents: AgentRepository,
         communications: CommunicationRepository,
         limits: MessageLimits,
+        inbox: AgentQueue,
     ) -> None:
+        """``inbox``: where a committed send's messages are published at once (the outbox
+        relay covers a failure)."""
         self._agents = agents
         self._communications = communications
         self._limits = limits
+        self._inbox = inbox
 
     async def parties(self, body: SendMessage) -> tuple[AgentRef, list[AgentRef]]:
         """The sender and the recipients (for a broadcast: the project's other ACTIVE agents)."""
@@ -105,6 +110,7 @@ class CommunicationCommands:
                 max_backlog=self._limits.max_sender_backlog,
                 idempotency=ctx.idempotency_for(outgoing.reply),
             ):
+                await self._inbox.publish_committed(inbox_messages(outgoing))
                 return outgoing.reply
             # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
             # next round says which).

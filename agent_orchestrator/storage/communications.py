@@ -66,6 +66,22 @@ def _party(row: asyncpg.Record) -> AgentRef:
     return AgentRef(row["agent_id"], row["project_id"], AgentStatus(row["status"]), row["version"])
 
 
+def inbox_messages(outgoing: Outgoing) -> list[OutboxMessage]:
+    """The inbox message of each recipient of a send (``Nats-Msg-Id`` = communication_id)."""
+    out = []
+    for message in outgoing.messages:
+        assert message.to_agent_id is not None
+        out.append(
+            OutboxMessage.of(
+                message.communication_id,
+                inbox_subject(str(message.to_agent_id)),
+                message,
+                expires_at=message.expires_at,
+            )
+        )
+    return out
+
+
 class CommunicationRepository:
     """Reads and atomic writes of the communications log."""
 
@@ -150,17 +166,8 @@ class CommunicationRepository:
             values,
         )
         outbox: list[OutboxMessage] = []
-        for message, event in zip(messages, outgoing.events, strict=True):
-            assert message.to_agent_id is not None
-            outbox.append(
-                OutboxMessage.of(
-                    message.communication_id,
-                    inbox_subject(str(message.to_agent_id)),
-                    message,
-                    expires_at=message.expires_at,
-                )
-            )
-            outbox.append(OutboxMessage.for_event(event))
+        for inbox, event in zip(inbox_messages(outgoing), outgoing.events, strict=True):
+            outbox += [inbox, OutboxMessage.for_event(event)]
         write.with_outbox(outbox).with_idempotency(idempotency)
         return await self._execute(write)
 

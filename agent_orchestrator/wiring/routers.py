@@ -87,6 +87,7 @@ def command_areas(
                 max_content_bytes=settings.max_message_bytes,
                 max_sender_backlog=settings.max_sender_backlog,
             ),
+            inbox=queues.inbox,
         ),
         RecoverCommands(recovery=recovery),
         TaskCommands(
@@ -97,6 +98,7 @@ def command_areas(
                 max_attempts=settings.task_max_attempts,
                 heartbeat_s=settings.task_heartbeat_s,
             ),
+            queue=queues.tasks,
         ),
     ]
 
