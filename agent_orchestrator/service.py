@@ -33,7 +33,7 @@ from agent_orchestrator.handlers.state_events import state_event_publisher
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.jetstream import ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
-from agent_orchestrator.storage.outbox import OutboxRelay
+from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.wiring import parts, routers
 
@@ -83,7 +83,8 @@ class Service:
             settings, states=self.states, checkpoints=repos.checkpoints
         )
         self.schedules = CheckpointSchedules()
-        self.queues = parts.queues(settings)
+        self.published_ahead = PublishedAhead()
+        self.queues = parts.queues(settings, self.published_ahead)
         self.heartbeats = parts.heartbeats(settings)
         on_active = partial(arm, self.heartbeats)
         self.recovery = Recovery(
@@ -195,7 +196,7 @@ class Service:
     def _background(self, nc: nats.aio.client.Client) -> list[Loop]:
         """The loops that run beside the handlers on the connection ``nc``."""
         js = nc.jetstream()
-        relay = self.relay = parts.outbox_relay(self.settings, js=js)
+        relay = self.relay = parts.outbox_relay(self.settings, js=js, ahead=self.published_ahead)
         # State events are published by the instance whose relay leads.
         state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
         return [

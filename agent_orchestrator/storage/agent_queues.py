@@ -22,7 +22,7 @@ from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
 from agent_orchestrator.storage.atomic import OutboxMessage
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
-from agent_orchestrator.storage.outbox import remaining_ttl_s
+from agent_orchestrator.storage.outbox import PublishedAhead, remaining_ttl_s
 
 log = logging.getLogger(__name__)
 
@@ -51,32 +51,45 @@ class MaxDeliveriesAdvisory(BaseModel):
 class AgentQueue(JetStreamBound):
     """One work-queue stream of per-agent subjects: its settings, and removals from it."""
 
-    def __init__(self, stream: str, subject: Callable[[str], str], settings: QueueSettings) -> None:
-        """``subject`` names an agent's subject by agent id."""
+    def __init__(
+        self,
+        stream: str,
+        subject: Callable[[str], str],
+        settings: QueueSettings,
+        ahead: PublishedAhead,
+    ) -> None:
+        """``subject`` names an agent's subject by agent id; ``ahead`` tells this instance's
+        outbox relay what was published already."""
         super().__init__()
         self.stream = stream
         self._subject = subject
         self.settings = settings
+        self._ahead = ahead
 
     async def publish_committed(self, messages: Sequence[OutboxMessage]) -> None:
         """Publish messages whose outbox rows have just committed, pipelined, so that they
         reach the stream without waiting for the relay. Best effort: a failure is left to the
         relay, which publishes every outbox row anyway (the stream drops that repeat by its
-        ``Nats-Msg-Id``), so nothing is lost and nothing doubled."""
+        ``Nats-Msg-Id``), so nothing is lost and nothing doubled. What landed is noted for
+        this instance's relay, which then only records it."""
         now = datetime.now(UTC)
         try:
-            futures = []
+            sent = []
             for m in messages:
                 ttl = remaining_ttl_s(m.expires_at, now)
                 if ttl == 0:
                     continue
-                futures.append(
-                    await self.js.publish_async(
-                        m.subject, m.payload, headers={MSG_ID_HEADER: str(m.msg_id)}, msg_ttl=ttl
-                    )
+                headers = {MSG_ID_HEADER: str(m.msg_id)}
+                future = await self.js.publish_async(
+                    m.subject, m.payload, headers=headers, msg_ttl=ttl
                 )
-            if futures:
-                await asyncio.wait_for(asyncio.gather(*futures), PUBLISH_TIMEOUT_S)
+                sent.append((m.msg_id, future))
+            if sent:
+                acks = await asyncio.wait_for(
+                    asyncio.gather(*(f for _, f in sent)), PUBLISH_TIMEOUT_S
+                )
+                for (msg_id, _), ack in zip(sent, acks, strict=True):
+                    self._ahead.add(msg_id, ack.seq)
         except Exception as exc:  # the relay publishes it
             log.debug("direct publish to %s failed, left to the relay: %r", self.stream, exc)
 

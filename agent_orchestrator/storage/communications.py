@@ -300,13 +300,19 @@ class CommunicationRepository:
         them), so the sweep has nothing to do."""
         seqs = stream_seqs or [None] * len(ended)
         write = AtomicWrite(
+            # Rows are locked in id order (the relay's hook does the same), so two batches
+            # over the same rows cannot deadlock.
             """UPDATE communications c SET status = u.status, status_reason = u.reason,
                    updated_at = u.at, delivered_at = u.delivered,
                    stream_seq = CASE WHEN $7 THEN $8 ELSE COALESCE(u.seq, c.stream_seq) END
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bigint[])
-                    AS u(id, status, reason, at, delivered, seq)
-               WHERE c.communication_id = u.id AND c.status = 'SENT'
+                    AS u(id, status, reason, at, delivered, seq),
+                    (SELECT communication_id FROM communications
+                     WHERE communication_id = ANY($1::uuid[]) AND status = 'SENT'
+                     ORDER BY communication_id FOR UPDATE) AS l
+               WHERE c.communication_id = u.id AND l.communication_id = u.id
+                 AND c.status = 'SENT'
                RETURNING c.communication_id""",
             [
                 [m.communication_id for m in ended],

@@ -24,7 +24,7 @@ from agent_orchestrator.storage.communications import (
 from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout
-from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
+from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead, RelaySettings
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
@@ -101,8 +101,9 @@ def checkpointer(
     )
 
 
-def queues(settings: Settings) -> Queues:
-    """The inbox (messages) and the task queue (assignments) of every agent."""
+def queues(settings: Settings, ahead: PublishedAhead) -> Queues:
+    """The inbox (messages) and the task queue (assignments) of every agent; ``ahead``
+    shares with this instance's relay what handlers published themselves."""
     inbox = AgentQueue(
         subjects.MESSAGES_STREAM,
         subjects.inbox_subject,
@@ -111,6 +112,7 @@ def queues(settings: Settings) -> Queues:
             max_deliveries=settings.message_max_deliveries,
             inactive_threshold_s=settings.worker_inactive_s,
         ),
+        ahead,
     )
     tasks = AgentQueue(
         subjects.TASKS_STREAM,
@@ -122,6 +124,7 @@ def queues(settings: Settings) -> Queues:
             max_deliveries=-1,
             inactive_threshold_s=settings.worker_inactive_s,
         ),
+        ahead,
     )
     return Queues(inbox, tasks)
 
@@ -164,12 +167,12 @@ def jetstream_layout(settings: Settings) -> JetStreamLayout:
         events_max_age_s=settings.events_max_age_s,
         duplicate_window_s=settings.duplicate_window_s,
         init_job_ack_wait_s=settings.init_job_ack_wait_s,
-        messages=queues(settings).inbox.settings,
-        tasks=queues(settings).tasks.settings,
+        messages=queues(settings, PublishedAhead()).inbox.settings,
+        tasks=queues(settings, PublishedAhead()).tasks.settings,
     )
 
 
-def outbox_relay(settings: Settings, *, js: JetStreamContext) -> OutboxRelay:
+def outbox_relay(settings: Settings, *, js: JetStreamContext, ahead: PublishedAhead) -> OutboxRelay:
     """The relay that publishes committed outbox rows to JetStream (one leader at a time)."""
     return OutboxRelay(
         settings.database_url,
@@ -180,4 +183,5 @@ def outbox_relay(settings: Settings, *, js: JetStreamContext) -> OutboxRelay:
             idempotency_ttl_s=settings.idempotency_ttl_s,
         ),
         hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
+        ahead=ahead,
     )
