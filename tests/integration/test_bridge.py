@@ -456,6 +456,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         ("POST", "/api/agents/{agent_id}/execute"): (subjects.AGENT_EXECUTE, 201),
         ("GET", "/api/tasks/{task_id}"): (subjects.TASK_GET, 200),
         ("POST", "/api/tasks/{task_id}/cancel"): (subjects.TASK_CANCEL, 200),
+        ("POST", "/api/tasks/{task_id}/input"): (subjects.TASK_PROVIDE_INPUT, 200),
         ("GET", "/api/tasks"): (subjects.TASK_LIST, 200),
         ("GET", "/api/agents/{agent_id}/tasks"): (subjects.TASK_LIST, 200),
     }
@@ -468,6 +469,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         subjects.TASK_PROGRESS,
         subjects.TASK_COMPLETE,
         subjects.TASK_FAIL,
+        subjects.TASK_REQUEST_INPUT,
     }
     assert not worker_side & {r.subject for r in ROUTES}
     execute = spec["components"]["schemas"]["ExecuteTaskBody"]
