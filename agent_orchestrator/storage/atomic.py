@@ -183,27 +183,6 @@ class AtomicWrites:
 ATOMIC_WRITES = AtomicWrites()
 
 
-@dataclass(frozen=True)
-class Returning:
-    """An AtomicWrite that answers the ``key`` column of every row its main write returned."""
-
-    write: AtomicWrite
-    key: str
-
-
-class ReturningWrites:
-    """A group-commit kind like :class:`AtomicWrites` whose result is the returned keys."""
-
-    one_statement_per_item = True
-
-    async def write(self, conn: Any, items: Sequence[Returning]) -> list[list[Any]]:
-        """Run the writes one after the other on ``conn``."""
-        return [await item.write.returning(conn, item.key) for item in items]
-
-
-RETURNING_WRITES = ReturningWrites()
-
-
 def outbox_insert(params: tuple[str, str, str, str], condition: str) -> str:
     """INSERT of outbox rows from parallel arrays (id, subject, payload, expires_at), in order,
     keeping those that meet ``condition`` (which may use the ordinal ``m.n``)."""

@@ -26,14 +26,7 @@ from agent_orchestrator.contracts.subjects import inbox_subject
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.communications import Outgoing, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
-from agent_orchestrator.storage.atomic import (
-    ATOMIC_WRITES,
-    RETURNING_WRITES,
-    AtomicWrite,
-    IdempotencyRecord,
-    OutboxMessage,
-    Returning,
-)
+from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
 from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 
@@ -359,9 +352,8 @@ class CommunicationRepository:
 
     @translate_errors
     async def _execute(self, write: AtomicWrite) -> bool:
-        # Group commit: concurrent writes share one transaction (one commit).
-        return await self._db.group_commit.submit(ATOMIC_WRITES, write)
+        return await write.execute(self._db.pool)
 
     @translate_errors
     async def _returning(self, write: AtomicWrite, key: str) -> list[Any]:
-        return await self._db.group_commit.submit(RETURNING_WRITES, Returning(write, key))
+        return await write.returning(self._db.pool, key)

@@ -20,12 +20,7 @@ from agent_orchestrator.contracts.tasks import Task, TaskStatus
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.tasks import TaskChange, assignment_id, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
-from agent_orchestrator.storage.atomic import (
-    ATOMIC_WRITES,
-    AtomicWrite,
-    IdempotencyRecord,
-    OutboxMessage,
-)
+from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.postgres import Database, translate_errors
 from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 
@@ -247,5 +242,4 @@ class TaskRepository:
 
     @translate_errors
     async def _execute(self, write: AtomicWrite) -> bool:
-        # Group commit: concurrent writes share one transaction (one commit).
-        return await self._db.group_commit.submit(ATOMIC_WRITES, write)
+        return await write.execute(self._db.pool)
