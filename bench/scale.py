@@ -97,6 +97,8 @@ MEMORY_TOLERANCE = 1.20
 #: --quick: levels, measured s, warm-up s and quiet wait s per scenario.
 QUICK_LEVELS, QUICK_SECONDS, QUICK_WARMUP, QUICK_QUIET_WAIT = (1000, 5000), 2.0, 0.5, 10.0
 PROGRESS_EVERY_S = 15.0
+#: Agents initialized and activated at a time while growing.
+ACTIVATE_CHUNK = 500
 
 
 def agent_body(n: int) -> dict[str, Any]:
@@ -186,7 +188,7 @@ async def grow(nc: Client, population: Population, level: int, inflight: int) ->
                 )
 
     await asyncio.gather(*(worker() for _ in range(inflight)))
-    await activate(nc, fresh, inflight)
+    await activate_all(nc, fresh, inflight)
     growth.seconds = time.perf_counter() - began
     print(
         f"  {growth.added:,} agents (create + state + initialize + activate) in "
@@ -195,6 +197,13 @@ async def grow(nc: Client, population: Population, level: int, inflight: int) ->
         flush=True,
     )
     return growth
+
+
+async def activate_all(nc: Client, ids: Sequence[str], inflight: int) -> None:
+    """Initialize and activate ``ids``, a chunk at a time (each chunk's wait for READY is
+    bounded by commands.py's timeout)."""
+    for start in range(0, len(ids), ACTIVATE_CHUNK):
+        await activate(nc, ids[start : start + ACTIVATE_CHUNK], inflight)
 
 
 async def start_workers(nc: Client, agent_ids: Sequence[str]) -> list[asyncio.Task[None]]:
@@ -537,6 +546,7 @@ async def measure_level(
 
     began = time.perf_counter()
     await bounded_map(backfill, range(len(created)), options.grow_inflight)
+    await activate_all(nc, created, options.grow_inflight)
     population.ids += created
     backfill_s = time.perf_counter() - began
     return Level(
@@ -548,7 +558,7 @@ async def measure_level(
             "agents_per_s": round(growth.per_s, 1),
             "errors": dict(growth.errors),
             "error_samples": growth.samples,
-            "states_given_to_measured_creates": len(created),
+            "states_given_to_measured_creates": len(created),  # and activated
             "states_given_s": round(backfill_s, 1),
         },
         results=results,
