@@ -25,9 +25,10 @@ counted as an error).
                  poll, as the SDK's Inbox) and `ack`s each.
   orchestrator   --senders and --recipients agents, started with OrchestratorClient.start_agent
                  (ACTIVE); a send is `OrchestratorClient.send` (agent.send: PostgreSQL, then the
-                 outbox relay publishes to agent.inbox.<id>); a recipient reads its SDK
-                 `Inbox(batch=--batch)` and calls `InboxMessage.ack()` (batched into
-                 communication.handover, then the JetStream ack).
+                 handler publishes to agent.inbox.<id>, the outbox relay its safety net); a
+                 recipient reads its SDK `Inbox(batch=--batch)` and calls
+                 `InboxMessage.ack()` (batched into communication.handover, then the JetStream
+                 ack).
 
 Reported per path: messages/s, latency p50/p99 (send start -> ack done), the ratios
 orchestrator / raw (target from the issue: throughput >= 0.3x raw), the stages of a message

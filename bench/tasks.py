@@ -22,8 +22,9 @@ start to its end; the clock runs from the first start to the last end.
                  `python examples/word_count_agent.py --agent-id ID` process (AgentWorker,
                  one task at a time): task.start, ack of the assignment, agent.state.get and
                  agent.state.update (the running word total), task.complete. A task is
-                 `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the outbox
-                 relay publishes the TaskAssignment to agent.task.<agent_id>). Its end: this
+                 `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the handler
+                 publishes the TaskAssignment to agent.task.<agent_id>, the outbox relay
+                 being its safety net). Its end: this
                  process receives its `task_succeeded` event.
 
 How the end of a task is seen: core NATS subscriptions on agent.event.*.task_succeeded,
