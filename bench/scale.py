@@ -778,8 +778,9 @@ def print_report(report: Report) -> None:
     created = sum(level.growth["states_given_to_measured_creates"] for level in report.levels)
     backfill_s = sum(level.growth["states_given_s"] for level in report.levels)
     print(
-        f"growing: {grown:,} agents (create + state) in {growth_s:.0f} s; the agent.create "
-        f"scenarios made {created:,} more, given their state in {backfill_s:.0f} s; the whole "
+        f"growing: {grown:,} agents (create + state + initialize + activate) in "
+        f"{growth_s:.0f} s; the agent.create scenarios made {created:,} more, given their state "
+        f"and activated in {backfill_s:.0f} s; the whole "
         f"run took {report.seconds:.0f} s"
     )
     results = [r for level in report.levels for r in level.results]
