@@ -317,6 +317,13 @@ class Inbox:
             for message in offered:
                 await message.nak(delay=GIVE_BACK_S)
             return []
+        except RequestFailed as exc:
+            if exc.code is not ErrorCode.NOT_FOUND:
+                raise
+            self.watch.learn(None, self.watch.version + 1)  # deleted: nothing more to take
+            for message in offered:
+                await message._settle(ack=True)
+            return []
         self.watch.learn(reply.status, reply.version)
         accepted, ended = set(reply.accepted), set(reply.ended)
         handed: list[InboxMessage] = []

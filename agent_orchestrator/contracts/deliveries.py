@@ -69,7 +69,7 @@ class HandOverReply(Reply):
     )
 
     agent_id: UUID
-    status: AgentStatus | None = Field(description="The agent's status now; null once deleted.")
+    status: AgentStatus = Field(description="The agent's status now (a deleted agent: not_found).")
     version: int = Field(description="The agent's version that status belongs to.")
     accepted: list[UUID] = Field(
         description="Offered messages the program may have now (empty unless ACTIVE)."

@@ -172,10 +172,12 @@ class CommunicationCommands:
     )
     async def hand_over(self, body: HandOver, ctx: CommandContext) -> HandOverReply:
         agent = (await self._communications.parties([body.agent_id])).get(body.agent_id)
+        if agent is None:
+            raise agent_not_found(body.agent_id)  # deleted: the worker stops
         wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
         found = await self._communications.of_recipient(body.agent_id, wanted) if wanted else {}
         confirmed = await self._confirm(body, agent, found, ctx)
-        active = agent is not None and agent.status is AgentStatus.ACTIVE
+        active = agent.status is AgentStatus.ACTIVE
         accepted, ended = [], []
         for communication_id in body.offered:
             message = found.get(communication_id)
@@ -185,8 +187,8 @@ class CommunicationCommands:
                 accepted.append(communication_id)
         return HandOverReply(
             agent_id=body.agent_id,
-            status=agent.status if agent else None,
-            version=agent.version if agent else 0,
+            status=agent.status,
+            version=agent.version,
             accepted=accepted,
             ended=ended,
             confirmed=confirmed,
@@ -195,12 +197,12 @@ class CommunicationCommands:
     async def _confirm(
         self,
         body: HandOver,
-        agent: AgentRef | None,
+        agent: AgentRef,
         found: dict[UUID, Communication],
         ctx: CommandContext,
     ) -> list[DeliveryOutcome]:
         """Record the ``delivered`` ones DELIVERED in one statement; each one's outcome."""
-        recipient = agent or AgentRef(body.agent_id, None, AgentStatus.TERMINATED, 0)
+        recipient = agent
         delivering = [
             delivered
             for communication_id in dict.fromkeys(body.delivered)

@@ -413,6 +413,11 @@ async function receiveMessage(nc, status, msg) {
       offered: [id],
     });
   } catch (err) {
+    if (err.code === "not_found") {
+      status.learn(null, status.version + 1); // the agent was deleted: stop
+      msg.ack();
+      return;
+    }
     log(`delivery check of ${id} failed: ${err.message}`);
     msg.nak(RETRY_MS);
     return;
