@@ -58,6 +58,7 @@ from agent_orchestrator.client.agent_status import AgentStatusWatch
 from agent_orchestrator.client.errors import RequestFailed, ServiceUnavailable
 from agent_orchestrator.client.inbox import Inbox, InboxMessage
 from agent_orchestrator.client.input_waiter import InputWaiter
+from agent_orchestrator.client.protocol_endpoint import ProtocolEndpoint
 from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.client.task_run import RetryTask, TaskRun
@@ -95,14 +96,18 @@ class AgentWorker:
         concurrency: int = 1,
         poll_s: float = 1.0,
         heartbeat: bool = True,
+        protocol: bool = True,
     ) -> None:
         """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits;
-        ``heartbeat``: prove the agent alive while running."""
+        ``heartbeat``: prove the agent alive while running; ``protocol``: make the agent
+        discoverable and promptable on the NATS agent protocol while it is ACTIVE (a task
+        handler is needed; see ``client.protocol_endpoint``)."""
         self.nc = nc
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._prove_alive = heartbeat
+        self._speak_protocol = protocol
         self._concurrency = concurrency
         self._poll_s = poll_s
         self._task_handler: TaskHandler | None = None
@@ -152,6 +157,10 @@ class AgentWorker:
             loops.append(self._serve_messages(self._message_handler, timeout))
         if not loops:
             raise RuntimeError("register a @worker.task or @worker.message handler first")
+        speaking = None
+        if self._speak_protocol and self._task_handler is not None:
+            endpoint = ProtocolEndpoint(self.nc, self.agent_id, client=self.client)
+            speaking = asyncio.create_task(endpoint.run())
         beating = None
         if self._prove_alive:
             agent = await self.client.get_agent(self.agent_id)
@@ -160,10 +169,11 @@ class AgentWorker:
         try:
             await asyncio.gather(*loops)
         finally:
-            if beating is not None:
-                beating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beating
+            for loop in (beating, speaking):
+                if loop is not None:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
 
     async def _beat(self, window_s: int) -> None:
         """Write the agent's heartbeat key every third of its window, with the window as its

@@ -93,17 +93,22 @@ async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str)
 
 async def time_out_tasks(tasks: TaskRepository, defaults: rules.TaskDefaults) -> int:
     """A sweep: retry or end every RUNNING task past its deadline, and apply the on_timeout of
-    every question past its own. Each change is written on the revision it was decided from,
-    so with any number of instances sweeping, one applies it and the others find nothing due."""
+    every question past its own; how many it changed. Each change is written on the revision
+    it was decided from, so with any number of instances sweeping, one applies it and the
+    others find nothing due."""
     count = 0
     for stored in await tasks.overdue(datetime.now(UTC), limit=BATCH):
+        applied = False
+
+        def decide(s: StoredTask) -> rules.TaskChange | None:
+            nonlocal applied
+            change = task_input.due(s.task, s.agent, defaults, datetime.now(UTC))
+            applied = change is not None  # the last decision is the one that counted
+            return change
+
         with contextlib.suppress(Conflict):  # it ended meanwhile
-            after = await change_task(
-                tasks,
-                stored.task.task_id,
-                lambda s: task_input.due(s.task, s.agent, defaults, datetime.now(UTC)),
-            )
-            count += after.updated_at != stored.task.updated_at
+            await change_task(tasks, stored.task.task_id, decide)
+            count += applied
     return count
 
 
@@ -184,8 +189,8 @@ class TaskCommands:
         mutating=True,
         description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (a pending question is "
         "withdrawn); it is never started afterwards, and a running worker learns of it at its "
-        "next report (or from the task_cancelled event). Cancelling a CANCELLED task answers it "
-        "unchanged; a task that ended otherwise is a conflict.",
+        "next report (a waiting one from the task_cancelled event). Cancelling a CANCELLED task "
+        "answers it unchanged; a task that ended otherwise is a conflict.",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
@@ -202,7 +207,8 @@ class TaskCommands:
         mutating=True,
         description="Worker: claim the attempt of a TaskAssignment (QUEUED -> RUNNING), then "
         "acknowledge the assignment. A cancelled, ended or superseded attempt is a conflict: "
-        "acknowledge it and drop it.",
+        "acknowledge it and drop it. While the agent runs its max_concurrent_tasks, starting "
+        "another is `unavailable`: leave the assignment and try again later.",
     )
     async def start_task(self, body: StartTask, ctx: CommandContext) -> Task:
         return await change_task(
