@@ -122,10 +122,10 @@ class TaskCommands:
         agents: AgentRepository,
         tasks: TaskRepository,
         defaults: rules.TaskDefaults,
-        queue: AgentQueue,
+        queue: AgentQueue | None = None,
     ) -> None:
         """``queue``: where a committed task's assignment is published at once (the outbox
-        relay covers a failure)."""
+        relay covers a failure; without it, the relay alone publishes)."""
         self._agents = agents
         self._tasks = tasks
         self._defaults = defaults
@@ -151,7 +151,8 @@ class TaskCommands:
                 # turn), unless the agent's on_busy is `reject`: then this is a conflict.
                 task_input.admit(policy, await self._tasks.busy_count(body.agent_id))
             if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
-                await self._queue.publish_committed(assignment_message(change))
+                if self._queue is not None:
+                    await self._queue.publish_committed(assignment_message(change))
                 return change.task
             return None  # the agent left ACTIVE meanwhile: the next round says how
 
