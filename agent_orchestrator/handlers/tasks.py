@@ -30,9 +30,10 @@ from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Conflict
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord
-from agent_orchestrator.storage.tasks import StoredTask, TaskRepository
+from agent_orchestrator.storage.tasks import StoredTask, TaskRepository, assignment_message
 
 MAX_ATTEMPTS = 8
 BATCH = 500
@@ -116,11 +117,19 @@ class TaskCommands:
     complete / fail, and asking for input: task.request_input / task.provide_input."""
 
     def __init__(
-        self, *, agents: AgentRepository, tasks: TaskRepository, defaults: rules.TaskDefaults
+        self,
+        *,
+        agents: AgentRepository,
+        tasks: TaskRepository,
+        defaults: rules.TaskDefaults,
+        queue: AgentQueue | None = None,
     ) -> None:
+        """``queue``: where a committed task's assignment is published at once (the outbox
+        relay covers a failure; without it, the relay alone publishes)."""
         self._agents = agents
         self._tasks = tasks
         self._defaults = defaults
+        self._queue = queue
 
     @command(
         subjects.AGENT_EXECUTE,
@@ -142,6 +151,8 @@ class TaskCommands:
                 # turn), unless the agent's on_busy is `reject`: then this is a conflict.
                 task_input.admit(policy, await self._tasks.busy_count(body.agent_id))
             if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
+                if self._queue is not None:
+                    await self._queue.publish_committed(assignment_message(change))
                 return change.task
             return None  # the agent left ACTIVE meanwhile: the next round says how
 

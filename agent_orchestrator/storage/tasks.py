@@ -74,14 +74,17 @@ def _values(task: Task) -> list[Any]:
     return values
 
 
+def assignment_message(change: TaskChange) -> list[OutboxMessage]:
+    """The change's assignment on ``agent.task.<agent_id>``, if it queues an attempt."""
+    if change.assignment is None:
+        return []
+    a = change.assignment
+    return [OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)]
+
+
 def _outbox(change: TaskChange) -> list[OutboxMessage]:
-    messages = [OutboxMessage.for_event(change.event)] if change.event else []
-    if change.assignment is not None:
-        a = change.assignment
-        messages.append(
-            OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)
-        )
-    return messages
+    events = [OutboxMessage.for_event(change.event)] if change.event else []
+    return events + assignment_message(change)
 
 
 def _placeholders() -> str:
