@@ -89,8 +89,10 @@ async def bridge_url(
     service: Service, nc: nats.aio.client.Client, servers: ServerUrls
 ) -> AsyncIterator[str]:
     """The bridge as a real HTTP server (streaming needs one) on the session's loop, sharing the
-    session's NATS connection."""
-    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
+    session's NATS connection. It sends no A2A push notifications: the push tests run bridges
+    of their own and count on no other bridge taking the shared sender's events."""
+    settings = BridgeSettings(nats_url=servers.nats_url, a2a_push=False)
+    bridge = EmbeddedBridge(settings, port=free_port(), nc=nc)
     url = await bridge.start()
     yield url
     await bridge.stop()
