@@ -99,6 +99,8 @@ TRACE_ID_HEADER: Final = "Trace-Id"
 # Header limits: a longer Idempotency-Key is refused, a longer Actor is cut to this length.
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
 MAX_ACTOR_LENGTH: Final = 200
+# A Project-Scope header is a project_id: as long as a body's may be.
+MAX_PROJECT_ID_LENGTH: Final = 200
 DEFAULT_ACTOR: Final = "caller"
 
 

@@ -9,6 +9,8 @@ replies (see ``handlers.errors``).
 """
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -25,6 +27,7 @@ from agent_orchestrator.contracts.subjects import (
     IDEMPOTENCY_KEY_HEADER,
     MAX_ACTOR_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_PROJECT_ID_LENGTH,
     PROJECT_SCOPE_HEADER,
     QUEUE_GROUP,
 )
@@ -61,24 +64,41 @@ class CommandContext:
 Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
 
 
-def _contains_nul(body: bytes) -> bool:
-    """Whether a JSON body holds a NUL character, which PostgreSQL cannot store."""
-    if b"\\u0000" not in body:
-        return False
+# Cheap signs that a body may hold a number JSON cannot carry: NaN or Infinity (which the
+# parser accepts), a long exponent or a long run of digits (1e400 reads as infinity).
+# Only then is the body walked.
+_NON_FINITE_HINT = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{300}")
+
+
+def refused_value(body: bytes) -> str | None:
+    """Why a JSON body holds a value the service refuses, or None.
+
+    A NUL character, which PostgreSQL cannot store; NaN, Infinity or a number too large for a
+    double (1e400), which JSON cannot carry and which would otherwise become ``null``.
+    """
+    nul = b"\\u0000" in body
+    if not nul and _NON_FINITE_HINT.search(body) is None:
+        return None
     try:
-        return _has_nul(json.loads(body))
-    except ValueError:
-        return False  # not JSON: the model says so
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None  # not JSON (or nested too deep): the model says so
+    return _refused(value)
 
 
-def _has_nul(value: Any) -> bool:
+def _refused(value: Any) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
+        return "strings must not contain the NUL character (\\u0000)" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else NON_FINITE
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return next((why for k, v in value.items() if (why := _refused(k) or _refused(v))), None)
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+        return next((why for v in value if (why := _refused(v))), None)
+    return None
+
+
+NON_FINITE = "numbers must be finite: NaN, Infinity and numbers beyond a double (1e400) are refused"
 
 
 def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessage], Awaitable[Any]]:
@@ -97,8 +117,9 @@ def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessag
             )
         if not body.strip():
             body = b"{}"
-        if _contains_nul(body):
-            raise ValidationFailed("strings must not contain the NUL character (\\u0000)")
+        why = refused_value(body)
+        if why is not None:
+            raise ValidationFailed(why)
         try:
             return request.model_validate_json(body)
         except ValidationError as exc:
@@ -107,6 +128,16 @@ def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessag
             raise
 
     return decode
+
+
+def check_project_scope(scope: str) -> None:
+    """Refuse a ``Project-Scope`` that could not be a body's ``project_id`` (1-200 chars)."""
+    if not 1 <= len(scope) <= MAX_PROJECT_ID_LENGTH:
+        raise ValidationFailed(
+            f"the Project-Scope header must be 1-{MAX_PROJECT_ID_LENGTH} characters, "
+            "like a project_id",
+            details={"header": PROJECT_SCOPE_HEADER, "length": len(scope)},
+        )
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,8 @@ class CommandServer:
             async def endpoint(body: Any) -> Any:
                 headers = _request_headers.get() or {}
                 scope = headers.get(PROJECT_SCOPE_HEADER)
+                if scope is not None:
+                    check_project_scope(scope)
                 if scope and self.scope_guard is not None:
                     await self.scope_guard.check(body, scope)
                 ctx = self._context(subject, body, headers, mutating=mutating)

@@ -20,6 +20,7 @@ from agent_orchestrator.handlers.communications import CommunicationCommands, Me
 from agent_orchestrator.handlers.dead_letters import DeadLetters
 from agent_orchestrator.handlers.discovery import (
     ServiceStatsBook,
+    ignore_body,
     register_discovery,
     stats_middleware,
 )
@@ -184,5 +185,7 @@ def discovery_router(
     """``$SRV.PING|INFO|STATS`` and the AsyncAPI document on ``agent-orchestrator.asyncapi``."""
     discovery = NatsRouter()
     register_discovery(discovery, stats)
-    discovery.subscriber(ASYNCAPI, include_in_schema=False)(asyncapi)
+    # The body is not read: whatever a caller sends (deeply nested JSON, bytes), it gets the
+    # document.
+    discovery.subscriber(ASYNCAPI, include_in_schema=False, decoder=ignore_body)(asyncapi)
     return discovery
