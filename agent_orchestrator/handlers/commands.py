@@ -8,9 +8,6 @@ group, whose body schema appears in AsyncAPI. Errors raised by a handler become 
 replies (see ``handlers.errors``).
 """
 
-import json
-import math
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -20,6 +17,7 @@ from typing import Any, TypeVar
 from faststream.nats import NatsMessage, NatsRouter
 from pydantic import BaseModel, ValidationError
 
+from agent_orchestrator.contracts.json_values import refused_value
 from agent_orchestrator.contracts.limits import Limit, request_limit
 from agent_orchestrator.contracts.subjects import (
     ACTOR_HEADER,
@@ -62,43 +60,6 @@ class CommandContext:
 
 
 Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
-
-
-# Cheap signs that a body may hold a number JSON cannot carry: NaN or Infinity (which the
-# parser accepts), a long exponent or a long run of digits (1e400 reads as infinity).
-# Only then is the body walked.
-_NON_FINITE_HINT = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{300}")
-
-
-def refused_value(body: bytes) -> str | None:
-    """Why a JSON body holds a value the service refuses, or None.
-
-    A NUL character, which PostgreSQL cannot store; NaN, Infinity or a number too large for a
-    double (1e400), which JSON cannot carry and which would otherwise become ``null``.
-    """
-    nul = b"\\u0000" in body
-    if not nul and _NON_FINITE_HINT.search(body) is None:
-        return None
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return None  # not JSON (or nested too deep): the model says so
-    return _refused(value)
-
-
-def _refused(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "strings must not contain the NUL character (\\u0000)" if "\x00" in value else None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else NON_FINITE
-    if isinstance(value, dict):
-        return next((why for k, v in value.items() if (why := _refused(k) or _refused(v))), None)
-    if isinstance(value, list):
-        return next((why for v in value if (why := _refused(v))), None)
-    return None
-
-
-NON_FINITE = "numbers must be finite: NaN, Infinity and numbers beyond a double (1e400) are refused"
 
 
 def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessage], Awaitable[Any]]:

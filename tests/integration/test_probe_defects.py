@@ -101,7 +101,7 @@ async def test_a_project_scope_is_validated_like_a_project_id(
 
 
 def test_the_refusal_reads_the_body_once_only_when_it_may_hold_one() -> None:
-    from agent_orchestrator.handlers.commands import refused_value
+    from agent_orchestrator.contracts.json_values import refused_value
 
     assert refused_value(json.dumps({"a": 1.5, "b": "text"}).encode()) is None
     assert refused_value(b'{"a": "NaN"}') is None
