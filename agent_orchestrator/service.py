@@ -28,6 +28,7 @@ from agent_orchestrator.handlers.discovery import ServiceStatsBook
 from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
 from agent_orchestrator.handlers.metrics import RuntimeSources
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state_events import state_event_publisher
@@ -35,6 +36,7 @@ from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.jetstream import ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay
+from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.wiring import parts, routers
 
@@ -121,7 +123,16 @@ class Service:
                 settings,
                 areas=areas,
                 idempotency=repos.idempotency,
-                scope_guard=ScopeGuard(repos.agents, repos.communications, repos.tasks),
+                scope_guard=ScopeGuard(
+                    repos.agents, repos.communications, repos.tasks, repos.templates
+                ),
+                quotas=ProjectQuotas(
+                    ProjectUsage(self.db),
+                    max_agents=settings.project_max_agents,
+                    max_tasks_in_flight=settings.project_max_tasks_in_flight,
+                    max_waiting_messages=settings.project_max_waiting_messages,
+                    max_requests_per_s=settings.project_max_requests_per_s,
+                ),
                 middlewares=routers.command_middlewares(
                     stats=self.stats, metrics=self.metrics, tracer_provider=tracer_provider
                 ),

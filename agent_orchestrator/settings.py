@@ -92,6 +92,31 @@ class Settings(BaseSettings):
         description="Undelivered messages one agent may have outstanding; more sends are "
         "refused with `unavailable` until recipients catch up.",
     )
+    project_max_agents: int = Field(
+        default=10_000,
+        ge=0,
+        description="Agents not terminated one project may hold; agent.create beyond is "
+        "`quota_exceeded`. Counted for requests with a project (Project-Scope or a tenant's "
+        "NATS account); 0: no quota.",
+    )
+    project_max_tasks_in_flight: int = Field(
+        default=10_000,
+        ge=0,
+        description="Tasks queued, running or waiting for input per project; agent.execute "
+        "beyond is `quota_exceeded` (0: no quota).",
+    )
+    project_max_waiting_messages: int = Field(
+        default=100_000,
+        ge=0,
+        description="Messages waiting for delivery per project; agent.send beyond is "
+        "`quota_exceeded` (0: no quota).",
+    )
+    project_max_requests_per_s: int = Field(
+        default=1_000,
+        ge=0,
+        description="Requests per second one project may send to each service instance; more "
+        "are `quota_exceeded` (0: no quota).",
+    )
     max_agent_queues: int = Field(
         default=10_000,
         ge=10,

@@ -32,6 +32,7 @@ from agent_orchestrator.contracts.subjects import (
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
 from agent_orchestrator.handlers.marks import HandlerT, marked, marker
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
@@ -141,6 +142,7 @@ class CommandServer:
     #: any other request.
     max_state_bytes: int = 0
     scope_guard: ScopeGuard | None = None
+    quotas: ProjectQuotas | None = None
     specs: list[CommandSpec] = field(default_factory=list)
 
     def include(self, *areas: object) -> None:
@@ -173,8 +175,10 @@ class CommandServer:
                 if scope is not None:
                     check_project_scope(scope)
                 if scope and self.scope_guard is not None:
-                    await self.scope_guard.check(body, scope)
-                ctx = self._context(subject, body, headers, mutating=mutating)
+                    await self.scope_guard.check(body, scope, subject)
+                if scope and self.quotas is not None:
+                    await self.quotas.check(subject, scope)
+                ctx = self._context(subject, body, headers, scope, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)
                     if stored is not None:
@@ -213,7 +217,12 @@ class CommandServer:
 
     @staticmethod
     def _context(
-        subject: str, body: BaseModel, headers: Mapping[str, str], *, mutating: bool
+        subject: str,
+        body: BaseModel,
+        headers: Mapping[str, str],
+        scope: str | None,
+        *,
+        mutating: bool,
     ) -> CommandContext:
         actor = headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
         record = None
@@ -224,12 +233,17 @@ class CommandServer:
                     f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} chars"
                 )
             record = IdempotencyRecord(
-                subject, key, fingerprint(subject, body.model_dump(mode="json"))
+                subject,
+                key,
+                fingerprint(subject, body.model_dump(mode="json")),
+                project=scope or "",
             )
         return CommandContext(subject, actor[:MAX_ACTOR_LENGTH], datetime.now(UTC), record)
 
     async def _stored_reply(self, record: IdempotencyRecord) -> Any:
-        stored = await self.idempotency_store.stored_reply(record.subject, record.key)
+        stored = await self.idempotency_store.stored_reply(
+            record.subject, record.key, record.project
+        )
         if stored is None:
             return None
         stored_fingerprint, reply = stored

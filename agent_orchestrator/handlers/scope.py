@@ -4,15 +4,17 @@ The HTTP bridge sets the header for an authenticated caller. Before any handler 
 guard checks every id the request names: an agent (``agent_id``, ``from_agent_id``,
 ``to_agent_id``), a task or a communication of another project is answered exactly as an
 unknown one (``not_found``), so callers cannot learn what other projects hold. A project filter
-or field naming another project is ``forbidden``; left out, it is set to the scope. Templates
-are a catalogue shared by all projects and are not scoped. A NATS caller without the header is
-not restricted (access to NATS is governed by NATS itself).
+or field naming another project is ``forbidden``; left out, it is set to the scope. A template
+belongs to a project or is global: another project's is ``not_found``, a global one may be read
+and used but only changed or deleted by an operator (``forbidden``), and a scoped caller's new
+templates are its project's. A caller without a scope (an operator) is not restricted.
 """
 
 from uuid import UUID
 
 from pydantic import BaseModel
 
+from agent_orchestrator.contracts.subjects import TEMPLATE_DELETE, TEMPLATE_UPDATE
 from agent_orchestrator.domain.agents import not_found as agent_not_found
 from agent_orchestrator.domain.communications import not_found as communication_not_found
 from agent_orchestrator.domain.errors import Forbidden, NotFound
@@ -20,8 +22,10 @@ from agent_orchestrator.domain.tasks import not_found as task_not_found
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.communications import CommunicationRepository
 from agent_orchestrator.storage.tasks import TaskRepository
+from agent_orchestrator.storage.templates import TemplateRepository
 
 AGENT_FIELDS = ("agent_id", "from_agent_id", "to_agent_id")
+TEMPLATE_WRITES = frozenset({TEMPLATE_UPDATE, TEMPLATE_DELETE})
 
 
 class ScopeGuard:
@@ -32,14 +36,19 @@ class ScopeGuard:
         agents: AgentRepository,
         communications: CommunicationRepository,
         tasks: TaskRepository,
+        templates: TemplateRepository,
     ) -> None:
         self._agents = agents
         self._communications = communications
         self._tasks = tasks
+        self._templates = templates
 
-    async def check(self, body: BaseModel, project: str) -> None:
+    async def check(self, body: BaseModel, project: str, subject: str = "") -> None:
         """Raise NotFound for what lies outside ``project``; confine project filters to it."""
         self._confine(body, project)
+        template_id = getattr(body, "template_id", None)
+        if isinstance(template_id, UUID):
+            await self._template_in(template_id, project, writing=subject in TEMPLATE_WRITES)
         for field in AGENT_FIELDS:
             agent_id = getattr(body, field, None)
             if isinstance(agent_id, UUID):
@@ -64,6 +73,19 @@ class ScopeGuard:
             raise Forbidden(
                 f"this caller may only use project {project!r}",
                 details={"project_id": asked, "scope": project},
+            )
+
+    async def _template_in(self, template_id: UUID, project: str, *, writing: bool) -> None:
+        exists, owner = await self._templates.owner(template_id)
+        if not exists or owner not in (None, project):
+            raise NotFound(
+                f"template {template_id} does not exist",
+                details={"template_id": str(template_id)},
+            )
+        if owner is None and writing:
+            raise Forbidden(
+                f"template {template_id} is global: only an operator may change or delete it",
+                details={"template_id": str(template_id), "scope": project},
             )
 
     async def _agent_in(self, agent_id: UUID, project: str) -> None:

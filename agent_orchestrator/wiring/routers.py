@@ -29,6 +29,7 @@ from agent_orchestrator.handlers.initialization import InitializationStep, Initi
 from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.metrics import ServiceMetrics
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import StateCommands
@@ -133,6 +134,7 @@ def command_router(
     areas: Sequence[object],
     idempotency: IdempotencyStore,
     scope_guard: ScopeGuard,
+    quotas: ProjectQuotas | None = None,
     middlewares: Sequence[Any],
 ) -> NatsRouter:
     """A router serving every marked handler method of ``areas``."""
@@ -144,6 +146,7 @@ def command_router(
         max_state_bytes=settings.max_state_bytes,
         max_workers=settings.handler_max_workers,
         scope_guard=scope_guard,
+        quotas=quotas,
     )
     server.include(*areas)
     return router
