@@ -31,6 +31,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "AO_DATABASE_URL"),
         description="PostgreSQL DSN (asyncpg form: postgresql://user:pass@host:port/db).",
     )
+    nats_service_account: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The service's NATS account in the production layout (docs/security.md): "
+        "requests from other accounts carry nats-server's Nats-Request-Info, which then names "
+        "the project (the account) and the actor (the user); unset: one open account, callers "
+        "are who their headers say.",
+    )
     js_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams/buckets.")
     events_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")

@@ -54,6 +54,35 @@ AGENT_RECOVER: Final = "agent.recover"
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
 ASYNCAPI: Final = "agent-orchestrator.asyncapi"
 
+# Every command subject, as the few wildcards a NATS account exports them with (none of them
+# matches a stream's subjects: agent.inbox.<id>, agent.task.<id> and agent.event.<id>.<kind>
+# have more tokens). See docs/security.md.
+COMMAND_EXPORTS: Final = (
+    "agent.*",
+    "agent.state.*",
+    "agent.checkpoint.*",
+    "template.*",
+    "communication.*",
+    "task.*",
+    ASYNCAPI,
+)
+# What an agent's worker may ask for: its own agent's reports, state, messages and reads.
+WORKER_COMMANDS: Final = (
+    TASK_START,
+    TASK_PROGRESS,
+    TASK_COMPLETE,
+    TASK_FAIL,
+    TASK_REQUEST_INPUT,
+    TASK_GET,
+    COMMUNICATION_DELIVERED,
+    COMMUNICATION_GET,
+    AGENT_STATE_UPDATE,
+    AGENT_STATE_GET,
+    AGENT_GET,
+    AGENT_SEND,
+    AGENT_CHECKPOINT_CREATE,
+)
+
 # Streams.
 EVENTS_STREAM: Final = "AGENT_EVENTS"
 EVENTS_SUBJECTS: Final = "agent.event.>"
@@ -91,6 +120,9 @@ IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 ACTOR_HEADER: Final = "Actor"
 # Set by the HTTP bridge for an authenticated caller: the one project the request may touch.
 PROJECT_SCOPE_HEADER: Final = "Project-Scope"
+# Set by nats-server on a request that crossed from a tenant's account into the service's
+# through an import with `share: true`: who sent it (account, user, ...). See docs/security.md.
+REQUEST_INFO_HEADER: Final = "Nats-Request-Info"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"

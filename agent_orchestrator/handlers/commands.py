@@ -20,10 +20,7 @@ from pydantic import BaseModel, ValidationError
 from agent_orchestrator.contracts.json_values import refused_value
 from agent_orchestrator.contracts.limits import Limit, request_limit
 from agent_orchestrator.contracts.subjects import (
-    ACTOR_HEADER,
-    DEFAULT_ACTOR,
     IDEMPOTENCY_KEY_HEADER,
-    MAX_ACTOR_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_PROJECT_ID_LENGTH,
     PROJECT_SCOPE_HEADER,
@@ -31,6 +28,7 @@ from agent_orchestrator.contracts.subjects import (
 )
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.handlers.identity import Caller, Identities
 from agent_orchestrator.handlers.marks import HandlerT, marked, marker
 from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.scope import ScopeGuard
@@ -143,6 +141,8 @@ class CommandServer:
     max_state_bytes: int = 0
     scope_guard: ScopeGuard | None = None
     quotas: ProjectQuotas | None = None
+    #: Who is calling (the default: as the headers say, one open account).
+    identities: Identities = field(default_factory=Identities)
     specs: list[CommandSpec] = field(default_factory=list)
 
     def include(self, *areas: object) -> None:
@@ -171,14 +171,15 @@ class CommandServer:
         def register(handler: Handler[RequestT]) -> Handler[RequestT]:
             async def endpoint(body: Any) -> Any:
                 headers = _request_headers.get() or {}
-                scope = headers.get(PROJECT_SCOPE_HEADER)
+                caller = self.identities.caller(headers)
+                scope = caller.project
                 if scope is not None:
                     check_project_scope(scope)
                 if scope and self.scope_guard is not None:
-                    await self.scope_guard.check(body, scope, subject)
+                    await self.scope_guard.check(body, scope, subject, caller.agent_id)
                 if scope and self.quotas is not None:
                     await self.quotas.check(subject, scope)
-                ctx = self._context(subject, body, headers, scope, mutating=mutating)
+                ctx = self._context(subject, body, headers, caller, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)
                     if stored is not None:
@@ -220,11 +221,10 @@ class CommandServer:
         subject: str,
         body: BaseModel,
         headers: Mapping[str, str],
-        scope: str | None,
+        caller: Caller,
         *,
         mutating: bool,
     ) -> CommandContext:
-        actor = headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
         record = None
         key = headers.get(IDEMPOTENCY_KEY_HEADER)
         if mutating and key:
@@ -236,9 +236,9 @@ class CommandServer:
                 subject,
                 key,
                 fingerprint(subject, body.model_dump(mode="json")),
-                project=scope or "",
+                project=caller.project or "",
             )
-        return CommandContext(subject, actor[:MAX_ACTOR_LENGTH], datetime.now(UTC), record)
+        return CommandContext(subject, caller.actor, datetime.now(UTC), record)
 
     async def _stored_reply(self, record: IdempotencyRecord) -> Any:
         stored = await self.idempotency_store.stored_reply(

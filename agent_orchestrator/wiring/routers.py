@@ -25,6 +25,7 @@ from agent_orchestrator.handlers.discovery import (
     stats_middleware,
 )
 from agent_orchestrator.handlers.errors import build_error_middleware
+from agent_orchestrator.handlers.identity import Identities
 from agent_orchestrator.handlers.initialization import InitializationStep, Initializer
 from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands
@@ -147,6 +148,7 @@ def command_router(
         max_workers=settings.handler_max_workers,
         scope_guard=scope_guard,
         quotas=quotas,
+        identities=Identities(settings.nats_service_account),
     )
     server.include(*areas)
     return router
