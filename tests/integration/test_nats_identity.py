@@ -11,7 +11,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -20,7 +19,6 @@ import nats.errors
 import pytest
 import pytest_asyncio
 
-from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import heartbeat_subject
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
