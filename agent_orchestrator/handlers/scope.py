@@ -94,7 +94,7 @@ class ScopeGuard:
         if isinstance(communication_id, UUID):
             message = await self._communication_in(communication_id, project)
             # A worker confirms only what was sent to its agent, and reads what it sent too.
-            parties = (message.to_agent_id,)
+            parties: tuple[UUID | None, ...] = (message.to_agent_id,)
             if subject != COMMUNICATION_DELIVERED:
                 parties = (message.to_agent_id, message.from_agent_id)
             if worker is not None and worker not in parties:
