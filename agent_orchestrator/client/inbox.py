@@ -143,12 +143,19 @@ class Inbox:
         client: OrchestratorClient | None = None,
         batch: int = 20,
         poll_s: float = 1.0,
+        api_prefix: str | None = None,
     ) -> None:
-        """``batch``: messages fetched at a time; ``poll_s``: how long one fetch waits."""
+        """``batch``: messages fetched at a time; ``poll_s``: how long one fetch waits;
+        ``api_prefix``: the JetStream API's (see :class:`PullQueue`)."""
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
         self.queue = PullQueue(
-            nc, MESSAGES_STREAM, inbox_consumer(str(self.agent_id)), batch=batch, poll_s=poll_s
+            nc,
+            MESSAGES_STREAM,
+            inbox_consumer(str(self.agent_id)),
+            batch=batch,
+            poll_s=poll_s,
+            api_prefix=api_prefix,
         )
         self._ready: list[Msg] = []
         self._stopped = False

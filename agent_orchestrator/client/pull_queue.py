@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
 from agent_orchestrator.client.errors import QueueClosed
+from agent_orchestrator.contracts.subjects import DEFAULT_JS_API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,13 @@ class PullQueue:
         *,
         batch: int,
         poll_s: float,
+        api_prefix: str | None = None,
     ) -> None:
+        """``api_prefix``: where the JetStream API is reached (``$JS.API``, or
+        ``WORKER_JS_API_PREFIX`` for a worker in a project's account)."""
         self.stream = stream
         self.consumer = consumer
-        self._js: JetStreamContext = nc.jetstream()
+        self._js: JetStreamContext = nc.jetstream(prefix=api_prefix or DEFAULT_JS_API_PREFIX)
         self._batch = batch
         self._poll_s = poll_s
         self._sub: JetStreamContext.PullSubscription | None = None

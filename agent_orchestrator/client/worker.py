@@ -83,9 +83,13 @@ class AgentWorker:
         concurrency: int = 1,
         poll_s: float = 1.0,
         heartbeat: bool = True,
+        api_prefix: str | None = None,
     ) -> None:
         """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits;
-        ``heartbeat``: prove the agent alive while running."""
+        ``heartbeat``: prove the agent alive while running; ``api_prefix``: where the
+        JetStream API is reached (``WORKER_JS_API_PREFIX`` for a worker user of a project's
+        NATS account, see docs/security.md; default ``$JS.API``)."""
+        self._api_prefix = api_prefix
         self.nc = nc
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
@@ -157,7 +161,13 @@ class AgentWorker:
             await asyncio.sleep(window_s / 3)
 
     async def _serve_messages(self, handler: MessageHandler, timeout: float) -> None:
-        inbox = Inbox(self.nc, self.agent_id, client=self.client, poll_s=self._poll_s)
+        inbox = Inbox(
+            self.nc,
+            self.agent_id,
+            client=self.client,
+            poll_s=self._poll_s,
+            api_prefix=self._api_prefix,
+        )
         self._inbox = inbox
         if self._stopped:
             inbox.stop()
@@ -166,7 +176,12 @@ class AgentWorker:
 
     async def _serve_tasks(self, handler: TaskHandler, timeout: float) -> None:
         queue = PullQueue(
-            self.nc, TASKS_STREAM, task_consumer(str(self.agent_id)), batch=1, poll_s=self._poll_s
+            self.nc,
+            TASKS_STREAM,
+            task_consumer(str(self.agent_id)),
+            batch=1,
+            poll_s=self._poll_s,
+            api_prefix=self._api_prefix,
         )
         await queue.open(timeout=timeout)
         slots = asyncio.Semaphore(self._concurrency)

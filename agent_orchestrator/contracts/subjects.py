@@ -66,6 +66,11 @@ COMMAND_EXPORTS: Final = (
     "task.*",
     ASYNCAPI,
 )
+# The JetStream API as the service's account serves it ...
+DEFAULT_JS_API_PREFIX: Final = "$JS.API"
+# ... and as a project's account imports it for its agents' workers (a project's account has
+# no JetStream of its own, whose "not enabled" answer on $JS.API would come first).
+WORKER_JS_API_PREFIX: Final = "ao.js.api"
 # What an agent's worker may ask for: its own agent's reports, state, messages and reads.
 WORKER_COMMANDS: Final = (
     TASK_START,

@@ -23,10 +23,12 @@ from typing import Any
 
 from agent_orchestrator.contracts.subjects import (
     COMMAND_EXPORTS,
+    DEFAULT_JS_API_PREFIX,
     HEARTBEATS_BUCKET,
     MESSAGES_STREAM,
     TASKS_STREAM,
     WORKER_COMMANDS,
+    WORKER_JS_API_PREFIX,
     heartbeat_subject,
     inbox_consumer,
     inbox_subject,
@@ -51,9 +53,8 @@ REPLIES = "_INBOX.>"
 _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     (f"$KV.{HEARTBEATS_BUCKET}.*", "singleton"),
     *(
-        (f"$JS.API.CONSUMER.{verb}.{stream}.*", "singleton")
+        (f"$JS.API.CONSUMER.INFO.{stream}.*", "singleton")
         for stream in (MESSAGES_STREAM, TASKS_STREAM)
-        for verb in ("INFO",)
     ),
     *(
         (f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*", "stream")
@@ -66,18 +67,27 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _local(subject: str) -> str:
+    """Where a project's account reaches an exported JetStream API subject."""
+    prefix = f"{DEFAULT_JS_API_PREFIX}."
+    if subject.startswith(prefix):
+        return f"{WORKER_JS_API_PREFIX}.{subject.removeprefix(prefix)}"
+    return subject
+
+
 def worker_permissions(agent_id: str) -> dict[str, Any]:
     """What the worker of one agent may publish and subscribe to."""
     inbox, tasks = inbox_consumer(agent_id), task_consumer(agent_id)
+    api = WORKER_JS_API_PREFIX
     publish = [
         *WORKER_COMMANDS,
         heartbeat_subject(agent_id),
-        f"$JS.API.CONSUMER.INFO.{MESSAGES_STREAM}.{inbox}",
-        f"$JS.API.CONSUMER.INFO.{TASKS_STREAM}.{tasks}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{MESSAGES_STREAM}.{inbox}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{TASKS_STREAM}.{tasks}",
-        f"$JS.API.CONSUMER.CREATE.{MESSAGES_STREAM}.{inbox}.{inbox_subject(agent_id)}",
-        f"$JS.API.CONSUMER.CREATE.{TASKS_STREAM}.{tasks}.{task_subject(agent_id)}",
+        f"{api}.CONSUMER.INFO.{MESSAGES_STREAM}.{inbox}",
+        f"{api}.CONSUMER.INFO.{TASKS_STREAM}.{tasks}",
+        f"{api}.CONSUMER.MSG.NEXT.{MESSAGES_STREAM}.{inbox}",
+        f"{api}.CONSUMER.MSG.NEXT.{TASKS_STREAM}.{tasks}",
+        f"{api}.CONSUMER.CREATE.{MESSAGES_STREAM}.{inbox}.{inbox_subject(agent_id)}",
+        f"{api}.CONSUMER.CREATE.{TASKS_STREAM}.{tasks}.{task_subject(agent_id)}",
         f"$JS.ACK.{MESSAGES_STREAM}.{inbox}.>",
         f"$JS.ACK.{TASKS_STREAM}.{tasks}.>",
     ]
@@ -167,7 +177,8 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
             for subject in COMMAND_EXPORTS
         ]
         imports += [
-            {"service": {"account": service, "subject": subject}} for subject, _ in _JS_EXPORTS
+            {"service": {"account": service, "subject": subject}, "to": _local(subject)}
+            for subject, _ in _JS_EXPORTS
         ]
         result[project] = {
             "users": _users(passwords, OPERATOR_PERMISSIONS),

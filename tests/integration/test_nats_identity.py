@@ -19,6 +19,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 
+from agent_orchestrator.client import AgentWorker
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import heartbeat_subject
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
@@ -272,3 +273,46 @@ async def test_a_worker_may_not_use_lifecycle_or_delete_commands(workers: dict[s
             await worker_a.request(
                 subject, json.dumps({"agent_id": workers["a"]}).encode(), timeout=1
             )
+
+
+async def test_the_sdk_worker_runs_its_agents_tasks_through_the_accounts(
+    workers: dict[str, Any], acme: NC
+) -> None:
+    worker = AgentWorker(
+        workers["nc_a"], workers["a"], poll_s=0.2, api_prefix=subjects.WORKER_JS_API_PREFIX
+    )
+
+    @worker.task
+    async def double(run: Any) -> Any:
+        return run.input * 2
+
+    running = asyncio.create_task(worker.run())
+    try:
+        task = await ok(acme, "agent.execute", {"agent_id": workers["a"], "input": 21})
+        async with asyncio.timeout(20):
+            while True:
+                got = await ok(acme, "task.get", {"task_id": task["task_id"]})
+                if got["status"] == "SUCCEEDED":
+                    break
+                await asyncio.sleep(0.1)
+        assert got["result"] == 42
+    finally:
+        worker.stop(cancel_running=True)
+        await asyncio.wait_for(running, 15)
+
+
+async def test_a_worker_cannot_pull_another_agents_queues(workers: dict[str, Any]) -> None:
+    worker_a: NC = workers["nc_a"]
+    for stream, consumer in (
+        (subjects.TASKS_STREAM, subjects.task_consumer(workers["b"])),
+        (subjects.MESSAGES_STREAM, subjects.inbox_consumer(workers["a2"])),
+    ):
+        api = subjects.WORKER_JS_API_PREFIX
+        for subject in (
+            f"{api}.CONSUMER.MSG.NEXT.{stream}.{consumer}",
+            f"{api}.CONSUMER.INFO.{stream}.{consumer}",
+            f"{api}.CONSUMER.DELETE.{stream}.{consumer}",
+            f"$JS.API.CONSUMER.DELETE.{stream}.{consumer}",
+        ):
+            with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+                await worker_a.request(subject, b'{"batch": 1}', timeout=1)
