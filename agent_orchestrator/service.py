@@ -9,6 +9,7 @@ liveness monitor, state events); ``stop()`` undoes it in reverse.
 import asyncio
 import errno
 import logging
+import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -205,7 +206,11 @@ class Service:
         await self.broker.start()
         self._loops = self._background(nc)
         self._tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in self._loops]
-        log.info("agent-orchestrator %s serving on %s", __version__, self.settings.nats_url)
+        log.info(
+            "agent-orchestrator %s serving on %s",
+            __version__,
+            re.sub(r"//[^@/]*@", "//", self.settings.nats_url),  # no credentials in the log
+        )
 
     def _background(self, nc: nats.aio.client.Client) -> list[Loop]:
         """The loops that run beside the handlers on the connection ``nc``."""
