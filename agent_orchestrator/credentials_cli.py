@@ -6,6 +6,7 @@ and keeps the rest. nats-server reads the new file on a reload (``nats-server --
 or SIGHUP).
 """
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from agent_orchestrator.runtime.nats_accounts import (
     Credentials,
     project_operator,
     server_config,
+    service_password_variable,
     url,
 )
 
@@ -45,11 +47,20 @@ def credentials(
     ] = Path("nats-accounts.conf"),
     server: Annotated[str, typer.Option(help="host:port in the printed URLs.")] = "nats:4222",
 ) -> None:
-    """Generate NATS accounts: the service's, one per project, a user per agent's worker."""
+    """Generate NATS accounts: the service's, one per project, a user per agent's worker.
+
+    NATS_SERVICE_PASSWORD, NATS_BRIDGE_PASSWORD and NATS_OPERATOR_PASSWORD, when set, are the
+    passwords of the service's users (as docker-compose.yml sets them).
+    """
     kept = Credentials.load(file)
     agents = [_agent(value) for value in agent or []]
+    given = {
+        user: os.environ[service_password_variable(user)]
+        for user in SERVICE_USERS
+        if os.environ.get(service_password_variable(user))
+    }
     try:
-        kept.add(projects=project or [], agents=agents)
+        kept.add(projects=project or [], agents=agents, service_passwords=given)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     kept.save(file)

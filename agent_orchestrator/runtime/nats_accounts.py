@@ -16,7 +16,7 @@ for one more project or agent keeps everybody else's. See docs/security.md.
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,11 +121,18 @@ class Credentials:
         path.touch(mode=0o600, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
 
-    def add(self, projects: Iterable[str] = (), agents: Iterable[tuple[str, str]] = ()) -> None:
+    def add(
+        self,
+        projects: Iterable[str] = (),
+        agents: Iterable[tuple[str, str]] = (),
+        service_passwords: Mapping[str, str] | None = None,
+    ) -> None:
         """Make passwords for the service's users, ``projects`` and ``(project, agent_id)``
-        workers that have none yet."""
+        workers that have none yet; ``service_passwords`` sets those of the service's users
+        (e.g. from a deployment's secrets)."""
         for user in SERVICE_USERS:
             self.service.setdefault(user, secrets.token_urlsafe(24))
+        self.service.update(service_passwords or {})
         for project in projects:
             _check_name(project)
             self.projects.setdefault(project, {}).setdefault(
@@ -134,6 +141,11 @@ class Credentials:
         for project, agent_id in agents:
             self.add(projects=[project])
             self.projects[project].setdefault(WORKER_PREFIX + agent_id, secrets.token_urlsafe(24))
+
+
+def service_password_variable(user: str) -> str:
+    """The environment variable that may set a service user's password: NATS_<USER>_PASSWORD."""
+    return f"NATS_{user.upper()}_PASSWORD"
 
 
 def _check_name(project: str) -> None:
