@@ -242,6 +242,7 @@ class Service:
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("%s ended with %r", task.get_name(), task.exception())
+        await self.heartbeats.close()
         await self.broker.stop()
         await self.db.close()
         if self.metrics is not None:

@@ -40,6 +40,7 @@ import nats
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from profiling import profile_service, profiled
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
@@ -56,6 +57,7 @@ F_READ, F_WRITE = "F_read", "F_write"
 FLOORS = {RAW: "raw", FASTSTREAM: "FS", F_READ: "F_read", F_WRITE: "F_write"}
 #: Rows in F_read's table (bench/floor_servers.py); each request reads a random one.
 FLOOR_READ_ROWS = 1000
+SERVICE_CHILD_NAME = "agent-orchestrator serve"
 GET, CREATE, TRANSITION = "agent.get", "agent.create", "pause/activate"
 GET_POOL = 100
 MIN_TRANSITION_POOL = 200
@@ -440,7 +442,8 @@ async def measure(name: str, calls: Sequence[Call], config: Config, probes: CpuP
     print(f"  {name}: {config.warmup:g} s warm-up + {config.seconds:g} s ...", flush=True)
     await run_phase(calls, config.warmup)
     before = cpu_snapshot(probes)
-    recorder = await run_phase(calls, config.seconds)
+    async with profiled(name, config.seconds):
+        recorder = await run_phase(calls, config.seconds)
     return summarize(name, recorder, before, cpu_snapshot(probes))
 
 
@@ -533,9 +536,12 @@ async def stop_child(child: Child) -> None:
 async def running(child: Child) -> AsyncIterator[Child]:
     """Run `child` for the duration of the block."""
     await start_child(child)
+    if child.name == SERVICE_CHILD_NAME and child.proc is not None:
+        profile_service(child.proc.pid)
     try:
         yield child
     finally:
+        profile_service(None)
         await stop_child(child)
 
 
@@ -598,7 +604,7 @@ def service_child(nats_url: str, database_url: str, folder: Path) -> Child:
     else:
         argv = [sys.executable, "-c", "from agent_orchestrator.cli import main; main()", "serve"]
     env = child_env(NATS_URL=nats_url, DATABASE_URL=database_url, AO_LOG_LEVEL="WARNING")
-    return Child("agent-orchestrator serve", argv, env, folder / "service.log")
+    return Child(SERVICE_CHILD_NAME, argv, env, folder / "service.log")
 
 
 # --- scenarios -------------------------------------------------------------------------------

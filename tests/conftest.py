@@ -13,7 +13,9 @@ import pytest
 import pytest_asyncio
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
+from agent_orchestrator.bridge.server import EmbeddedBridge
 from agent_orchestrator.client import OrchestratorClient
+from agent_orchestrator.runtime import free_port
 from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 from tests.support.servers import ServerUrls, session_servers
@@ -80,3 +82,15 @@ async def http(nc: nats.aio.client.Client, servers: ServerUrls) -> AsyncIterator
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
         yield client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bridge_url(
+    service: Service, nc: nats.aio.client.Client, servers: ServerUrls
+) -> AsyncIterator[str]:
+    """The bridge as a real HTTP server (streaming needs one) on the session's loop, sharing the
+    session's NATS connection."""
+    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
+    url = await bridge.start()
+    yield url
+    await bridge.stop()

@@ -13,7 +13,7 @@ from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
 from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication
-from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
+from agent_orchestrator.bridge.body_limit import BodyLimit, RouteLimit
 from agent_orchestrator.bridge.docs import add_docs_routes
 from agent_orchestrator.bridge.endpoints import add_routes
 from agent_orchestrator.bridge.error_handlers import install_error_handlers
@@ -23,8 +23,9 @@ from agent_orchestrator.bridge.nats_client import BridgeState, connection
 from agent_orchestrator.bridge.openapi import problem_openapi
 from agent_orchestrator.bridge.operations import add_operations_routes
 from agent_orchestrator.bridge.routes import ROUTES
-from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, BridgeSettings
+from agent_orchestrator.bridge.settings import BridgeSettings
 from agent_orchestrator.bridge.telemetry import ObserveRequests
+from agent_orchestrator.contracts.limits import MAX_STATE_SETTING, STATE_ENVELOPE_BYTES, Limit
 from agent_orchestrator.observability.tracing import get_tracer
 
 CORS_REQUEST_HEADERS = (
@@ -41,14 +42,14 @@ _ERROR_STATUSES = (400, 404, 409, 413, 429, 503, 504)
 
 def body_limits(settings: BridgeSettings) -> dict[str, Any]:
     """The body limits: the request limit, and a state's on the routes that carry one."""
-    state = Limit(
-        settings.max_state_body_bytes,
-        f"a state (AO_MAX_STATE_BYTES, {settings.max_state_bytes}, plus {STATE_ENVELOPE_BYTES} "
-        "for the request around it; raise it on the bridge and the service alike)",
-        "AO_MAX_STATE_BYTES",
+    request = Limit(settings.max_body_bytes, "AO_BRIDGE_MAX_BODY_BYTES")
+    state = (
+        Limit(settings.max_state_body_bytes, MAX_STATE_SETTING, STATE_ENVELOPE_BYTES)
+        if settings.max_state_body_bytes > settings.max_body_bytes
+        else request
     )
     return {
-        "limit": Limit(settings.max_body_bytes, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES"),
+        "limit": request,
         "routes": [RouteLimit(r.method, r.path, state) for r in ROUTES if r.carries_state],
     }
 

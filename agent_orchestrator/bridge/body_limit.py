@@ -16,15 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_orchestrator.bridge.problems import ProblemResponse, problem_response
 from agent_orchestrator.contracts.errors import ErrorCode
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A body-size limit: how many bytes, for what, and the setting that raises it."""
-
-    max_bytes: int
-    applies_to: str
-    setting: str
+from agent_orchestrator.contracts.limits import Limit
 
 
 @dataclass(frozen=True)
@@ -59,7 +51,7 @@ class BodyLimit:
             return
         limit = self.limit_of(scope)
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > limit.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > limit.bytes:
                 await _too_large(limit, int(value))(scope, receive, send)
                 return
         chunks: list[bytes] = []
@@ -71,7 +63,7 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > limit.max_bytes:
+            if size > limit.bytes:
                 await _too_large(limit, None)(scope, receive, send)
                 return
             chunks.append(chunk)
@@ -82,15 +74,11 @@ class BodyLimit:
 
 
 def _too_large(limit: Limit, size: int | None) -> ProblemResponse:
-    details: dict[str, object] = {"limit": limit.max_bytes, "setting": limit.setting}
+    details: dict[str, object] = {"limit": limit.bytes, "setting": limit.setting}
     if size is not None:
         details["size"] = size
     return problem_response(
-        413,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        f"the request body is over {limit.max_bytes} bytes, the limit for {limit.applies_to}; "
-        f"{limit.setting} raises it",
-        details=details,
+        413, ErrorCode.PAYLOAD_TOO_LARGE, limit.refusal("request body", size), details=details
     )
 
 

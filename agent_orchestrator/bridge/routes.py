@@ -61,6 +61,7 @@ from agent_orchestrator.contracts.tasks import (
     ExecuteTask,
     GetTask,
     ListTasks,
+    ProvideInput,
     Task,
     TaskPage,
 )
@@ -414,8 +415,18 @@ ROUTES: tuple[Route, ...] = (
         s.TASK_CANCEL,
         CancelTask,
         Task,
-        "Cancel a QUEUED or RUNNING task (a CANCELLED one is answered as it is; "
-        "409 once it ended otherwise)",
+        "Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (a CANCELLED one is answered as "
+        "it is; 409 once it ended otherwise)",
+        tag="tasks",
+    ),
+    Route(
+        "POST",
+        f"{TASK}/input",
+        s.TASK_PROVIDE_INPUT,
+        ProvideInput,
+        Task,
+        "Answer the question an INPUT_REQUIRED task waits on (400 listing every failing path "
+        "when the input does not match its input_schema; 409 for a second answer)",
         tag="tasks",
     ),
     Route(
@@ -424,7 +435,8 @@ ROUTES: tuple[Route, ...] = (
         s.TASK_LIST,
         ListTasks,
         TaskPage,
-        "Tasks newest first, by agent, project and status",
+        "Tasks newest first, by agent, project and status (status=INPUT_REQUIRED: "
+        "what waits for a person)",
         tag="tasks",
     ),
     Route(

@@ -10,9 +10,10 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from agent_orchestrator.contracts.limits import STATE_ENVELOPE_BYTES
+
 MIN_SECRET_BYTES = 32
 # Room for the request around a state: mode, expected_revision, whitespace.
-STATE_ENVELOPE_BYTES = 64 * 1024
 WEAK_SECRETS = frozenset(
     {
         "secret",

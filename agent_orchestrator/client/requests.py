@@ -43,7 +43,9 @@ from agent_orchestrator.contracts.tasks import (
     FailTask,
     GetTask,
     ListTasks,
+    ProvideInput,
     ReportProgress,
+    RequestInput,
     StartTask,
     Task,
     TaskPage,
@@ -266,13 +268,15 @@ class OrchestratorClient:
         self,
         *,
         agent_id: UUID | str | None = None,
+        project_id: str | None = None,
         status: TaskStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
-        """task.list: one page, newest first."""
+        """task.list: one page, newest first (``status`` INPUT_REQUIRED: the inbox)."""
         body = ListTasks(
             agent_id=UUID(str(agent_id)) if agent_id else None,
+            project_id=project_id,
             status=status,
             limit=limit,
             cursor=cursor,
@@ -334,3 +338,22 @@ class OrchestratorClient:
         """task.fail (worker)."""
         body = FailTask(task_id=task_id, attempt=attempt, error=error, details=details, retry=retry)
         return await self.request(subjects.TASK_FAIL, body, Task)
+
+    async def request_input(self, request: RequestInput) -> Task:
+        """task.request_input (worker): ask for input; the task is INPUT_REQUIRED."""
+        return await self.request(subjects.TASK_REQUEST_INPUT, request, Task)
+
+    async def provide_input(
+        self,
+        task_id: UUID | str,
+        input: JsonValue,
+        *,
+        input_seq: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Task:
+        """task.provide_input: answer the question the task waits on (``input_seq``: the
+        question answered; default the pending one)."""
+        body = ProvideInput(task_id=UUID(str(task_id)), input=input, input_seq=input_seq)
+        return await self.request(
+            subjects.TASK_PROVIDE_INPUT, body, Task, idempotency_key=idempotency_key
+        )

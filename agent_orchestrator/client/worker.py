@@ -51,6 +51,7 @@ from pydantic import JsonValue, ValidationError
 
 from agent_orchestrator.client.errors import QueueClosed, RequestFailed, ServiceUnavailable
 from agent_orchestrator.client.inbox import Inbox, InboxMessage
+from agent_orchestrator.client.input_waiter import InputWaiter
 from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.client.task_run import RetryTask, TaskRun
@@ -102,6 +103,7 @@ class AgentWorker:
         self._running: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._inbox: Inbox | None = None
+        self._input_waiter = InputWaiter(nc, self.agent_id)
 
     def stop(self, *, cancel_running: bool = False) -> None:
         """Stop taking tasks and messages: ``run`` returns within the poll time, once the
@@ -204,6 +206,7 @@ class AgentWorker:
                 await asyncio.gather(*self._running, return_exceptions=True)
         finally:
             await queue.close()
+            await self._input_waiter.close()
 
     async def _take(self, queue: PullQueue, msg: Msg, handler: TaskHandler) -> None:
         """Claim one assignment, acknowledge it, and run its attempt."""
@@ -223,7 +226,8 @@ class AgentWorker:
             await queue.settle(msg, ack=True)
             return
         await queue.settle(msg, ack=True)
-        await self._attempt(TaskRun(self.client, self.agent_id, task), handler)
+        run = TaskRun(self.client, self.agent_id, task, waiter=self._input_waiter)
+        await self._attempt(run, handler)
 
     async def _attempt(self, run: TaskRun, handler: TaskHandler) -> None:
         work = run.run_handler(handler)

@@ -42,14 +42,14 @@ class Limit:
     #: Bytes of ``bytes`` allowed besides what ``setting`` counts (a state request's envelope).
     allowance: int = 0
 
-    def refusal(self, what: str, size: int) -> str:
-        """``"state is 1.2 MiB (1258291 bytes); the limit is 1 MiB (AO_MAX_STATE_BYTES)"``."""
+    def refusal(self, what: str, size: int | None) -> str:
+        """``"state is 1.2 MiB (1258291 bytes); the limit is 1 MiB (AO_MAX_STATE_BYTES)"``;
+        ``"request body is over …"`` when the size is unknown (a body cut off while streamed)."""
         limit = human_bytes(self.bytes - self.allowance)
         if self.allowance:
             limit += f" + {human_bytes(self.allowance)}"
-        return (
-            f"{what} is {human_bytes(size)} ({size} bytes); the limit is {limit} ({self.setting})"
-        )
+        measured = "over the limit" if size is None else f"{human_bytes(size)} ({size} bytes)"
+        return f"{what} is {measured}; the limit is {limit} ({self.setting})"
 
     def details(self, size: int) -> dict[str, int | str]:
         """The ``details`` of the error reply: size, limit and setting."""

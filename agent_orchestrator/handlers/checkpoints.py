@@ -26,12 +26,13 @@ from agent_orchestrator.domain.errors import NotFound, PayloadTooLarge
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.handlers.commands import CommandContext, command
+from agent_orchestrator.handlers.concurrently import gather_in_order
 from agent_orchestrator.handlers.state import replace_state
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 from agent_orchestrator.storage.checkpoints import CheckpointBlobs, CheckpointRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.state import StateStore
+from agent_orchestrator.storage.state import StateStore, StoredState
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,12 @@ class Checkpointer:
         scheduled: bool,
         now: datetime,
         idempotency: Callable[[Checkpoint], IdempotencyRecord | None] = lambda _: None,
+        current: StoredState | None = None,
     ) -> Checkpoint:
-        """Snapshot the agent's current state: bytes first, then the record and its event."""
-        current = await self.states.read(agent.agent_id)
+        """Snapshot the agent's current state (``current``, if the caller read it already):
+        bytes first, then the record and its event (group-committed)."""
+        if current is None:
+            current = await self.states.read(agent.agent_id)
         data = json.dumps(current.state, separators=(",", ":"), ensure_ascii=False).encode()
         if len(data) > self.max_checkpoint_bytes:
             limit = Limit(self.max_checkpoint_bytes, MAX_CHECKPOINT_SETTING)
@@ -123,9 +127,19 @@ class Checkpointer:
         now: datetime,
         max_state_bytes: int,
     ) -> RestoredState:
-        """Write a checkpoint's state (default: the latest recoverable) as a new revision."""
-        checkpoint = await self.checkpoints.find(agent.agent_id, checkpoint_id)
-        snapshot: dict[str, Any] = json.loads(await self.blobs.get(checkpoint))
+        """Write a checkpoint's state (default: the latest recoverable) as a new revision.
+
+        A named checkpoint's record and (inline) bytes are read in parallel."""
+        if checkpoint_id is None:
+            checkpoint = await self.checkpoints.find(agent.agent_id, None)
+            data = await self.blobs.get(checkpoint)
+        else:
+            checkpoint, inline = await gather_in_order(
+                self.checkpoints.find(agent.agent_id, checkpoint_id),
+                self.blobs.get_inline(agent.agent_id, checkpoint_id),
+            )
+            data = inline if inline is not None else await self.blobs.get(checkpoint)
+        snapshot: dict[str, Any] = json.loads(data)
         event = new_event(
             agent,
             EventKind.CHECKPOINT_RESTORED,
@@ -174,7 +188,9 @@ class CheckpointCommands:
         "store transparently).",
     )
     async def create_checkpoint(self, body: CreateCheckpoint, ctx: CommandContext) -> Checkpoint:
-        agent = await self._agents.get(body.agent_id)
+        agent, current = await gather_in_order(
+            self._agents.get(body.agent_id), self._checkpointer.states.read(body.agent_id)
+        )
         return await self._checkpointer.take(
             agent,
             label=body.label,
@@ -182,6 +198,7 @@ class CheckpointCommands:
             scheduled=False,
             now=ctx.now,
             idempotency=ctx.idempotency_for,
+            current=current,
         )
 
     @command(

@@ -5,7 +5,8 @@ revision) it read, so instances never double it and nothing is forgotten across 
 
 - ``expire messages``: SENT messages past ``expires_at`` become EXPIRED (the server has
   already dropped them from AGENT_MESSAGES by their ``Nats-TTL``);
-- ``time out tasks``: RUNNING tasks past their deadline are retried or TIMED_OUT;
+- ``time out tasks``: RUNNING tasks past their deadline are retried or TIMED_OUT, and
+  questions (INPUT_REQUIRED) past theirs get their on_timeout, once;
 - ``remove ended messages`` / ``remove ended assignments``: messages and task assignments
   that reached a final status while still in their stream are deleted from it, so they are
   never delivered again.

@@ -1,8 +1,8 @@
-"""agent.execute, task.get / list / cancel, and the worker side: task.start / progress /
-complete / fail."""
+"""agent.execute, task.get / list / cancel, the worker side: task.start / progress /
+complete / fail, and asking for input: task.request_input / task.provide_input."""
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -14,12 +14,16 @@ from agent_orchestrator.contracts.tasks import (
     FailTask,
     GetTask,
     ListTasks,
+    ProvideInput,
     ReportProgress,
+    RequestInput,
     StartTask,
     Task,
     TaskPage,
+    TaskPolicy,
     TaskStatus,
 )
+from agent_orchestrator.domain import task_input
 from agent_orchestrator.domain import tasks as rules
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.cursor import decode_cursor, split_page
@@ -43,13 +47,17 @@ async def change_task(
     *,
     taken: bool = False,
     idempotency: Callable[[Task], IdempotencyRecord | None] = lambda _: None,
+    check: Callable[[StoredTask], Awaitable[None]] | None = None,
 ) -> Task:
     """Load, decide, save if nobody changed the task meanwhile; re-decide when somebody did.
 
-    ``decide`` raises for a refused change and returns None when nothing would change."""
+    ``decide`` raises for a refused change and returns None when nothing would change;
+    ``check``, if given, may refuse by raising before it decides (it may do I/O)."""
 
     async def attempt() -> Task | None:
         stored = await tasks.get(task_id)
+        if check is not None:
+            await check(stored)
         change = decide(stored)
         if change is None:
             return stored.task
@@ -63,7 +71,8 @@ async def change_task(
 
 
 async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str) -> int:
-    """Cancel every QUEUED and RUNNING task of ``agent`` (terminated or deleted)."""
+    """Cancel every QUEUED, RUNNING and INPUT_REQUIRED task of ``agent`` (terminated or
+    deleted)."""
     cancelled = 0
     while open_tasks := await tasks.open_tasks_of(agent.agent_id, limit=BATCH):
         for stored in open_tasks:
@@ -81,23 +90,25 @@ async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str)
     return cancelled
 
 
-async def time_out_tasks(tasks: TaskRepository) -> int:
-    """Retry or end every RUNNING task past its deadline (a sweep)."""
+async def time_out_tasks(tasks: TaskRepository, defaults: rules.TaskDefaults) -> int:
+    """A sweep: retry or end every RUNNING task past its deadline, and apply the on_timeout of
+    every question past its own. Each change is written on the revision it was decided from,
+    so with any number of instances sweeping, one applies it and the others find nothing due."""
     count = 0
     for stored in await tasks.overdue(datetime.now(UTC), limit=BATCH):
         with contextlib.suppress(Conflict):  # it ended meanwhile
             after = await change_task(
                 tasks,
                 stored.task.task_id,
-                lambda s: rules.time_out(s.task, s.agent, datetime.now(UTC)),
+                lambda s: task_input.due(s.task, s.agent, defaults, datetime.now(UTC)),
             )
-            count += after.status is not TaskStatus.RUNNING
+            count += after.updated_at != stored.task.updated_at
     return count
 
 
 class TaskCommands:
-    """agent.execute, task.get / list / cancel, and the worker side: task.start / progress /
-    complete / fail."""
+    """agent.execute, task.get / list / cancel, the worker side: task.start / progress /
+    complete / fail, and asking for input: task.request_input / task.provide_input."""
 
     def __init__(
         self, *, agents: AgentRepository, tasks: TaskRepository, defaults: rules.TaskDefaults
@@ -112,12 +123,19 @@ class TaskCommands:
         Task,
         mutating=True,
         description="Hand a task to an ACTIVE agent: it is QUEUED on agent.task.<agent_id> "
-        "until the agent's worker starts it.",
+        "until the agent's worker starts it (and, with configuration.tasks."
+        "max_concurrent_tasks, until the agent has room; on_busy `reject`: a conflict then).",
     )
     async def execute(self, body: ExecuteTask, ctx: CommandContext) -> Task:
         async def attempt() -> Task | None:
-            agent = AgentRef.of(await self._agents.get(body.agent_id))
+            stored_agent = await self._agents.get(body.agent_id)
+            agent = AgentRef.of(stored_agent)
             change = rules.queue(body, agent, self._defaults, ctx.now)
+            policy = TaskPolicy.of(stored_agent.configuration)
+            if policy.max_concurrent_tasks is not None:
+                # Past the limit it is queued all the same (task.start makes it wait its
+                # turn), unless the agent's on_busy is `reject`: then this is a conflict.
+                task_input.admit(policy, await self._tasks.busy_count(body.agent_id))
             if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
                 return change.task
             return None  # the agent left ACTIVE meanwhile: the next round says how
@@ -154,8 +172,10 @@ class TaskCommands:
         CancelTask,
         Task,
         mutating=True,
-        description="Cancel a QUEUED or RUNNING task (idempotent); it is never started "
-        "afterwards, and a running worker learns of it at its next report.",
+        description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (a pending question is "
+        "withdrawn); it is never started afterwards, and a running worker learns of it at its "
+        "next report (or from the task_cancelled event). Cancelling a CANCELLED task answers it "
+        "unchanged; a task that ended otherwise is a conflict.",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
@@ -180,7 +200,16 @@ class TaskCommands:
             body.task_id,
             lambda s: rules.start(s.task, body.attempt, s.agent, self._defaults, ctx.now),
             taken=True,
+            check=self._room_to_start,
         )
+
+    async def _room_to_start(self, stored: StoredTask) -> None:
+        """CapacityReached while the agent of a QUEUED task already runs its
+        max_concurrent_tasks (the worker leaves the assignment for later)."""
+        limit = stored.max_concurrent_tasks
+        if stored.task.status is TaskStatus.QUEUED and limit is not None:
+            policy = TaskPolicy(max_concurrent_tasks=limit)
+            task_input.check_room(policy, await self._tasks.busy_count(stored.task.agent_id))
 
     @command(
         subjects.TASK_PROGRESS,
@@ -225,5 +254,44 @@ class TaskCommands:
             self._tasks,
             body.task_id,
             lambda s: rules.fail(s.task, body, s.agent, ctx.now),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @command(
+        subjects.TASK_REQUEST_INPUT,
+        RequestInput,
+        Task,
+        mutating=True,
+        description="Worker: ask for input. The RUNNING task is INPUT_REQUIRED with the "
+        "question (event task_input_required) until somebody answers it (task.provide_input) "
+        "or its timeout applies on_timeout. With input_seq, asking again a question already "
+        "pending or answered changes nothing and returns the task (with the answer in "
+        "input_answers once there is one).",
+    )
+    async def request_input(self, body: RequestInput, ctx: CommandContext) -> Task:
+        return await change_task(
+            self._tasks,
+            body.task_id,
+            lambda s: task_input.request_input(s.task, body, s.agent, self._defaults, ctx.now),
+            idempotency=ctx.idempotency_for,
+        )
+
+    @command(
+        subjects.TASK_PROVIDE_INPUT,
+        ProvideInput,
+        Task,
+        mutating=True,
+        description="Answer the question an INPUT_REQUIRED task waits on: the input must match "
+        "its input_schema (validation_error lists every failing path); the task is RUNNING "
+        "again (event task_input_provided) and the worker's program gets the answer. A second "
+        "answer, or one past the question's deadline, is a conflict.",
+    )
+    async def provide_input(self, body: ProvideInput, ctx: CommandContext) -> Task:
+        return await change_task(
+            self._tasks,
+            body.task_id,
+            lambda s: task_input.provide_input(
+                s.task, body, s.agent, self._defaults, ctx.now, actor=ctx.actor
+            ),
             idempotency=ctx.idempotency_for,
         )

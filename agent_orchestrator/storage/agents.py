@@ -2,33 +2,25 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from agent_orchestrator.contracts.agents import Agent, AgentStatus, Transition
 from agent_orchestrator.domain.agents import AgentRef, Change, not_found
-from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.agent_writes import (
+    AGENT_COLUMN_TYPES,
+    DELETE_AGENTS,
+    INSERT_AGENTS,
+    UPDATE_AGENTS,
+    AgentDelete,
+    AgentWrite,
+)
+from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.group_read import GroupRead
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
-AGENT_COLUMN_NAMES = (
-    "agent_id",
-    "project_id",
-    "name",
-    "type",
-    "description",
-    "template_id",
-    "template_version",
-    "configuration",
-    "prompt_template",
-    "metadata",
-    "status",
-    "status_reason",
-    "version",
-    "created_at",
-    "updated_at",
-)
+AGENT_COLUMN_NAMES = tuple(AGENT_COLUMN_TYPES)
 """The columns of table ``agents``, each named as the field of ``Agent`` it holds."""
 AGENT_COLUMNS = ", ".join(AGENT_COLUMN_NAMES)
 
@@ -59,26 +51,26 @@ def _agent(row: asyncpg.Record) -> Agent:
     return Agent.model_validate(dict(row))
 
 
-def _agent_values(agent: Agent) -> list[Any]:
-    """The agent's values in the order of AGENT_COLUMN_NAMES."""
-    return [getattr(agent, column) for column in AGENT_COLUMN_NAMES]
-
-
 class AgentRepository:
     """Reads and atomic writes of agents in PostgreSQL."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._reads: GroupRead[UUID, Agent] = GroupRead(self._fetch)
 
     @translate_errors
     async def get(self, agent_id: UUID) -> Agent:
-        """The agent, or NotFound."""
-        row = await self._db.pool.fetchrow(
-            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id
-        )
-        if row is None:
+        """The agent, or NotFound (concurrent gets share one query: see group_read)."""
+        agent = await self._reads.get(agent_id)
+        if agent is None:
             raise not_found(agent_id)
-        return _agent(row)
+        return agent
+
+    async def _fetch(self, agent_ids: list[UUID]) -> dict[UUID, Agent]:
+        rows = await self._db.pool.fetch(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ANY($1::uuid[])", agent_ids
+        )
+        return {row["agent_id"]: _agent(row) for row in rows}
 
     @translate_errors
     async def page(self, where: AgentFilter, *, limit: int, before: UUID | None) -> list[Agent]:
@@ -151,6 +143,7 @@ class AgentRepository:
         )
         return int(count)
 
+    @translate_errors
     async def insert(
         self,
         change: Change,
@@ -158,16 +151,11 @@ class AgentRepository:
         outbox: list[OutboxMessage],
         idempotency: IdempotencyRecord | None = None,
     ) -> None:
-        """Store a new agent with its creation record and events."""
-        agent = change.agent
-        placeholders = ", ".join(f"${i}" for i in range(1, len(AGENT_COLUMN_NAMES) + 1))
-        write = AtomicWrite(
-            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES ({placeholders}) RETURNING agent_id",
-            _agent_values(agent),
-        )
-        write.with_transition(agent.agent_id, change.transition).with_outbox(outbox)
-        await self._execute(write.with_idempotency(idempotency))
+        """Store a new agent with its creation record and events (group-committed)."""
+        write = AgentWrite(change.agent, 0, change.transition, outbox, idempotency)
+        await self._db.group_commit.submit(INSERT_AGENTS, write)
 
+    @translate_errors
     async def save(
         self,
         change: Change,
@@ -177,29 +165,10 @@ class AgentRepository:
         idempotency: IdempotencyRecord | None = None,
     ) -> bool:
         """Store a changed agent if it is still at ``previous_version``; False if it moved on."""
-        agent = change.agent
-        write = AtomicWrite(
-            """UPDATE agents SET name = $2, description = $3, configuration = $4,
-                   prompt_template = $5, metadata = $6, status = $7, status_reason = $8,
-                   version = $9, updated_at = $10
-               WHERE agent_id = $1 AND version = $11 RETURNING agent_id""",
-            [
-                agent.agent_id,
-                agent.name,
-                agent.description,
-                agent.configuration,
-                agent.prompt_template,
-                agent.metadata,
-                agent.status,
-                agent.status_reason,
-                agent.version,
-                agent.updated_at,
-                previous_version,
-            ],
-        )
-        write.with_transition(agent.agent_id, change.transition).with_outbox(outbox)
-        return await self._execute(write.with_idempotency(idempotency))
+        write = AgentWrite(change.agent, previous_version, change.transition, outbox, idempotency)
+        return await self._db.group_commit.submit(UPDATE_AGENTS, write)
 
+    @translate_errors
     async def delete(
         self,
         agent_id: UUID,
@@ -209,12 +178,5 @@ class AgentRepository:
         idempotency: IdempotencyRecord | None = None,
     ) -> bool:
         """Delete an agent (and its history) if still at ``previous_version``."""
-        write = AtomicWrite(
-            "DELETE FROM agents WHERE agent_id = $1 AND version = $2 RETURNING agent_id",
-            [agent_id, previous_version],
-        )
-        return await self._execute(write.with_outbox(outbox).with_idempotency(idempotency))
-
-    @translate_errors
-    async def _execute(self, write: AtomicWrite) -> bool:
-        return await write.execute(self._db.pool)
+        write = AgentDelete(agent_id, previous_version, outbox, idempotency)
+        return await self._db.group_commit.submit(DELETE_AGENTS, write)

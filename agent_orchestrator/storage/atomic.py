@@ -5,7 +5,7 @@ record commit together or not at all, in one round trip. The companion rows are 
 when the main write touched a row, so a version guard that fails writes nothing.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -169,6 +169,21 @@ class AtomicWrite:
             if exc.table_name == "idempotency_keys":
                 raise IdempotencyKeyTaken from exc
             raise
+
+
+class AtomicWrites:
+    """A group-commit kind: each caller's AtomicWrite as its own statement, all of them in
+    one transaction (one commit instead of one per caller). Result: whether the main write
+    touched a row. For writes without a batched (``unnest``) statement of their own."""
+
+    one_statement_per_item = True
+
+    async def write(self, conn: Any, items: Sequence[AtomicWrite]) -> list[bool]:
+        """Run the writes one after the other on ``conn``."""
+        return [await item.execute(conn) for item in items]
+
+
+ATOMIC_WRITES = AtomicWrites()
 
 
 def outbox_insert(params: tuple[str, str, str, str], condition: str) -> str:

@@ -19,7 +19,13 @@ from nats.js.object_store import ObjectStore
 from agent_orchestrator.contracts.checkpoints import Checkpoint, CheckpointStorage
 from agent_orchestrator.contracts.subjects import CHECKPOINT_BUCKET, CHECKPOINT_OBJECTS
 from agent_orchestrator.domain.errors import NotFound, Unavailable
-from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.atomic import (
+    ATOMIC_WRITES,
+    AtomicWrite,
+    IdempotencyRecord,
+    OutboxMessage,
+)
+from agent_orchestrator.storage.checkpoint_writes import INSERT_CHECKPOINTS, CheckpointWrite
 from agent_orchestrator.storage.jetstream import jetstream_calls, kv_span
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
@@ -110,6 +116,18 @@ class CheckpointBlobs:
                     f"snapshot of checkpoint {checkpoint.checkpoint_id} is missing"
                 ) from exc
 
+    async def get_inline(self, agent_id: UUID, checkpoint_id: UUID) -> bytes | None:
+        """The bytes of a checkpoint kept in KV; None when there are none (not inline, or
+        missing). Needs no record, so it can be read alongside it."""
+        _, kv, _ = self._bound()
+        key = _key(agent_id, checkpoint_id)
+        with jetstream_calls(), kv_span("get", CHECKPOINT_BUCKET, key):
+            try:
+                entry = await kv.get(key)
+            except KeyNotFoundError:
+                return None
+        return entry.value or b""
+
     async def delete(self, checkpoints: list[Checkpoint]) -> None:
         """Remove the bytes of these checkpoints (missing ones are fine)."""
         _, kv, objects = self._bound()
@@ -145,27 +163,8 @@ class CheckpointRepository:
         idempotency: IdempotencyRecord | None = None,
     ) -> bool:
         """Record a checkpoint of an existing agent; False when the agent is gone."""
-        c = checkpoint
-        write = AtomicWrite(
-            f"""INSERT INTO checkpoints ({COLUMNS})
-                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-                WHERE EXISTS (SELECT 1 FROM agents WHERE agent_id = $2)
-                RETURNING checkpoint_id""",
-            [
-                c.checkpoint_id,
-                c.agent_id,
-                c.label,
-                c.recoverable,
-                c.state_revision,
-                c.agent_status,
-                c.agent_version,
-                c.size_bytes,
-                c.storage,
-                c.scheduled,
-                c.created_at,
-            ],
-        )
-        return await write.with_outbox(outbox).with_idempotency(idempotency).execute(self._db.pool)
+        write = CheckpointWrite(checkpoint, outbox, idempotency)
+        return await self._db.group_commit.submit(INSERT_CHECKPOINTS, write)
 
     @translate_errors
     async def all_of(self, agent_id: UUID) -> list[Checkpoint]:
@@ -206,7 +205,9 @@ class CheckpointRepository:
                RETURNING checkpoint_id""",
             [agent_id, checkpoint_ids],
         )
-        await write.with_outbox(outbox).with_idempotency(idempotency).execute(self._db.pool)
+        await self._db.group_commit.submit(
+            ATOMIC_WRITES, write.with_outbox(outbox).with_idempotency(idempotency)
+        )
 
     @translate_errors
     async def beyond_newest_scheduled(self, agent_id: UUID, keep: int) -> list[Checkpoint]:

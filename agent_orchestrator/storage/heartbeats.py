@@ -25,6 +25,7 @@ from agent_orchestrator.contracts.subjects import (
     heartbeat_subject,
 )
 from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.storage.heartbeat_cache import HeartbeatCache
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls, kv_span
 
 HEARTBEATS_STREAM = f"KV_{HEARTBEATS_BUCKET}"
@@ -97,6 +98,8 @@ class Heartbeats(JetStreamBound):
             direct=True,
             limit_marker_ttl=marker_ttl_s,
         )
+        self.cache = HeartbeatCache(HEARTBEATS_STREAM)
+        """Worker beats in memory, fed by the bucket's stream (see heartbeat_cache)."""
 
     async def declare(self, nc: nats.aio.client.Client) -> None:
         """Bind, creating the bucket and the monitor's durable consumer if needed."""
@@ -120,6 +123,11 @@ class Heartbeats(JetStreamBound):
                 description="Finds agents whose heartbeats stopped (expiry markers).",
             ),
         )
+        await self.cache.start(js)
+
+    async def close(self) -> None:
+        """Stop feeding the cache."""
+        await self.cache.stop()
 
     @property
     def nc(self) -> nats.aio.client.Client:
@@ -146,9 +154,12 @@ class Heartbeats(JetStreamBound):
         return _entry(reply)
 
     async def worker_beats(self, agent_ids: list[UUID]) -> dict[UUID, datetime]:
-        """When each agent's worker last beat, for those with a live worker (one request)."""
+        """When each agent's worker last beat, for those with a live worker: from the cache
+        once it has caught up with the stream, else with one direct-get request."""
         if not agent_ids:
             return {}
+        if self.cache.ready:
+            return self.cache.worker_beats(agent_ids)
         request = {"multi_last": [heartbeat_subject(str(a)) for a in agent_ids]}
         beats: dict[UUID, datetime] = {}
         keys = str(agent_ids[0]) if len(agent_ids) == 1 else f"{len(agent_ids)} keys"

@@ -27,7 +27,8 @@ from nats.js.api import PubAck
 
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.storage.postgres import CONNECTION_ERRORS, connect
+from agent_orchestrator.storage.connection_errors import CONNECTION_ERRORS
+from agent_orchestrator.storage.postgres import connect
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """PostgreSQL connection pool and translation of driver errors into the service's errors."""
 
-import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -9,24 +8,12 @@ from typing import ParamSpec, TypeVar
 import asyncpg
 
 from agent_orchestrator.domain.errors import Unavailable, ValidationFailed
+from agent_orchestrator.storage.connection_errors import CONNECTION_ERRORS
+from agent_orchestrator.storage.group_commit import GroupCommit
 from agent_orchestrator.storage.traced_db import TracedConnection
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-# Errors that mean "the database is not there right now", not "the request is wrong".
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin / crash shutdown, class 57
-    # A pooled connection caught mid-operation when PostgreSQL went away ("cannot switch to
-    # state 12; another operation is in progress"), seen on a PostgreSQL restart under load.
-    asyncpg.exceptions.InternalClientError,
-)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -56,6 +43,8 @@ class Database:
             TracedConnection if traced else asyncpg.Connection
         )
         self._pool: asyncpg.Pool | None = None
+        self.group_commit = GroupCommit(lambda: self.pool)
+        """The pool's writer: concurrent writes share one transaction (see group_commit)."""
 
     @property
     def pool(self) -> asyncpg.Pool:

@@ -53,6 +53,8 @@ class StoredTask:
     task: Task
     revision: int
     agent: AgentRef
+    max_concurrent_tasks: int | None = None
+    """The agent's ``configuration.tasks.max_concurrent_tasks`` (None: no limit)."""
 
 
 def _task(row: asyncpg.Record) -> Task:
@@ -61,7 +63,8 @@ def _task(row: asyncpg.Record) -> Task:
 
 def _stored(row: asyncpg.Record) -> StoredTask:
     task = _task(row)
-    return StoredTask(task, row["revision"], agent_ref(row, task.agent_id, task.project_id))
+    agent = agent_ref(row, task.agent_id, task.project_id)
+    return StoredTask(task, row["revision"], agent, row["a_max_tasks"])
 
 
 def _values(task: Task) -> list[Any]:
@@ -225,7 +228,9 @@ class TaskRepository:
 
     async def _fetch_stored(self, where: str, *args: Any) -> list[StoredTask]:
         rows = await self._db.pool.fetch(
-            f"""SELECT {_T_COLUMNS}, t.revision, {AGENT_REF_COLUMNS}
+            f"""SELECT {_T_COLUMNS}, t.revision, {AGENT_REF_COLUMNS},
+                       (a.configuration -> 'tasks' ->> 'max_concurrent_tasks')::int
+                           AS a_max_tasks
                 FROM tasks t LEFT JOIN agents a ON a.agent_id = t.agent_id
                 WHERE {where}""",
             *args,

@@ -9,7 +9,12 @@ import asyncpg
 from agent_orchestrator.contracts.subjects import template_event_subject
 from agent_orchestrator.contracts.templates import Template, TemplateEvent
 from agent_orchestrator.domain.errors import Conflict, NotFound
-from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.atomic import (
+    ATOMIC_WRITES,
+    AtomicWrite,
+    IdempotencyRecord,
+    OutboxMessage,
+)
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 SELECT_TEMPLATE = """
@@ -135,7 +140,7 @@ class TemplateRepository:
         )
         write.with_row("template_versions", _version_row(template)).with_outbox(_outbox(event))
         try:
-            await write.with_idempotency(idempotency).execute(self._db.pool)
+            await self._db.group_commit.submit(ATOMIC_WRITES, write.with_idempotency(idempotency))
         except asyncpg.UniqueViolationError as exc:
             raise _name_taken(template) from exc
 
@@ -189,4 +194,5 @@ class TemplateRepository:
                WHERE template_id = $1 AND deleted_at IS NULL RETURNING template_id""",
             [template.template_id, event.occurred_at],
         )
-        await write.with_outbox(_outbox(event)).with_idempotency(idempotency).execute(self._db.pool)
+        write.with_outbox(_outbox(event)).with_idempotency(idempotency)
+        await self._db.group_commit.submit(ATOMIC_WRITES, write)

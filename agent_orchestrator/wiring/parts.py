@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
+from agent_orchestrator.domain.tasks import TaskDefaults
 from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.communications import expire_messages
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
@@ -130,12 +131,22 @@ def heartbeats(settings: Settings) -> Heartbeats:
     return Heartbeats(marker_ttl_s=float(settings.events_max_age_s), replicas=settings.js_replicas)
 
 
+def task_defaults(settings: Settings) -> TaskDefaults:
+    """What shapes every task: its timeouts, attempts and heartbeat window."""
+    return TaskDefaults(
+        timeout_s=settings.task_timeout_s,
+        max_attempts=settings.task_max_attempts,
+        heartbeat_s=settings.task_heartbeat_s,
+        input_timeout_s=settings.task_input_timeout_s,
+    )
+
+
 def sweeper(settings: Settings, *, repositories: Repositories, queues: Queues) -> Sweeper:
     """The periodic sweeps: expired messages, overdue tasks, ended stream entries."""
     return Sweeper(
         {
             "expire messages": partial(expire_messages, repositories.communications),
-            "time out tasks": partial(time_out_tasks, repositories.tasks),
+            "time out tasks": partial(time_out_tasks, repositories.tasks, task_defaults(settings)),
             "remove ended messages": remove_ended(repositories.communications, queues.inbox),
             "remove ended assignments": remove_ended(repositories.tasks, queues.tasks),
         },

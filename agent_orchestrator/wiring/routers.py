@@ -7,7 +7,6 @@ from faststream.nats import NatsRouter
 from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator.contracts.subjects import ASYNCAPI
-from agent_orchestrator.domain.tasks import TaskDefaults
 from agent_orchestrator.handlers.agent_consumers import AgentConsumers, ConsumerKeeper
 from agent_orchestrator.handlers.agents import AgentCommands
 from agent_orchestrator.handlers.checkpoint_schedules import (
@@ -43,7 +42,7 @@ from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.storage.state import StateStore
-from agent_orchestrator.wiring.parts import Queues, Repositories
+from agent_orchestrator.wiring.parts import Queues, Repositories, task_defaults
 
 
 def command_areas(
@@ -97,11 +96,7 @@ def command_areas(
         TaskCommands(
             agents=r.agents,
             tasks=r.tasks,
-            defaults=TaskDefaults(
-                timeout_s=settings.task_timeout_s,
-                max_attempts=settings.task_max_attempts,
-                heartbeat_s=settings.task_heartbeat_s,
-            ),
+            defaults=task_defaults(settings),
         ),
     ]
 

@@ -7,18 +7,14 @@ from typing import Any
 import asyncpg
 import nats.aio.client
 
+from tests.support.agents import create_agent
 from tests.support.calls import call, ok
 
 NC = nats.aio.client.Client
 
 
-async def create(nc: NC, **fields: Any) -> dict[str, Any]:
-    body = {"name": "agent", "type": "echo", **fields}
-    return dict(await ok(nc, "agent.create", body))
-
-
 async def test_create_returns_the_agent_and_get_reads_it_back(nc: NC) -> None:
-    agent = await create(
+    agent = await create_agent(
         nc,
         name="researcher-1",
         description="reads papers",
@@ -35,8 +31,8 @@ async def test_create_returns_the_agent_and_get_reads_it_back(nc: NC) -> None:
 
 async def test_list_filters_and_pages_newest_first(nc: NC) -> None:
     project = f"p-{uuid.uuid4()}"
-    made = [await create(nc, project_id=project, type="lister") for _ in range(5)]
-    other = await create(nc, project_id=project, type="other")
+    made = [await create_agent(nc, project_id=project, type="lister") for _ in range(5)]
+    other = await create_agent(nc, project_id=project, type="other")
     seen: list[str] = []
     cursor = None
     while True:
@@ -56,7 +52,7 @@ async def test_list_filters_and_pages_newest_first(nc: NC) -> None:
 
 
 async def test_update_changes_the_given_fields_and_bumps_the_version(nc: NC) -> None:
-    agent = await create(nc, description="old", metadata={"a": 1})
+    agent = await create_agent(nc, description="old", metadata={"a": 1})
     updated = await ok(
         nc,
         "agent.update",
@@ -70,7 +66,7 @@ async def test_update_changes_the_given_fields_and_bumps_the_version(nc: NC) -> 
 
 
 async def test_delete_removes_the_agent_and_its_history(nc: NC, db: asyncpg.Pool) -> None:
-    agent = await create(nc)
+    agent = await create_agent(nc)
     reply = await ok(nc, "agent.delete", {"agent_id": agent["agent_id"]})
     assert reply == {"agent_id": agent["agent_id"], "deleted": True}
     assert (await call(nc, "agent.get", {"agent_id": agent["agent_id"]})).error_code == "not_found"
@@ -81,5 +77,5 @@ async def test_delete_removes_the_agent_and_its_history(nc: NC, db: asyncpg.Pool
 
 
 async def test_many_concurrent_creates_all_succeed(nc: NC) -> None:
-    replies = await asyncio.gather(*(create(nc, name=f"c{i}") for i in range(100)))
+    replies = await asyncio.gather(*(create_agent(nc, name=f"c{i}") for i in range(100)))
     assert len({r["agent_id"] for r in replies}) == 100

@@ -1,6 +1,5 @@
 """The HTTP bridge, through the real FastAPI app against the session's running service."""
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -15,14 +14,12 @@ from agent_orchestrator.bridge.routes import ROUTES, Route
 from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent, GetAgent
+from tests.support.agents import unique
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.workers import worker_running
 
 PROBLEM = "application/problem+json"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -50,12 +47,18 @@ async def new_agent(http: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
 
 
 async def wait_status(http: httpx.AsyncClient, agent_id: str, status: str) -> dict[str, Any]:
-    for _ in range(200):
-        agent: dict[str, Any] = (await http.get(f"/api/agents/{agent_id}")).json()
-        if agent["status"] == status:
-            return agent
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"agent never reached {status}: {agent}")
+    return await eventually(
+        lambda: get_json(http, f"/api/agents/{agent_id}"),
+        lambda agent: agent["status"] == status,
+        within=10,
+        what=f"agent {agent_id} {status}",
+        interval=0.05,
+    )
+
+
+async def get_json(http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    body: dict[str, Any] = (await http.get(url)).json()
+    return body
 
 
 async def test_agent_crud_with_etag_and_if_match(http: httpx.AsyncClient) -> None:
@@ -453,6 +456,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         ("POST", "/api/agents/{agent_id}/execute"): (subjects.AGENT_EXECUTE, 201),
         ("GET", "/api/tasks/{task_id}"): (subjects.TASK_GET, 200),
         ("POST", "/api/tasks/{task_id}/cancel"): (subjects.TASK_CANCEL, 200),
+        ("POST", "/api/tasks/{task_id}/input"): (subjects.TASK_PROVIDE_INPUT, 200),
         ("GET", "/api/tasks"): (subjects.TASK_LIST, 200),
         ("GET", "/api/agents/{agent_id}/tasks"): (subjects.TASK_LIST, 200),
     }
@@ -465,6 +469,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         subjects.TASK_PROGRESS,
         subjects.TASK_COMPLETE,
         subjects.TASK_FAIL,
+        subjects.TASK_REQUEST_INPUT,
     }
     assert not worker_side & {r.subject for r in ROUTES}
     execute = spec["components"]["schemas"]["ExecuteTaskBody"]
@@ -662,12 +667,13 @@ async def test_communication_errors_are_problems(
 
 
 async def wait_task(http: httpx.AsyncClient, location: str, status: str) -> dict[str, Any]:
-    for _ in range(300):
-        task: dict[str, Any] = (await http.get(location)).json()
-        if task["status"] == status:
-            return task
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"task never reached {status}: {task}")
+    return await eventually(
+        lambda: get_json(http, location),
+        lambda task: task["status"] == status,
+        within=15,
+        what=f"task {location} {status}",
+        interval=0.05,
+    )
 
 
 async def test_execute_get_and_cancel_a_task(

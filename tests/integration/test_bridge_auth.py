@@ -19,7 +19,7 @@ from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.events import in_project
 from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
+from tests.support.agents import sdk_agent
 from tests.support.calls import call, ok
 from tests.support.servers import ServerUrls
 
@@ -48,16 +48,11 @@ def bearer(value: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
-async def agent_in(client: OrchestratorClient, project: str) -> str:
-    agent = await client.create_agent(CreateAgent(name="a", type="t", project_id=project))
-    return str(agent.agent_id)
-
-
 async def test_jwt_callers_are_scoped_to_their_project(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
     mine, theirs = f"mine-{uuid.uuid4()}", f"theirs-{uuid.uuid4()}"
-    other = await agent_in(client, theirs)
+    other = await sdk_agent(client, theirs, start=False)
     async with bridge(nc, servers, auth="jwt", jwt_secret=SECRET) as http:
         me = bearer(token(mine))
         made = await http.post("/api/agents", json={"name": "b", "type": "t"}, headers=me)
@@ -101,8 +96,8 @@ async def test_tasks_and_communications_of_another_project_are_not_found(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
     theirs = f"theirs-{uuid.uuid4()}"
-    sender, receiver = await agent_in(client, theirs), await agent_in(client, theirs)
-    await client.start_agent(sender)
+    sender = await sdk_agent(client, theirs)
+    receiver = await sdk_agent(client, theirs, start=False)
     message = await client.send(sender, receiver, content="private")
     task = await client.execute(sender, "private")
     async with bridge(nc, servers, auth="jwt", jwt_secret=SECRET) as http:
@@ -153,7 +148,7 @@ async def test_jwks_keys_and_api_keys(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
     project = f"p-{uuid.uuid4()}"
-    own = await agent_in(client, project)
+    own = await sdk_agent(client, project, start=False)
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
     jwks = tmp_path / "jwks.json"
@@ -197,7 +192,7 @@ async def test_cors_only_for_configured_origins(nc: NC, servers: ServerUrls) -> 
 async def test_the_service_confines_any_request_that_carries_a_project_scope(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    theirs = await agent_in(client, f"theirs-{uuid.uuid4()}")
+    theirs = await sdk_agent(client, f"theirs-{uuid.uuid4()}", start=False)
     scope = {subjects.PROJECT_SCOPE_HEADER: f"mine-{uuid.uuid4()}"}
     hidden = await call(nc, subjects.AGENT_GET, {"agent_id": theirs}, headers=scope)
     assert hidden.error_code == "not_found"

@@ -2,33 +2,19 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats.aio.client
 import pytest
-import pytest_asyncio
 
 from agent_orchestrator.bridge import BridgeSettings, create_app
-from agent_orchestrator.bridge.server import EmbeddedBridge
-from agent_orchestrator.runtime import free_port
-from agent_orchestrator.service import Service
+from tests.support.agents import ready_agent
 from tests.support.calls import ok
-from tests.support.servers import ServerUrls
 
 NC = nats.aio.client.Client
 COMMITTED_ASYNCAPI = Path(__file__).resolve().parents[2] / "asyncapi.yaml"
-
-
-@pytest_asyncio.fixture(scope="module")
-async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIterator[str]:
-    """A real HTTP server (streaming needs one), sharing the session's NATS connection."""
-    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
-    url = await bridge.start()
-    yield url
-    await bridge.stop()
 
 
 async def read_events(
@@ -58,18 +44,8 @@ async def read_events(
     return events
 
 
-async def walked_agent(nc: NC) -> str:
-    agent = await ok(nc, "agent.create", {"name": "sse", "type": "t"})
-    await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
-    for _ in range(200):
-        if (await ok(nc, "agent.get", {"agent_id": agent["agent_id"]}))["status"] == "READY":
-            break
-        await asyncio.sleep(0.05)
-    return str(agent["agent_id"])
-
-
 async def test_events_replay_resume_and_filter(nc: NC, bridge_url: str) -> None:
-    agent_id = await walked_agent(nc)
+    agent_id = await ready_agent(nc)
     everything = await asyncio.wait_for(
         read_events(bridge_url, 3, params={"agent_id": agent_id}, last_event_id="0"), 15
     )
@@ -93,7 +69,7 @@ async def test_events_replay_resume_and_filter(nc: NC, bridge_url: str) -> None:
 
 
 async def test_live_events_arrive_without_last_event_id(nc: NC, bridge_url: str) -> None:
-    agent_id = await walked_agent(nc)
+    agent_id = await ready_agent(nc)
     reader = asyncio.create_task(
         read_events(bridge_url, 1, params={"agent_id": agent_id, "kind": "active"})
     )

@@ -20,20 +20,12 @@ A failure is reported with schemathesis's own reproduction (a curl command per s
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import nats.aio.client
-import pytest_asyncio
 import schemathesis
 import schemathesis.engine
 from schemathesis.engine import events
-
-from agent_orchestrator.bridge import BridgeSettings
-from agent_orchestrator.bridge.server import EmbeddedBridge
-from agent_orchestrator.runtime import free_port
-from agent_orchestrator.service import Service
-from tests.support.servers import ServerUrls
 
 NC = nats.aio.client.Client
 MAX_REPORT_CHARS = 3000  # generated bodies can be megabytes
@@ -88,15 +80,6 @@ CONFIG: dict[str, Any] = {
         },
     ],
 }
-
-
-@pytest_asyncio.fixture(scope="module")
-async def bridge_url(service: Service, nc: NC, servers: ServerUrls) -> AsyncIterator[str]:
-    """A real HTTP server on the session's loop, sharing the session's NATS connection."""
-    bridge = EmbeddedBridge(BridgeSettings(nats_url=servers.nats_url), port=free_port(), nc=nc)
-    url = await bridge.start()
-    yield url
-    await bridge.stop()
 
 
 def _failures(event: events.EngineEvent) -> list[str]:

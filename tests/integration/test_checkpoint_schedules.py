@@ -9,16 +9,11 @@ import nats.aio.client
 import pytest
 
 from agent_orchestrator.service import Service
+from tests.support.agents import agent_with_state
 from tests.support.calls import call, ok
 from tests.support.own_service import own_service
 
 NC = nats.aio.client.Client
-
-
-async def agent_with_state(nc: NC) -> str:
-    agent_id = str((await ok(nc, "agent.create", {"name": "sched", "type": "t"}))["agent_id"])
-    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"n": 1}})
-    return agent_id
 
 
 async def scheduled(nc: NC, agent_id: str) -> list[dict[str, Any]]:
@@ -39,7 +34,7 @@ async def test_a_one_second_schedule_survives_a_restart_and_keeps_the_last_three
 ) -> None:
     async with own_service(tmp_path) as own:
         nc = own.nc
-        agent_id = await agent_with_state(nc)
+        agent_id = await agent_with_state(nc, {"n": 1})
         schedule = await ok(
             nc,
             "agent.checkpoint.schedule",
@@ -77,7 +72,7 @@ async def test_two_instances_take_one_checkpoint_per_period(tmp_path: Path) -> N
         second = Service(own.service.settings)
         await second.start()
         try:
-            agent_id = await agent_with_state(own.nc)
+            agent_id = await agent_with_state(own.nc, {"n": 1})
             await ok(own.nc, "agent.checkpoint.schedule", {"agent_id": agent_id, "interval_s": 1})
             started = asyncio.get_running_loop().time()
             await asyncio.sleep(4.5)
@@ -89,7 +84,7 @@ async def test_two_instances_take_one_checkpoint_per_period(tmp_path: Path) -> N
 
 
 async def test_a_schedule_stops_when_the_agent_is_terminated(nc: NC, service: Service) -> None:
-    agent_id = await agent_with_state(nc)
+    agent_id = await agent_with_state(nc, {"n": 1})
     await ok(nc, "agent.checkpoint.schedule", {"agent_id": agent_id, "interval_s": 1})
     await asyncio.sleep(1.5)
     await ok(nc, "agent.terminate", {"agent_id": agent_id})
@@ -101,7 +96,7 @@ async def test_a_schedule_stops_when_the_agent_is_terminated(nc: NC, service: Se
 
 
 async def test_a_one_shot_schedule_fires_once(nc: NC) -> None:
-    agent_id = await agent_with_state(nc)
+    agent_id = await agent_with_state(nc, {"n": 1})
     at = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     reply = await ok(nc, "agent.checkpoint.schedule", {"agent_id": agent_id, "at": at})
     assert reply["at"] is not None
@@ -119,6 +114,6 @@ async def test_a_one_shot_schedule_fires_once(nc: NC) -> None:
     ],
 )
 async def test_a_schedule_needs_exactly_one_valid_timing(nc: NC, body: dict[str, Any]) -> None:
-    agent_id = await agent_with_state(nc)
+    agent_id = await agent_with_state(nc, {"n": 1})
     reply = await call(nc, "agent.checkpoint.schedule", {"agent_id": agent_id, **body})
     assert reply.error_code == "validation_error"

@@ -2,20 +2,15 @@
 
 import json
 import os
-from typing import Any
 
 import asyncpg
 import nats.aio.client
 
+from tests.support.agents import agent_with_state, new_agent
 from tests.support.calls import call, ok
+from tests.support.stores import kv_keys
 
 NC = nats.aio.client.Client
-
-
-async def agent_with_state(nc: NC, state: dict[str, Any]) -> str:
-    agent_id = str((await ok(nc, "agent.create", {"name": "cp", "type": "t"}))["agent_id"])
-    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": state, "mode": "replace"})
-    return agent_id
 
 
 async def test_restore_brings_back_exactly_the_checkpointed_state(nc: NC) -> None:
@@ -60,7 +55,7 @@ async def test_restore_picks_the_latest_recoverable_or_the_one_named(nc: NC) -> 
 
 
 async def test_a_five_mib_checkpoint_round_trips_through_the_object_store(nc: NC) -> None:
-    agent_id = str((await ok(nc, "agent.create", {"name": "big", "type": "t"}))["agent_id"])
+    agent_id = await new_agent(nc, name="big")
     # Build ~5 MiB of state in pieces that each fit in a request.
     piece = os.urandom(90 * 1024).hex()  # 180 KiB of text
     for i in range(29):
@@ -84,6 +79,8 @@ async def test_delete_one_or_all_and_the_events(nc: NC, db: asyncpg.Pool) -> Non
         (await ok(nc, "agent.checkpoint.create", {"agent_id": agent_id}))["checkpoint_id"]
         for _ in range(3)
     ]
+    kv = await nc.jetstream().key_value("agent_checkpoints")
+    assert await kv_keys(kv, f"{agent_id}.") == sorted(f"{agent_id}.{i}" for i in ids)
     one = await ok(nc, "agent.checkpoint.delete", {"agent_id": agent_id, "checkpoint_id": ids[0]})
     assert one == {"agent_id": agent_id, "deleted": 1}
     rest = await ok(nc, "agent.checkpoint.delete", {"agent_id": agent_id})
@@ -91,8 +88,7 @@ async def test_delete_one_or_all_and_the_events(nc: NC, db: asyncpg.Pool) -> Non
     assert (await ok(nc, "agent.checkpoint.list", {"agent_id": agent_id}))["items"] == []
     missing = await call(nc, "agent.checkpoint.restore", {"agent_id": agent_id})
     assert missing.error_code == "not_found"
-    kv = await nc.jetstream().key_value("agent_checkpoints")
-    assert [k for k in await kv.keys() if k.startswith(agent_id)] == []
+    assert await kv_keys(kv, f"{agent_id}.") == []
 
     sub = await nc.jetstream().subscribe(f"agent.event.{agent_id}.>", ordered_consumer=True)
     kinds = [json.loads((await sub.next_msg(timeout=5)).data)["type"] for _ in range(8)]
@@ -114,11 +110,12 @@ async def test_a_terminated_agent_cannot_be_restored_but_can_be_snapshotted(nc: 
 
 async def test_deleting_the_agent_removes_its_checkpoints(nc: NC, db: asyncpg.Pool) -> None:
     agent_id = await agent_with_state(nc, {"a": 1})
-    await ok(nc, "agent.checkpoint.create", {"agent_id": agent_id})
+    checkpoint = await ok(nc, "agent.checkpoint.create", {"agent_id": agent_id})
+    kv = await nc.jetstream().key_value("agent_checkpoints")
+    assert await kv_keys(kv, f"{agent_id}.") == [f"{agent_id}.{checkpoint['checkpoint_id']}"]
     await ok(nc, "agent.delete", {"agent_id": agent_id})
     rows = await db.fetchval("SELECT count(*) FROM checkpoints WHERE agent_id::text = $1", agent_id)
     assert rows == 0
-    kv = await nc.jetstream().key_value("agent_checkpoints")
-    assert [k for k in await kv.keys() if k.startswith(agent_id)] == []
+    assert await kv_keys(kv, f"{agent_id}.") == []
     reply = await call(nc, "agent.checkpoint.list", {"agent_id": agent_id})
     assert reply.error_code == "not_found"

@@ -64,7 +64,6 @@ from tests.support.durability import (
     check_acknowledged_commands,
     compare_stream_with_outbox,
     event_order_problems,
-    eventually,
     outbox_events,
     talkers_running,
     wait_relay_drained,
@@ -79,6 +78,7 @@ from tests.support.nats_cluster import (
     lead_from,
     own_cluster_servers,
 )
+from tests.support.polling import eventually
 from tests.support.service_process import ServiceProcess
 
 pytestmark = pytest.mark.slow

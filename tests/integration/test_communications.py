@@ -14,52 +14,43 @@ from nats.js.errors import NotFoundError
 
 from agent_orchestrator.client import Inbox, OrchestratorClient, QueueClosed, RequestFailed
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
+from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.communications import (
     Communication,
     CommunicationStatus,
     Direction,
 )
+from tests.support.agents import new_agent, sdk_agent, unique
 from tests.support.calls import call, ok
 from tests.support.events import read_events, wait_for_events
+from tests.support.polling import eventually
 
 NC = nats.aio.client.Client
 Status = CommunicationStatus
 
 
-async def new_agent(client: OrchestratorClient, project: str, *, active: bool = True) -> str:
-    agent = await client.create_agent(CreateAgent(name="talker", type="t", project_id=project))
-    if active:
-        await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
-
-
-def project() -> str:
-    return f"p-{uuid.uuid4()}"
-
-
 async def wait_for_status(
     client: OrchestratorClient, communication_id: Any, status: Status, within: float = 10.0
 ) -> Communication:
-    async with asyncio.timeout(within):
-        while True:
-            found = await client.get_communication(communication_id)
-            if found.status is status:
-                return found
-            await asyncio.sleep(0.1)
+    return await eventually(
+        lambda: client.get_communication(communication_id),
+        lambda found: found.status is status,
+        within=within,
+        what=f"communication {communication_id} {status}",
+    )
 
 
-async def inbox_is_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> bool:
-    """Whether AGENT_MESSAGES holds nothing for the agent (waiting for the sweep)."""
+async def wait_inbox_empty(nc: NC, agent_id: str, *, within: float = 5.0) -> None:
+    """Wait until AGENT_MESSAGES holds nothing for the agent (the sweep removes what ended)."""
     js = nc.jetstream()
-    async with asyncio.timeout(within):
-        while True:
-            info = await js.stream_info(
-                subjects.MESSAGES_STREAM, subjects_filter=subjects.inbox_subject(agent_id)
-            )
-            if not info.state.subjects:
-                return True
-            await asyncio.sleep(0.1)
+
+    async def waiting() -> dict[str, int]:
+        info = await js.stream_info(
+            subjects.MESSAGES_STREAM, subjects_filter=subjects.inbox_subject(agent_id)
+        )
+        return info.state.subjects or {}
+
+    await eventually(waiting, lambda left: not left, within=within, what=f"inbox of {agent_id}")
 
 
 async def receive_until_closed(inbox: Inbox, within: float = 10.0) -> None:
@@ -71,8 +62,8 @@ async def receive_until_closed(inbox: Inbox, within: float = 10.0) -> None:
 async def test_a_message_reaches_the_recipient_and_its_ack_records_delivered(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    alice, bob = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    alice, bob = await sdk_agent(client, p), await sdk_agent(client, p)
     sent = await client.send(alice, bob, type="greeting", content={"text": "hello"})
     assert (sent.status, sent.to_agent_id, sent.project_id) == (Status.SENT, uuid.UUID(bob), p)
 
@@ -88,7 +79,7 @@ async def test_a_message_reaches_the_recipient_and_its_ack_records_delivered(
     assert delivered.status is Status.DELIVERED
     assert delivered.delivered_at is not None
     assert (await client.get_communication(sent.communication_id)).status is Status.DELIVERED
-    assert await inbox_is_empty(nc, bob)
+    await wait_inbox_empty(nc, bob)
     js = nc.jetstream()
     [sent_event] = await wait_for_events(js, subjects.event_subject(alice, "message_sent"), 1)
     [done_event] = await wait_for_events(js, subjects.event_subject(bob, "message_delivered"), 1)
@@ -98,9 +89,9 @@ async def test_a_message_reaches_the_recipient_and_its_ack_records_delivered(
 
 
 async def test_per_pair_order_is_kept(nc: NC, client: OrchestratorClient) -> None:
-    p = project()
-    recipient = await new_agent(client, p)
-    senders = [await new_agent(client, p) for _ in range(3)]
+    p = unique("p")
+    recipient = await sdk_agent(client, p)
+    senders = [await sdk_agent(client, p) for _ in range(3)]
 
     async def send_in_order(sender: str) -> None:
         for i in range(25):
@@ -121,13 +112,13 @@ async def test_per_pair_order_is_kept(nc: NC, client: OrchestratorClient) -> Non
 async def test_a_broadcast_reaches_every_active_agent_of_the_project_and_no_other(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    sender = await new_agent(client, p)
-    listeners = sorted([await new_agent(client, p) for _ in range(3)])
-    paused = await new_agent(client, p)
+    p = unique("p")
+    sender = await sdk_agent(client, p)
+    listeners = sorted([await sdk_agent(client, p) for _ in range(3)])
+    paused = await sdk_agent(client, p)
     await client.change(subjects.AGENT_PAUSE, paused)
-    not_started = await new_agent(client, p, active=False)
-    elsewhere = await new_agent(client, project())
+    not_started = await sdk_agent(client, p, start=False)
+    elsewhere = await sdk_agent(client)
 
     summary = await client.send(sender, broadcast=True, type="news", content="tea is ready")
     assert summary.to_agent_id is None
@@ -158,7 +149,7 @@ async def test_a_broadcast_reaches_every_active_agent_of_the_project_and_no_othe
 async def test_a_broadcast_to_a_project_without_listeners_sends_nothing(
     client: OrchestratorClient,
 ) -> None:
-    sender = await new_agent(client, project())
+    sender = await sdk_agent(client)
     summary = await client.send(sender, broadcast=True, content=1)
     assert summary.recipients == []
     assert (await client.communications(sender)).items == []
@@ -167,8 +158,8 @@ async def test_a_broadcast_to_a_project_without_listeners_sends_nothing(
 async def test_request_and_response_are_linked_by_reply_to_and_correlation_id(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    asker, answerer = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    asker, answerer = await sdk_agent(client, p), await sdk_agent(client, p)
     question = await client.send(
         asker, answerer, type="question", content="6*7?", correlation_id="conv-1"
     )
@@ -201,8 +192,8 @@ async def test_request_and_response_are_linked_by_reply_to_and_correlation_id(
 async def test_a_resent_message_with_the_same_idempotency_key_is_not_doubled(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     key = str(uuid.uuid4())
     first, second = await asyncio.gather(
         client.send(a, b, content="once", idempotency_key=key),
@@ -228,8 +219,8 @@ async def test_a_resent_message_with_the_same_idempotency_key_is_not_doubled(
 async def test_a_message_to_a_paused_agent_waits_until_it_is_active(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     await client.change(subjects.AGENT_PAUSE, b)
     sent = await client.send(a, b, content="after the break")
     async with Inbox(nc, b) as inbox:
@@ -244,8 +235,8 @@ async def test_a_message_to_a_paused_agent_waits_until_it_is_active(
 async def test_a_message_never_acknowledged_ends_failed_after_max_deliveries(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     sent = await client.send(a, b, content="ignore me")
     sub = await nc.jetstream().pull_subscribe_bind(
         subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
@@ -262,15 +253,15 @@ async def test_a_message_never_acknowledged_ends_failed_after_max_deliveries(
     assert failed.status_reason == "not acknowledged after 3 deliveries"
     [event] = await wait_for_events(nc.jetstream(), subjects.event_subject(b, "message_failed"), 1)
     assert event.envelope["data"]["status"] == "FAILED"
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     await sub.unsubscribe()
 
 
 async def test_an_expired_message_ends_expired_and_is_never_received(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     await client.change(subjects.AGENT_PAUSE, b)
     sent = await client.send(a, b, content="too late", ttl_s=1)
     assert sent.expires_at is not None
@@ -291,8 +282,8 @@ async def test_an_expired_message_ends_expired_and_is_never_received(
 async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its_inbox(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     await client.change(subjects.AGENT_PAUSE, b)
     waiting = [await client.send(a, b, content=i) for i in range(2)]
     inbox = await Inbox(nc, b).open()
@@ -305,7 +296,7 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
     await inbox.close()
     with pytest.raises(NotFoundError):
         await nc.jetstream().consumer_info(subjects.MESSAGES_STREAM, subjects.inbox_consumer(b))
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     for body in ({"from_agent_id": a, "to_agent_id": b}, {"from_agent_id": b, "to_agent_id": a}):
         refused = await call(nc, subjects.AGENT_SEND, body)
         assert refused.error_code == "invalid_transition", refused.body
@@ -314,8 +305,8 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
 async def test_deleting_a_recipient_fails_its_waiting_messages(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p, active=False)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p, start=False)
     sent = await client.send(a, b, content="never read")
     await ok(nc, subjects.AGENT_DELETE, {"agent_id": b})
     failed = await wait_for_status(client, sent.communication_id, Status.FAILED)
@@ -327,8 +318,8 @@ async def test_deleting_a_recipient_fails_its_waiting_messages(
 async def test_delivered_over_nats_is_idempotent_and_takes_the_message_out_of_the_inbox(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     await client.change(subjects.AGENT_PAUSE, b)
     sent = await client.send(a, b, content="read elsewhere")
     body = {"communication_id": str(sent.communication_id)}
@@ -336,7 +327,7 @@ async def test_delivered_over_nats_is_idempotent_and_takes_the_message_out_of_th
     second = await ok(nc, subjects.COMMUNICATION_DELIVERED, body)
     assert first == second
     assert first["status"] == "DELIVERED"
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)
     await client.change(subjects.AGENT_ACTIVATE, b)
     async with Inbox(nc, b) as inbox:
         assert await inbox.next(timeout=2) is None
@@ -347,8 +338,8 @@ async def test_delivered_over_nats_is_idempotent_and_takes_the_message_out_of_th
 async def test_communications_lists_by_direction_and_status_newest_first_in_pages(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    me, other = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    me, other = await sdk_agent(client, p), await sdk_agent(client, p)
     outgoing = [await client.send(me, other, content=i) for i in range(3)]
     incoming = [await client.send(other, me, content=i) for i in range(2)]
     to_self = await client.send(me, me, content="note to self")
@@ -381,8 +372,8 @@ async def test_communications_lists_by_direction_and_status_newest_first_in_page
 async def test_content_over_the_limit_is_payload_too_large_and_stores_nothing(
     nc: NC, client: OrchestratorClient, db: asyncpg.Pool
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     body = {"from_agent_id": a, "to_agent_id": b, "content": "x" * (64 * 1024)}
     reply = await call(nc, subjects.AGENT_SEND, body)
     assert reply.error_code == "payload_too_large"
@@ -394,7 +385,7 @@ async def test_content_over_the_limit_is_payload_too_large_and_stores_nothing(
 
 
 async def test_unknown_agents_and_communications_are_not_found(nc: NC) -> None:
-    agent = (await ok(nc, subjects.AGENT_CREATE, {"name": "n", "type": "t"}))["agent_id"]
+    agent = await new_agent(nc)
     unknown = str(uuid.uuid4())
     for subject, body in (
         (subjects.AGENT_SEND, {"from_agent_id": unknown, "to_agent_id": agent}),
@@ -411,9 +402,9 @@ async def test_unknown_agents_and_communications_are_not_found(nc: NC) -> None:
 async def test_an_agent_receives_nothing_before_it_is_active(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a = await new_agent(client, p)
-    b = await new_agent(client, p, active=False)
+    p = unique("p")
+    a = await sdk_agent(client, p)
+    b = await sdk_agent(client, p, start=False)
     sent = await client.send(a, b, content="early")
     await client.change(subjects.AGENT_INITIALIZE, b)
     await client.wait_for_status(b, AgentStatus.READY)
@@ -429,8 +420,8 @@ async def test_an_agent_receives_nothing_before_it_is_active(
 async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it_again(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    p = project()
-    a, b = await new_agent(client, p), await new_agent(client, p)
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     sent = await client.send(a, b, content="confirmed, never acked")
     sub = await nc.jetstream().pull_subscribe_bind(
         subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
@@ -441,4 +432,4 @@ async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it
     async with Inbox(nc, b) as inbox:
         assert await inbox.next(timeout=3) is None  # the log says DELIVERED: acked, skipped
     assert held.metadata.num_delivered == 1
-    assert await inbox_is_empty(nc, b)
+    await wait_inbox_empty(nc, b)

@@ -26,11 +26,11 @@ from tests.support.durability import (
     check_acknowledged_commands,
     compare_stream_with_outbox,
     event_order_problems,
-    eventually,
     outbox_events,
     wait_relay_drained,
 )
 from tests.support.events import read_events
+from tests.support.polling import eventually
 from tests.support.service_process import OwnServers, ServiceProcess, own_servers
 
 pytestmark = pytest.mark.slow

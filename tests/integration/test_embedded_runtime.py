@@ -32,10 +32,13 @@ def alive(pid: int) -> bool:
     """True if the process exists and is not a zombie waiting for its reaper."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # ESRCH: it went while being read
         return False
     except OSError:
-        os.kill(pid, 0)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
         return True
     return stat[stat.rindex(")") + 2] not in "ZX"
 

@@ -120,7 +120,15 @@ async def test_unknown_ids_in_every_subject_are_not_found_and_change_nothing(
         body: dict[str, Any] = {name: str(uuid.uuid4()) for name in ids}
         if "to_agent_id" in fields:
             body["to_agent_id"] = str(uuid.uuid4())
-        for name, value in (("state", {}), ("status", "READY"), ("attempt", 1), ("error", "x")):
+        required = (
+            ("state", {}),
+            ("status", "READY"),
+            ("attempt", 1),
+            ("error", "x"),
+            ("prompt", "?"),
+            ("input", "x"),
+        )
+        for name, value in required:
             if name in fields and fields[name].is_required():
                 body[name] = value
         if "interval_s" in fields:

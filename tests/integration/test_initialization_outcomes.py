@@ -1,6 +1,5 @@
 """The initialization job ends in READY or ERROR with the reason, whatever its steps do."""
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,26 +8,17 @@ import nats.aio.client
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.domain.errors import InitializationFailed, Unavailable
+from tests.support.agents import initialized, new_agent
 from tests.support.calls import ok
 from tests.support.own_service import own_service
 
 NC = nats.aio.client.Client
 
 
-async def settle(nc: NC, agent_id: str, timeout: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        agent = await ok(nc, "agent.get", {"agent_id": agent_id})
-        if agent["status"] != "INITIALIZING":
-            return agent
-        assert asyncio.get_running_loop().time() < deadline, "initialization never finished"
-        await asyncio.sleep(0.05)
-
-
 async def initialize(nc: NC, configuration: dict[str, Any]) -> Any:
-    agent = await ok(nc, "agent.create", {"name": "a", "type": "t", "configuration": configuration})
-    await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
-    return await settle(nc, agent["agent_id"])
+    agent_id = await new_agent(nc, configuration=configuration)
+    await ok(nc, "agent.initialize", {"agent_id": agent_id})
+    return await initialized(nc, agent_id)
 
 
 async def test_step_outcomes_decide_ready_or_error(tmp_path: Path) -> None:
@@ -91,4 +81,4 @@ async def test_agents_beyond_the_queue_capacity_end_in_error_until_room_is_made(
 
         await ok(nc, "agent.terminate", {"agent_id": held[0]["agent_id"]})
         await ok(nc, "agent.initialize", {"agent_id": refused["agent_id"]})
-        assert (await settle(nc, refused["agent_id"]))["status"] == "READY"
+        assert (await initialized(nc, refused["agent_id"]))["status"] == "READY"

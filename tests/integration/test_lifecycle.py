@@ -3,38 +3,15 @@
 import asyncio
 import json
 import uuid
-from typing import Any
 
 import asyncpg
 import nats.aio.client
 
 from agent_orchestrator.contracts import subjects
+from tests.support.agents import new_agent, ready_agent, wait_for_status
 from tests.support.calls import call, ok
 
 NC = nats.aio.client.Client
-
-
-async def new_agent(nc: NC) -> str:
-    reply = await ok(nc, "agent.create", {"name": "walker", "type": "echo"})
-    return str(reply["agent_id"])
-
-
-async def wait_for_status(nc: NC, agent_id: str, status: str, timeout: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        agent = await ok(nc, "agent.get", {"agent_id": agent_id})
-        if agent["status"] == status:
-            return agent
-        assert asyncio.get_running_loop().time() < deadline, f"still {agent['status']}"
-        await asyncio.sleep(0.05)
-
-
-async def ready_agent(nc: NC) -> str:
-    agent_id = await new_agent(nc)
-    initializing = await ok(nc, "agent.initialize", {"agent_id": agent_id})
-    assert initializing["status"] == "INITIALIZING"
-    await wait_for_status(nc, agent_id, "READY")
-    return agent_id
 
 
 async def test_the_whole_walk_is_recorded_once_and_published_once(nc: NC) -> None:

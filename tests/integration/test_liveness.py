@@ -14,12 +14,14 @@ import pytest
 
 from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import Agent, AgentStatus, CreateAgent, TransitionPage
+from agent_orchestrator.contracts.agents import Agent, AgentStatus, TransitionPage
 from agent_orchestrator.contracts.tasks import TaskStatus
 from agent_orchestrator.service import Service
+from tests.support.agents import sdk_agent
 from tests.support.calls import call, ok
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.workers import example_agent, worker_running
 
@@ -32,34 +34,27 @@ GRACE = {"liveness": {"heartbeat_window_s": 1, "activation_grace_s": 5}}
 AUTOMATIC = {"recovery": {"automatic": True, "max_attempts": 2, "window_s": 600}}
 
 
-async def started_agent(client: OrchestratorClient, **configuration: Any) -> str:
-    agent = await client.create_agent(
-        CreateAgent(name="watched", type="t", project_id="liveness", configuration=configuration)
-    )
-    await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
-
-
 async def beating(client: OrchestratorClient, agent_id: str, within: float = 20.0) -> Agent:
     """The agent once its worker's heartbeat shows."""
-    async with asyncio.timeout(within):
-        while (agent := await client.get_agent(agent_id)).last_heartbeat_at is None:
-            await asyncio.sleep(0.1)
-    return agent
+    return await eventually(
+        lambda: client.get_agent(agent_id),
+        lambda agent: agent.last_heartbeat_at is not None,
+        within=within,
+        what=f"a heartbeat of agent {agent_id}",
+    )
 
 
 async def status_reached(
     client: OrchestratorClient, agent_id: str, status: S, reason: str | None = None
 ) -> Agent:
-    agent = None
     try:
-        async with asyncio.timeout(30):
-            while True:
-                agent = await client.get_agent(agent_id)
-                if agent.status is status and reason in (None, agent.status_reason):
-                    return agent
-                await asyncio.sleep(0.1)
-    except TimeoutError:
+        return await eventually(
+            lambda: client.get_agent(agent_id),
+            lambda agent: agent.status is status and reason in (None, agent.status_reason),
+            within=30,
+            what=f"agent {agent_id} {status} ({reason})",
+        )
+    except pytest.fail.Exception:
         page = await client.request(
             subjects.AGENT_HISTORY, {"agent_id": agent_id, "limit": 500}, TransitionPage
         )
@@ -81,7 +76,7 @@ async def kill(proc: asyncio.subprocess.Process) -> None:
 async def test_killing_a_worker_moves_its_agent_to_error(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await started_agent(client, **WINDOW)
+    agent_id = await sdk_agent(client, configuration=WINDOW)
     async with example_agent(servers.nats_url, agent_id, tmp_path / "worker.log") as proc:
         alive = await beating(client, agent_id)
         await kill(proc)
@@ -97,7 +92,7 @@ async def test_killing_a_worker_moves_its_agent_to_error(
 async def test_automatic_recovery_restores_the_checkpoint_and_a_new_worker_takes_over(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await started_agent(client, **GRACE, **AUTOMATIC)
+    agent_id = await sdk_agent(client, configuration=GRACE | AUTOMATIC)
     await client.update_state(agent_id, {"step": 1})
     await client.checkpoint(agent_id, label="good")
     await client.update_state(agent_id, {"step": 2})
@@ -123,7 +118,7 @@ async def test_automatic_recovery_restores_the_checkpoint_and_a_new_worker_takes
 async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await started_agent(client, **GRACE, **AUTOMATIC)
+    agent_id = await sdk_agent(client, configuration=GRACE | AUTOMATIC)
     starts = 0
     done = asyncio.Event()  # a flag, not cancel(): see AgentWorker.stop
 
@@ -160,9 +155,9 @@ async def test_a_worker_that_crashes_on_every_start_ends_in_recovery_exhausted(
 async def test_an_agent_that_never_had_a_worker_is_watched_only_if_required(
     client: OrchestratorClient,
 ) -> None:
-    plain = await started_agent(client, **WINDOW)
-    required = await started_agent(
-        client, liveness={"heartbeat_window_s": 1, "require_heartbeat": True}
+    plain = await sdk_agent(client, configuration=WINDOW)
+    required = await sdk_agent(
+        client, configuration={"liveness": {"heartbeat_window_s": 1, "require_heartbeat": True}}
     )
     await status_reached(client, required, S.ERROR, "heartbeat_lost")
     # The same window has passed for both: the agent that never had a worker is left alone.
@@ -172,7 +167,7 @@ async def test_an_agent_that_never_had_a_worker_is_watched_only_if_required(
 async def test_recover_by_hand_restores_a_checkpoint_requeues_running_tasks_and_ends_ready(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await started_agent(client)
+    agent_id = await sdk_agent(client)
     await client.update_state(agent_id, {"v": "first"})
     first = await client.checkpoint(agent_id, label="first")
     await client.update_state(agent_id, {"v": "second"})
@@ -210,7 +205,7 @@ async def test_recover_by_hand_restores_a_checkpoint_requeues_running_tasks_and_
 async def test_recover_refuses_an_agent_that_is_not_in_error_and_fails_on_a_missing_checkpoint(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    agent_id = await started_agent(client)
+    agent_id = await sdk_agent(client)
     refused = await call(nc, subjects.AGENT_RECOVER, {"agent_id": agent_id})
     assert refused.error_code == "invalid_transition"
     await ok(nc, subjects.AGENT_STATUS, {"agent_id": agent_id, "status": "ERROR"})
@@ -250,13 +245,13 @@ async def test_each_loss_is_handled_once_with_two_instances_and_after_an_outage(
         await second.start()
         try:
             recover_to_ready = {"recovery": {"automatic": True, "target": "READY"}}
-            agent_id = await started_agent(client, **WINDOW, **recover_to_ready)
+            agent_id = await sdk_agent(client, configuration=WINDOW | recover_to_ready)
             async with example_agent(own.nats.url, agent_id, tmp_path / "w.log") as proc:
                 await beating(client, agent_id)
                 await kill(proc)
             await status_reached(client, agent_id, S.READY, "recovered")
             # And while no instance runs at all:
-            other = await started_agent(client, **WINDOW)
+            other = await sdk_agent(client, configuration=WINDOW)
             async with example_agent(own.nats.url, other, tmp_path / "w2.log") as proc:
                 await beating(client, other)
                 await own.service.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
+from tests.support.agents import sdk_agent, unique
 from tests.support.servers import ServerUrls
 
 pytestmark = pytest.mark.slow
@@ -52,15 +52,9 @@ async def test_a_thousand_messages_arrive_exactly_once_across_a_recipient_crash(
     db: asyncpg.Pool,
     tmp_path: Path,
 ) -> None:
-    project = f"crash-{uuid.uuid4()}"
-
-    async def started_agent(name: str) -> str:
-        agent = await client.create_agent(CreateAgent(name=name, type="t", project_id=project))
-        await client.start_agent(agent.agent_id)
-        return str(agent.agent_id)
-
-    target = await started_agent("recipient")
-    senders = [await started_agent(f"sender-{i}") for i in range(SENDERS)]
+    project = unique("crash")
+    target = await sdk_agent(client, project, name="recipient")
+    senders = [await sdk_agent(client, project, name=f"sender-{i}") for i in range(SENDERS)]
 
     async def send_all(sender: str) -> list[str]:
         return [

@@ -10,8 +10,10 @@ import pytest
 from agent_orchestrator.client import OrchestratorClient, ServiceUnavailable
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import CreateAgent
+from tests.support.agents import sdk_agent
 from tests.support.calls import call
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 
 
 async def test_a_sender_over_its_backlog_is_refused_until_recipients_catch_up(
@@ -20,13 +22,7 @@ async def test_a_sender_over_its_backlog_is_refused_until_recipients_catch_up(
     async with own_service(tmp_path, max_sender_backlog=3) as own:
         client = OrchestratorClient(own.nc)
 
-        async def agent(*, start: bool) -> str:
-            made = await client.create_agent(CreateAgent(name="a", type="t", project_id="p"))
-            if start:
-                await client.start_agent(made.agent_id)
-            return str(made.agent_id)
-
-        sender, slow = await agent(start=True), await agent(start=False)
+        sender, slow = await sdk_agent(client, "p"), await sdk_agent(client, "p", start=False)
         sent = [await client.send(sender, slow, content=i) for i in range(3)]
 
         refused = await call(
@@ -40,9 +36,9 @@ async def test_a_sender_over_its_backlog_is_refused_until_recipients_catch_up(
             "limit": 3,
         }
         # A broadcast that would go over the limit is refused whole.
-        await agent(start=True)
+        await sdk_agent(client, "p")
         await client.mark_delivered(sent[0].communication_id)
-        await agent(start=True)
+        await sdk_agent(client, "p")
         with pytest.raises(ServiceUnavailable) as over:
             await client.send(sender, broadcast=True, content="to both")
         assert over.value.details["reason"] == "sender_backlog_full"
@@ -50,12 +46,13 @@ async def test_a_sender_over_its_backlog_is_refused_until_recipients_catch_up(
         stored = await client.communications(sender)
         assert len(stored.items) == 3
         js = own.nc.jetstream()
-        async with asyncio.timeout(10):
-            while True:  # the stream holds only what the log says waits (the sweep catches up)
-                info = await js.stream_info(subjects.MESSAGES_STREAM)
-                if info.state.messages == 2:
-                    break
-                await asyncio.sleep(0.1)
+        # The stream holds only what the log says waits (the sweep catches up).
+        await eventually(
+            lambda: js.stream_info(subjects.MESSAGES_STREAM),
+            lambda info: info.state.messages == 2,
+            within=10,
+            what="2 messages in AGENT_MESSAGES",
+        )
 
         # Once a recipient catches up, the sender may send again.
         await client.mark_delivered(sent[1].communication_id)

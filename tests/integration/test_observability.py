@@ -4,7 +4,6 @@ One service on servers of its own (so every request lands on it), with its metri
 and an in-memory span exporter; the bridge app in process, traced by the same provider.
 """
 
-import asyncio
 import io
 import json
 import logging
@@ -28,6 +27,7 @@ from agent_orchestrator.observability import JsonFormatter
 from agent_orchestrator.runtime import free_port
 from tests.support.calls import call, ok
 from tests.support.own_service import OwnService, own_service
+from tests.support.polling import eventually
 
 WAIT_S = 10.0
 
@@ -95,12 +95,13 @@ async def spans_until(
     observed: Observed, found: Callable[[list[ReadableSpan]], bool]
 ) -> list[ReadableSpan]:
     """The finished spans, once ``found`` holds for them (spans end just after replies)."""
-    deadline = asyncio.get_running_loop().time() + WAIT_S
-    while True:
-        spans = list(observed.spans.get_finished_spans())
-        if found(spans) or asyncio.get_running_loop().time() > deadline:
-            return spans
-        await asyncio.sleep(0.05)
+
+    async def finished() -> list[ReadableSpan]:
+        return list(observed.spans.get_finished_spans())
+
+    return await eventually(
+        finished, found, within=WAIT_S, what="the spans looked for", interval=0.05
+    )
 
 
 def of_trace(spans: list[ReadableSpan], trace_id: int) -> list[ReadableSpan]:
@@ -123,7 +124,9 @@ async def test_service_metrics_count_requests_errors_and_latency_per_subject(
 ) -> None:
     nc = observed.own.nc
     before = await scrape_service(observed)
-    assert value(before, "ao_requests_total", subject="agent.update") == 0  # declared up front
+    # Every subject's series is declared up front, before its first request (``value`` would
+    # read a missing one as 0, and another test of the module may have sent agent.update).
+    assert ("ao_requests_total", frozenset({"subject": "agent.update"}.items())) in before
     agent = await ok(nc, "agent.create", {"name": "counted", "type": "t"})
     await ok(nc, "agent.get", {"agent_id": agent["agent_id"]})
     missing = await call(nc, "agent.get", {"agent_id": str(uuid.uuid4())})
@@ -225,8 +228,14 @@ async def test_a_bridge_request_is_one_trace_from_http_through_the_handler_to_db
     assert (await observed.http.get(f"/api/agents/{agent_id}")).status_code == 200
 
     def complete(spans: list[ReadableSpan]) -> bool:
-        names = {s.name for s in spans}
-        return {"GET /api/agents/{agent_id}", "agent.get process"} <= names
+        """The server span and, in its trace, the handler's (not a late one of an earlier
+        test's request)."""
+        return any(
+            s.name == "GET /api/agents/{agent_id}"
+            and s.context is not None
+            and any(t.name == "agent.get process" for t in of_trace(spans, s.context.trace_id))
+            for s in spans
+        )
 
     spans = await spans_until(observed, complete)
     server = named(spans, "GET /api/agents/{agent_id}")

@@ -19,14 +19,11 @@ from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.limits import MIB, STATE_ENVELOPE_BYTES
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.state import encode_state
+from tests.support.agents import new_agent
 from tests.support.calls import call, ok
 from tests.support.own_service import own_service
 
 NC = nats.aio.client.Client
-
-
-async def new_agent(nc: NC) -> str:
-    return str((await ok(nc, "agent.create", {"name": "stateful", "type": "t"}))["agent_id"])
 
 
 async def test_state_starts_empty_and_merges_by_rfc_7396(nc: NC) -> None:

@@ -26,28 +26,23 @@ from agent_orchestrator.client import (
     TaskRun,
 )
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent
-from agent_orchestrator.contracts.tasks import ProvideInput, RequestInput, TaskStatus
+from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.tasks import ProvideInput, RequestInput, Task, TaskStatus
 from agent_orchestrator.domain import task_input
 from agent_orchestrator.domain import tasks as task_rules
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.tasks import TaskRepository
+from tests.support.agents import sdk_agent
 from tests.support.calls import call
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.workers import example_agent, worker_running
 
 NC = nats.aio.client.Client
 S = TaskStatus
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def new_agent(client: OrchestratorClient, *, active: bool = True) -> str:
-    agent = await client.create_agent(CreateAgent(name="worker", type="t", project_id="tasks"))
-    if active:
-        await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
 
 
 def printed_agent(log: Path) -> str | None:
@@ -58,9 +53,14 @@ def printed_agent(log: Path) -> str | None:
 
 async def agent_it_made(log: Path, within: float = 30.0) -> str:
     """Wait for the example program to say which agent it made and started."""
-    async with asyncio.timeout(within):
-        while (agent_id := printed_agent(log)) is None:
-            await asyncio.sleep(0.1)
+
+    async def printed() -> str | None:
+        return printed_agent(log)
+
+    agent_id = await eventually(
+        printed, lambda found: found is not None, within=within, what=f"an agent id in {log}"
+    )
+    assert agent_id is not None
     return agent_id
 
 
@@ -94,7 +94,7 @@ async def test_a_task_runs_end_to_end_through_the_example_agent(
 async def test_progress_reports_are_recorded_and_published(
     nc: NC, client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log"):
         task = await client.execute(
             agent_id, {"text": "one two three four"}, parameters={"seconds_per_word": 0.1}
@@ -110,7 +110,7 @@ async def test_progress_reports_are_recorded_and_published(
 async def test_a_worker_killed_mid_task_leads_to_a_retry(
     client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     text = {"text": "slow words to count"}
     async with example_agent(servers.nats_url, agent_id, tmp_path / "first.log") as first:
         task = await client.execute(
@@ -128,7 +128,7 @@ async def test_a_worker_killed_mid_task_leads_to_a_retry(
 async def test_a_worker_that_never_reports_is_timed_out_after_its_last_attempt(
     client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     async with example_agent(servers.nats_url, agent_id, tmp_path / "agent.log") as proc:
         task = await client.execute(
             agent_id, {"text": "a b c"}, parameters={"seconds_per_word": 5}, max_attempts=1
@@ -145,7 +145,7 @@ async def test_a_worker_that_never_reports_is_timed_out_after_its_last_attempt(
 async def test_a_cancelled_task_is_never_started(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     task = await client.execute(agent_id, {"text": "cancel me"})
     cancelled = await client.cancel_task(task.task_id, "changed my mind")
     assert (cancelled.status, cancelled.status_reason) == (S.CANCELLED, "changed my mind")
@@ -170,7 +170,7 @@ async def test_a_cancelled_task_is_never_started(
 async def test_cancelling_a_running_task_stops_its_handler(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     stopped = asyncio.Event()
 
     async def handler(run: TaskRun) -> Any:
@@ -191,7 +191,7 @@ async def test_cancelling_a_running_task_stops_its_handler(
 async def test_cancelling_a_slow_task_of_the_example_agent_is_one_info_line(
     client: OrchestratorClient, servers: ServerUrls, tmp_path: Path
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     log = tmp_path / "agent.log"
     async with example_agent(servers.nats_url, agent_id, log):
         task = await client.execute(
@@ -222,7 +222,7 @@ async def test_a_handler_reporting_progress_sees_the_cancellation_as_cancelled_e
     client: OrchestratorClient, servers: ServerUrls, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="agent_orchestrator.client")
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     saw: list[BaseException] = []
     reports = 0
 
@@ -259,7 +259,7 @@ async def test_a_handler_reporting_progress_sees_the_cancellation_as_cancelled_e
 async def test_a_paused_agents_task_starts_after_activation(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     task = await client.execute(agent_id, "wait for me")
     await client.change(subjects.AGENT_PAUSE, agent_id)
 
@@ -281,7 +281,7 @@ MOVES = {"PAUSED": subjects.AGENT_PAUSE, "TERMINATED": subjects.AGENT_TERMINATE}
 async def test_execute_on_an_agent_that_is_not_active_is_refused_and_stores_nothing(
     nc: NC, client: OrchestratorClient, db: asyncpg.Pool, status: str
 ) -> None:
-    agent_id = await new_agent(client, active=status not in ("CREATED", "READY"))
+    agent_id = await sdk_agent(client, start=status not in ("CREATED", "READY"))
     if status == "READY":
         await client.change(subjects.AGENT_INITIALIZE, agent_id)
         await client.wait_for_status(agent_id, AgentStatus.READY)
@@ -297,7 +297,7 @@ async def test_execute_on_an_agent_that_is_not_active_is_refused_and_stores_noth
 async def test_terminating_an_agent_cancels_its_queued_and_running_tasks(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         await asyncio.sleep(60)
@@ -315,7 +315,7 @@ async def test_terminating_an_agent_cancels_its_queued_and_running_tasks(
 async def test_a_handler_that_raises_fails_the_task_and_retry_task_retries_it(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         if run.input == "retry" and run.attempt == 1:
@@ -337,7 +337,7 @@ async def test_a_handler_that_raises_fails_the_task_and_retry_task_retries_it(
 async def test_worker_reports_for_another_attempt_or_an_ended_task_are_conflicts(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     task = await client.execute(agent_id, "manual")
     tid = str(task.task_id)
     assert (await call(nc, subjects.TASK_START, {"task_id": tid, "attempt": 2})).error_code == (
@@ -363,7 +363,7 @@ async def test_worker_reports_for_another_attempt_or_an_ended_task_are_conflicts
 async def test_tasks_list_by_agent_and_status_newest_first_in_pages(
     client: OrchestratorClient,
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     made = [await client.execute(agent_id, n) for n in range(5)]
     await client.cancel_task(made[1].task_id)
     ids = [t.task_id for t in made][::-1]
@@ -383,7 +383,7 @@ async def test_tasks_list_by_agent_and_status_newest_first_in_pages(
 async def test_the_worker_rides_out_a_nats_server_restart(tmp_path: Path) -> None:
     async with own_service(tmp_path, task_heartbeat_s=5.0, sweep_s=0.2) as own:
         client = OrchestratorClient(own.nc)
-        agent_id = await new_agent(client)
+        agent_id = await sdk_agent(client)
 
         async def handler(run: TaskRun) -> Any:
             return run.input
@@ -396,13 +396,21 @@ async def test_the_worker_rides_out_a_nats_server_restart(tmp_path: Path) -> Non
             before = await client.execute(agent_id, "before")
             assert (await client.wait_for_task(before.task_id)).result == "before"
             await asyncio.to_thread(own.nats.restart)
-            async with asyncio.timeout(30):
-                while True:  # until the service is connected again
-                    try:
-                        after = await client.execute(agent_id, "after")
-                        break
-                    except ServiceUnavailable:
-                        await asyncio.sleep(0.2)
+
+            async def execute_after() -> Task | None:
+                try:
+                    return await client.execute(agent_id, "after")
+                except ServiceUnavailable:  # until the service is connected again
+                    return None
+
+            after = await eventually(
+                execute_after,
+                lambda task: task is not None,
+                within=30,
+                what="agent.execute accepted after the restart",
+                interval=0.2,
+            )
+            assert after is not None
             done = await client.wait_for_task(after.task_id)
             assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "after", 1)
         finally:
@@ -423,7 +431,7 @@ async def test_a_task_waiting_for_input_round_trips_through_its_row_and_is_in_th
     await database.open()
     try:
         repo = TaskRepository(database)
-        agent_id = await new_agent(client)
+        agent_id = await sdk_agent(client)
         queued = await client.execute(agent_id, {"ticket": 1})
         stored = await repo.get(queued.task_id)
         now = datetime.now(UTC)

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import nats.aio.client
 
+from tests.support.agents import initialized
 from tests.support.calls import call, ok
 
 NC = nats.aio.client.Client
@@ -276,13 +277,7 @@ async def test_initialization_checks_the_configuration_against_the_template(
     )
     for agent in (good, bad):
         await ok(nc, "agent.initialize", {"agent_id": agent["agent_id"]})
-    deadline = asyncio.get_running_loop().time() + 15
-    while True:
-        states = [await ok(nc, "agent.get", {"agent_id": a["agent_id"]}) for a in (good, bad)]
-        if all(s["status"] != "INITIALIZING" for s in states):
-            break
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    states = [await initialized(nc, a["agent_id"], within=15) for a in (good, bad)]
     assert states[0]["status"] == "READY"
     assert states[1]["status"] == "ERROR"
     assert "configuration.model" in states[1]["status_reason"]

@@ -15,10 +15,10 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import nats
@@ -29,10 +29,9 @@ from pydantic import JsonValue
 
 from agent_orchestrator.client import AgentWorker, InboxMessage, OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
+from tests.support.agents import sdk_agent
 from tests.support.events import StreamEvent
-
-T = TypeVar("T")
+from tests.support.polling import eventually
 
 REQUEST_TIMEOUT_S = 2.0
 #: A caller whose request failed waits this long before its next one (no busy loop while a
@@ -70,25 +69,6 @@ async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.1,
-) -> T:
-    """Poll ``probe`` until ``done(result)``; fail with the last result after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not reached within {within:.0f} s; last seen: {result!r}")
-        await asyncio.sleep(interval)
 
 
 async def wait_relay_drained(db: asyncpg.Connection, *, within: float = 20.0) -> None:
@@ -465,11 +445,9 @@ async def talkers_running(
     are stopped (running tasks cancelled) and their connections closed on exit."""
     talkers = Talkers()
     for n in range(count):
-        agent = await client.create_agent(
-            CreateAgent(name=f"talker-{n}", type="fault-test", project_id=project)
+        talkers.agents.append(
+            await sdk_agent(client, project, name=f"talker-{n}", type="fault-test")
         )
-        await client.start_agent(agent.agent_id)
-        talkers.agents.append(str(agent.agent_id))
     async with contextlib.AsyncExitStack() as stack:
         for agent_id in talkers.agents:
             nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)

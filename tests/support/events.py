@@ -1,6 +1,5 @@
 """Reading AGENT_EVENTS in tests: every message on a subject, or waiting for some to arrive."""
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from agent_orchestrator.contracts import subjects
+from tests.support.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ async def wait_for_events(
     js: JetStreamContext, subject: str, count: int, *, within: float = 10.0
 ) -> list[StreamEvent]:
     """The events on ``subject`` once there are at least ``count`` (the relay is asynchronous)."""
-    async with asyncio.timeout(within):
-        while True:
-            events = await read_events(js, subject)
-            if len(events) >= count:
-                return events
-            await asyncio.sleep(0.1)
+    return await eventually(
+        lambda: read_events(js, subject),
+        lambda events: len(events) >= count,
+        within=within,
+        what=f"{count} events on {subject}",
+    )

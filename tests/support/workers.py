@@ -33,19 +33,21 @@ async def worker_running(
 
 
 EXAMPLE_AGENT = Path(__file__).resolve().parents[2] / "examples" / "word_count_agent.py"
+APPROVAL_AGENT = EXAMPLE_AGENT.with_name("approval_agent.py")
 
 
 @asynccontextmanager
 async def example_agent(
-    nats_url: str, agent_id: str | None, log: Path
+    nats_url: str, agent_id: str | None, log: Path, program: Path = EXAMPLE_AGENT
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """examples/word_count_agent.py as a child process (killed at the end if still running):
     serving ``agent_id``, or (None) an agent it creates itself, as the README's tour does.
-    Its output is appended to ``log``."""
+    Its output is appended to ``log``. ``program``: another example agent with the same
+    command line (``APPROVAL_AGENT``)."""
     serve = ["--agent-id", agent_id] if agent_id else []
     with log.open("ab") as out:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(EXAMPLE_AGENT), "--nats", nats_url, *serve, stdout=out, stderr=out
+            sys.executable, str(program), "--nats", nats_url, *serve, stdout=out, stderr=out
         )
         try:
             yield proc

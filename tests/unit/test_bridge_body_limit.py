@@ -15,13 +15,14 @@ from starlette.routing import Route
 
 from agent_orchestrator.bridge import create_app
 from agent_orchestrator.bridge.app import body_limits
-from agent_orchestrator.bridge.body_limit import BodyLimit, Limit, RouteLimit
-from agent_orchestrator.bridge.settings import STATE_ENVELOPE_BYTES, BridgeSettings
+from agent_orchestrator.bridge.body_limit import BodyLimit, RouteLimit
+from agent_orchestrator.bridge.settings import BridgeSettings
+from agent_orchestrator.contracts.limits import STATE_ENVELOPE_BYTES, Limit
 
 LIMIT = 1024
 LARGER = 4 * LIMIT
-REQUEST_LIMIT = Limit(LIMIT, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES")
-STATE_LIMIT = Limit(LARGER, "a state", "AO_MAX_STATE_BYTES")
+REQUEST_LIMIT = Limit(LIMIT, "AO_BRIDGE_MAX_BODY_BYTES")
+STATE_LIMIT = Limit(LARGER, "AO_MAX_STATE_BYTES")
 
 
 async def echo_size(request: Request) -> JSONResponse:
@@ -61,8 +62,10 @@ async def test_a_declared_length_over_the_limit_is_413_naming_limit_and_setting(
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert (problem["status"], problem["code"]) == (413, "payload_too_large")
-    assert str(LIMIT) in problem["detail"]
-    assert "AO_BRIDGE_MAX_BODY_BYTES" in problem["detail"]
+    assert problem["detail"] == (
+        f"request body is 1.0 KiB ({LIMIT + 1} bytes); "
+        "the limit is 1 KiB (AO_BRIDGE_MAX_BODY_BYTES)"
+    )
     assert problem["details"] == {
         "limit": LIMIT,
         "setting": "AO_BRIDGE_MAX_BODY_BYTES",
@@ -93,7 +96,9 @@ async def test_a_route_with_a_limit_of_its_own_gets_that_limit_for_its_method_on
     assert state.json() == {"size": LARGER}
     assert too_big.status_code == 413
     assert too_big.json()["details"]["setting"] == "AO_MAX_STATE_BYTES"
-    assert "a state" in too_big.json()["detail"]
+    assert too_big.json()["detail"] == (
+        "request body is over the limit; the limit is 4 KiB (AO_MAX_STATE_BYTES)"
+    )
     assert other_method.status_code == 413
     assert other_method.json()["details"]["setting"] == "AO_BRIDGE_MAX_BODY_BYTES"
 
@@ -101,14 +106,14 @@ async def test_a_route_with_a_limit_of_its_own_gets_that_limit_for_its_method_on
 def test_the_bridge_gives_a_state_update_the_state_limit_and_its_envelope() -> None:
     settings = BridgeSettings(max_body_bytes=LIMIT, max_state_bytes=LARGER)
     limits = body_limits(settings)
-    assert limits["limit"] == Limit(LIMIT, "request bodies", "AO_BRIDGE_MAX_BODY_BYTES")
+    assert limits["limit"] == Limit(LIMIT, "AO_BRIDGE_MAX_BODY_BYTES")
     [state] = limits["routes"]
     assert (state.method, state.path) == ("PUT", "/api/agents/{agent_id}/state")
-    assert state.limit.max_bytes == LARGER + STATE_ENVELOPE_BYTES
+    assert state.limit.bytes == LARGER + STATE_ENVELOPE_BYTES
     assert state.limit.setting == "AO_MAX_STATE_BYTES"
     # Never less than the request limit.
     small_state = BridgeSettings(max_body_bytes=8 * 1024 * 1024, max_state_bytes=LIMIT)
-    assert body_limits(small_state)["routes"][0].limit.max_bytes == 8 * 1024 * 1024
+    assert body_limits(small_state)["routes"][0].limit.bytes == 8 * 1024 * 1024
 
 
 class EchoState:
