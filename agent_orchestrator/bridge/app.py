@@ -109,7 +109,9 @@ def create_app(
     guarded.append(Depends(limit_dependency(limits)))
     statuses = (401, 403, *_ERROR_STATUSES) if authenticate is not None else _ERROR_STATUSES
     add_routes(app, state, guarded, statuses)
-    register_event_stream(app, lambda: connection(state), guarded, limits)
+    register_event_stream(
+        app, lambda: connection(state), guarded, limits, authenticated=authenticate is not None
+    )
     add_operations_routes(app, state)
     add_docs_routes(app)
     install_error_handlers(app)

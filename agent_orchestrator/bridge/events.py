@@ -102,11 +102,14 @@ def register_event_stream(
     connection: Callable[[], nats.aio.client.Client],
     dependencies: Sequence[Any] = (),
     limits: BridgeLimits | None = None,
+    *,
+    authenticated: bool = False,
 ) -> None:
-    """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication)."""
+    """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication, when
+    ``authenticated``, and its limits; ``limits`` counts the open streams)."""
     # Its problems: bad filters or Last-Event-ID, no NATS connection, and (with
     # authentication) no valid credential or none for a project.
-    statuses = (400, 429, 503) if not dependencies else (400, 401, 403, 429, 503)
+    statuses = (400, 401, 403, 429, 503) if authenticated else (400, 429, 503)
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {"text/event-stream": {}}},
         **{s: {"model": Problem, "description": HTTPStatus(s).phrase} for s in statuses},

@@ -163,7 +163,9 @@ async def test_a_tenant_cannot_reach_the_services_streams_or_jetstream_api(
         f"$JS.API.STREAM.PURGE.KV_{subjects.STATE_BUCKET}",
         "$JS.API.INFO",
         heartbeat_subject(agent_id),
+        f"$KV.{subjects.STATE_BUCKET}.{agent_id}",
         f"agent.inbox.{agent_id}",
+        f"agent.task.{agent_id}",
     ):
         with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
             await acme.request(subject, b"{}", timeout=1)
@@ -316,3 +318,17 @@ async def test_a_worker_cannot_pull_another_agents_queues(workers: dict[str, Any
         ):
             with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
                 await worker_a.request(subject, b'{"batch": 1}', timeout=1)
+
+
+async def test_an_operator_of_the_project_may_act_for_its_agents(
+    workers: dict[str, Any], acme: NC, beta: NC
+) -> None:
+    task_id = await task_for(acme, workers["a2"])
+    started = await ok(acme, "task.start", {"task_id": task_id, "attempt": 1})
+    assert started["status"] == "RUNNING"
+    await ok(acme, "agent.state.update", {"agent_id": workers["a2"], "state": {"by": "operator"}})
+    # ... but not for another project's.
+    theirs = await task_for(beta, workers["b"])
+    assert (await call(acme, "task.start", {"task_id": theirs, "attempt": 1})).error_code == (
+        "not_found"
+    )
