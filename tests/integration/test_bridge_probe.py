@@ -3,8 +3,6 @@ were 500s, the caller's own Actor in the history, and no limit on how much one c
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -13,23 +11,15 @@ import nats.aio.client
 import pytest
 from starlette.requests import Request as HttpRequest
 
-from agent_orchestrator.bridge import BridgeSettings, create_app
+from agent_orchestrator.bridge import BridgeSettings
 from agent_orchestrator.bridge.events import MAX_EVENT_ID, parse_last_event_id
 from agent_orchestrator.bridge.limits import BridgeLimits
 from agent_orchestrator.bridge.problems import ProblemError
+from tests.support.bridges import SECRET, bridge
 from tests.support.servers import ServerUrls
 
 NC = nats.aio.client.Client
 JSON = {"content-type": "application/json"}
-SECRET = "k9-" + "0123456789abcdef" * 3
-
-
-@asynccontextmanager
-async def bridge(nc: NC, servers: ServerUrls, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(BridgeSettings(nats_url=servers.nats_url, **settings), nc=nc)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
-        yield client
 
 
 def bearer(project: str, sub: str = "alice") -> dict[str, str]:
