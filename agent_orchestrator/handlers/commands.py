@@ -177,13 +177,13 @@ class CommandServer:
                     check_project_scope(scope)
                 if scope and self.scope_guard is not None:
                     await self.scope_guard.check(body, scope, subject, caller.agent_id)
-                if scope and self.quotas is not None:
-                    await self.quotas.check(subject, scope)
                 ctx = self._context(subject, body, headers, caller, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)
                     if stored is not None:
                         return stored
+                if scope and self.quotas is not None:  # a repeat above costs no quota
+                    await self.quotas.check(subject, scope)
                 try:
                     return await handler(body, ctx)
                 except IdempotencyKeyTaken:
