@@ -30,12 +30,21 @@ async def test_each_project_has_its_own_quotas(tmp_path: Path) -> None:
         def as_(project: str) -> dict[str, str]:
             return {"Project-Scope": project}
 
+        keyed = {**as_(greedy), "Idempotency-Key": "first"}
         made = [
-            await ok(nc, "agent.create", {"name": f"a{i}", "type": "t"}, headers=as_(greedy))
+            await ok(
+                nc,
+                "agent.create",
+                {"name": f"a{i}", "type": "t"},
+                headers=keyed if i == 0 else as_(greedy),
+            )
             for i in range(3)
         ]
         over = await call(nc, "agent.create", {"name": "a4", "type": "t"}, headers=as_(greedy))
         refused(over, "agents", "AO_PROJECT_MAX_AGENTS")
+        # A repeat of a request that succeeded still gets its reply.
+        repeat = await ok(nc, "agent.create", {"name": "a0", "type": "t"}, headers=keyed)
+        assert repeat["agent_id"] == made[0]["agent_id"]
         # The other project is untouched by the first one's use.
         mine = await ok(nc, "agent.create", {"name": "m", "type": "t"}, headers=as_(modest))
         # Operators (no project scope) are not counted.
