@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
+import nats.aio.client
 import pytest
 import pytest_asyncio
 
@@ -25,8 +26,15 @@ from tests.support.servers import ServerUrls
 
 
 @pytest_asyncio.fixture
-async def database(service: Service, servers: ServerUrls) -> AsyncIterator[Database]:
-    """A pool of its own (migrated by the session's service), so its stats are this test's."""
+async def database(
+    service: Service, servers: ServerUrls, nc: nats.aio.client.Client
+) -> AsyncIterator[Database]:
+    """A pool of its own (migrated by the session's service), so its stats are this test's.
+
+    The outbox rows these tests write go to ``test.gc.…``: a stream of their own takes them, so
+    the session's relay publishes them like any other instead of stalling on them (and so
+    delaying every other test's events)."""
+    await nc.jetstream().add_stream(name="TEST_GROUP_COMMIT", subjects=["test.gc.>"])
     db = Database(servers.database_url, max_size=4)
     await db.open()
     yield db
