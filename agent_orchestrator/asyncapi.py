@@ -16,6 +16,7 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
 from agent_orchestrator import __version__
+from agent_orchestrator.contracts import agent_protocol as wire
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.communications import Communication
 from agent_orchestrator.contracts.errors import ErrorReply
@@ -210,6 +211,48 @@ WORKER_CHANNELS = [
 ]
 
 
+PROTOCOL_PARAMETERS = {
+    "agent": {"description": "The agent's type, as a token (`[a-z0-9-]+`)."},
+    "owner": {"description": "The agent's project (`default` without one)."},
+    "session_name": {"description": "The agent's id."},
+}
+PROTOCOL_CHANNELS: list[tuple[str, str, type[BaseModel], str, str]] = [
+    (
+        "agents.prompt",
+        "receive",
+        wire.Envelope,
+        "NATS agent protocol v0.3 (Synadia): the `prompt` endpoint of micro service `agents`, "
+        "queue group `agents`, registered by the program of each ACTIVE agent. The body is an "
+        "envelope `{prompt, attachments}` (or plain text; optional `parameters` and `timeout_s` "
+        "go to the task). It becomes an agent.execute task; the reply is a stream of Chunk "
+        "messages on the requester's inbox: `status` `ack`, progress as `status`, questions as "
+        "`query`, the result as `response` then `status` `done`, and an empty message at the "
+        "end; an error is a message with Nats-Service-Error-Code / Nats-Service-Error headers. "
+        "See docs/agent-protocol.md.",
+        "Prompts to our agents; the reply streams Chunk messages.",
+    ),
+    (
+        "agents.status",
+        "receive",
+        wire.HeartbeatPayload,
+        "The `status` endpoint (queue group `agents`): any body; the reply is a heartbeat "
+        "payload from our liveness data (`ts` = the last beat of the agent's worker) with the "
+        "extra fields `status`, `agent_id` and `worker`.",
+        "Status of our agents, as a heartbeat payload.",
+    ),
+    (
+        "agents.hb",
+        "send",
+        wire.HeartbeatPayload,
+        "Heartbeats of our running ACTIVE agents, at the cadence of our own (a third of "
+        "`configuration.liveness.heartbeat_window_s`, as `interval_s`). The adapter of the "
+        "service also reads the heartbeats of adopted protocol agents here: each becomes our "
+        "heartbeat with a time to live of 3 x `interval_s`.",
+        "Protocol heartbeats (ours published, adopted agents' read).",
+    ),
+]
+
+
 def _add_schema(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
     schema = model.model_json_schema(
         mode="serialization", ref_template="#/components/schemas/{model}"
@@ -314,6 +357,21 @@ def asyncapi_document(broker: NatsBroker, commands: Sequence[CommandSpec]) -> di
             "summary": worker.summary,
             "messages": [{"$ref": f"#/channels/{worker.name}/messages/{worker.message}"}],
         }
+    for name, action, model, what, summary in PROTOCOL_CHANNELS:
+        verb = name.split(".")[1]
+        channels[name] = {
+            "address": f"agents.{verb}.{{agent}}.{{owner}}.{{session_name}}",
+            "description": what,
+            "parameters": PROTOCOL_PARAMETERS,
+            "messages": {model.__name__: _add_message(doc, model)},
+        }
+        operations[name] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{name}"},
+            "summary": summary,
+            "messages": [{"$ref": f"#/channels/{name}/messages/{model.__name__}"}],
+        }
+    _add_message(doc, wire.Chunk)
     return _sorted(doc)  # type: ignore[no-any-return]
 
 

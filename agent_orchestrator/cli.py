@@ -1,4 +1,5 @@
-"""The ``agent-orchestrator`` command: ``dev`` (everything embedded), ``serve`` and ``bridge``."""
+"""The ``agent-orchestrator`` command: ``dev`` (everything embedded), ``serve``, ``bridge``,
+``asyncapi`` and ``adopt`` (an agent of the NATS agent protocol)."""
 
 import asyncio
 import contextlib
@@ -8,6 +9,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
+import nats
 import typer
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
@@ -21,6 +23,10 @@ from agent_orchestrator.bridge.server import (
     EmbeddedBridge,
     run_bridge,
 )
+from agent_orchestrator.client import OrchestratorClient, RequestFailed
+from agent_orchestrator.client.protocol_adapter import adopt as adopt_protocol_agent
+from agent_orchestrator.contracts.agent_protocol import ProtocolAgentRef
+from agent_orchestrator.contracts.agents import Agent
 from agent_orchestrator.credentials_cli import credentials
 from agent_orchestrator.dev_layout import DevLayout
 from agent_orchestrator.domain.errors import Unavailable
@@ -309,6 +315,37 @@ def asyncapi(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def adopt(
+    agent: Annotated[str, typer.Argument(help="The protocol agent's `agent` token.")],
+    owner: Annotated[str, typer.Argument(help="Its `owner` token.")],
+    session_name: Annotated[str, typer.Argument(help="Its `session_name` token.")],
+    project: Annotated[str | None, typer.Option(help="Our project (default: owner).")] = None,
+    name: Annotated[str | None, typer.Option(help="Our name (default: session_name).")] = None,
+    nats_url: Annotated[str, typer.Option("--nats", help="NATS URL.")] = "nats://127.0.0.1:4222",
+) -> None:
+    """Adopt an agent of the NATS agent protocol (found by $SRV.INFO agents): create our agent
+    for it, start it, print it (JSON). Its tasks then go to it as prompts."""
+    ref = ProtocolAgentRef(agent=agent, owner=owner, session_name=session_name)
+    try:
+        adopted = asyncio.run(_adopt(nats_url, ref, project, name))
+    except (RequestFailed, OSError, TimeoutError) as exc:
+        raise _fail(f"not adopted: {exc}") from exc
+    typer.echo(adopted.model_dump_json(indent=2))
+
+
+async def _adopt(
+    nats_url: str, ref: ProtocolAgentRef, project: str | None, name: str | None
+) -> Agent:
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        return await adopt_protocol_agent(
+            OrchestratorClient(nc), ref, project_id=project, name=name
+        )
+    finally:
+        await nc.close()
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
+from agent_orchestrator.client.protocol_adapter import ProtocolAdapter
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.commands import commands_of
@@ -218,12 +219,16 @@ class Service:
         relay = self.relay = parts.outbox_relay(self.settings, js=js)
         # State events are published by the instance whose relay leads.
         state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
-        return [
+        loops = [
             Loop("outbox-relay", relay.run, relay.stop),
             Loop("sweeper", self.sweeper.run, self.sweeper.stop),
             Loop("liveness-monitor", partial(self.monitor.run, nc), self.monitor.stop),
             Loop("state-events", partial(state_events.run, nc), state_events.stop),
         ]
+        if self.settings.protocol_adapter:
+            adapter = ProtocolAdapter(nc)
+            loops.append(Loop("protocol-adapter", adapter.run, adapter.stop))
+        return loops
 
     async def stop(self) -> None:
         """Stop serving and close connections; in-flight requests finish first. Stopping a

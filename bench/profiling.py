@@ -61,8 +61,8 @@ def _frame_name(frame: str) -> str:
     return f"{name} ({path})"
 
 
-def top_frames(path: Path, limit: int = 25) -> str:
-    """A text table of the functions that took the most samples."""
+def top_frames(path: Path, limit: int = 25, by: str = "inclusive") -> str:
+    """A text table of the functions that took the most samples (``by``: inclusive or self)."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -77,8 +77,10 @@ def top_frames(path: Path, limit: int = 25) -> str:
             inclusive[name] += count
         own[frames[-1]] += count
     rows = [f"{'incl %':>7} {'self %':>7}  function (file)", "-" * 72]
-    for name, count in inclusive.most_common(limit):
-        rows.append(f"{100 * count / total:>7.1f} {100 * own[name] / total:>7.1f}  {name}")
+    ranked = own if by == "self" else inclusive
+    for name, _ in ranked.most_common(limit):
+        share, own_share = 100 * inclusive[name] / total, 100 * own[name] / total
+        rows.append(f"{share:>7.1f} {own_share:>7.1f}  {name}")
     rows.append(f"({total} samples)")
     return "\n".join(rows)
 
@@ -88,10 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Top frames of py-spy raw profiles.")
     parser.add_argument("profiles", type=Path, nargs="+")
     parser.add_argument("--limit", type=int, default=25)
+    parser.add_argument("--by", choices=("inclusive", "self"), default="inclusive")
     args = parser.parse_args()
     for path in args.profiles:
         print(f"== {path.stem}")
-        print(top_frames(path, args.limit))
+        print(top_frames(path, args.limit, args.by))
         print()
 
 

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from agent_orchestrator import __version__
 from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication
 from agent_orchestrator.bridge.body_limit import BodyLimit, RouteLimit
+from agent_orchestrator.bridge.dashboard import add_dashboard_routes
 from agent_orchestrator.bridge.docs import add_docs_routes
 from agent_orchestrator.bridge.endpoints import add_routes
 from agent_orchestrator.bridge.error_handlers import install_error_handlers
@@ -114,6 +115,7 @@ def create_app(
     )
     add_operations_routes(app, state)
     add_docs_routes(app)
+    add_dashboard_routes(app)
     install_error_handlers(app)
     app.openapi = problem_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, **body_limits(state.settings))

@@ -1,8 +1,9 @@
 """The bridge's side of NATS: one shared connection and one request per REST call.
 
 A request is traced as a client span (its context travels in the request's headers) and
-timed by subject; a request without a reply becomes a problem: no responders → 503, no
-answer in time → 504, a payload over the server's ``max_payload`` → 413.
+timed by subject; a request without a reply becomes a problem: no responders or a connection
+being re-established → 503, no answer in time → 504, a payload over the server's
+``max_payload`` → 413.
 """
 
 import time
@@ -98,6 +99,16 @@ async def _request(
     except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError) as exc:
         kind = "connection_closed"
         raise ProblemError(503, ErrorCode.UNAVAILABLE, "the NATS connection is closed") from exc
+    except (
+        nats.errors.ConnectionReconnectingError,
+        nats.errors.OutboundBufferLimitError,
+        nats.errors.StaleConnectionError,
+    ) as exc:
+        # The connection broke (e.g. missed pings on a busy host) and is being made again.
+        kind = "reconnecting"
+        raise ProblemError(
+            503, ErrorCode.UNAVAILABLE, "the NATS connection is being re-established; retry"
+        ) from exc
     except nats.errors.MaxPayloadError as exc:
         kind = "max_payload"
         raise ProblemError(

@@ -15,9 +15,11 @@ from typing import Literal
 from agent_orchestrator.contracts import subjects as s
 from agent_orchestrator.contracts.agents import (
     Agent,
+    AgentCounts,
     AgentDeleted,
     AgentPage,
     ChangeStatus,
+    CountAgents,
     CreateAgent,
     DeleteAgent,
     GetAgent,
@@ -159,6 +161,14 @@ ROUTES: tuple[Route, ...] = (
         location="/api/agents/{agent_id}",
     ),
     Route("GET", "/api/agents", s.AGENT_LIST, ListAgents, AgentPage, "List agents"),
+    Route(
+        "GET",
+        "/api/agent-counts",
+        s.AGENT_COUNT,
+        CountAgents,
+        AgentCounts,
+        "Count agents by status (and by template version, given template_id)",
+    ),
     Route("GET", AGENT, s.AGENT_GET, GetAgent, Agent, "Get an agent", etag="version"),
     Route(
         "PUT",

@@ -52,6 +52,7 @@ from pydantic import JsonValue, ValidationError
 from agent_orchestrator.client.errors import QueueClosed, RequestFailed, ServiceUnavailable
 from agent_orchestrator.client.inbox import Inbox, InboxMessage
 from agent_orchestrator.client.input_waiter import InputWaiter
+from agent_orchestrator.client.protocol_endpoint import ProtocolEndpoint
 from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.client.task_run import RetryTask, TaskRun
@@ -84,10 +85,13 @@ class AgentWorker:
         concurrency: int = 1,
         poll_s: float = 1.0,
         heartbeat: bool = True,
+        protocol: bool = True,
         api_prefix: str | None = None,
     ) -> None:
         """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits;
-        ``heartbeat``: prove the agent alive while running; ``api_prefix``: where the
+        ``heartbeat``: prove the agent alive while running; ``protocol``: make the agent
+        discoverable and promptable on the NATS agent protocol while it is ACTIVE (a task
+        handler is needed; see ``client.protocol_endpoint``); ``api_prefix``: where the
         JetStream API is reached (``WORKER_JS_API_PREFIX`` for a worker user of a project's
         NATS account, see docs/security.md; default ``$JS.API``)."""
         self._api_prefix = api_prefix
@@ -96,6 +100,7 @@ class AgentWorker:
         self.client = client or OrchestratorClient(nc)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._prove_alive = heartbeat
+        self._speak_protocol = protocol
         self._concurrency = concurrency
         self._poll_s = poll_s
         self._task_handler: TaskHandler | None = None
@@ -136,6 +141,10 @@ class AgentWorker:
             loops.append(self._serve_messages(self._message_handler, timeout))
         if not loops:
             raise RuntimeError("register a @worker.task or @worker.message handler first")
+        speaking = None
+        if self._speak_protocol and self._task_handler is not None:
+            endpoint = ProtocolEndpoint(self.nc, self.agent_id, client=self.client)
+            speaking = asyncio.create_task(endpoint.run())
         beating = None
         if self._prove_alive:
             agent = await self.client.get_agent(self.agent_id)
@@ -144,10 +153,11 @@ class AgentWorker:
         try:
             await asyncio.gather(*loops)
         finally:
-            if beating is not None:
-                beating.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beating
+            for loop in (beating, speaking):
+                if loop is not None:
+                    loop.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await loop
 
     async def _beat(self, window_s: int) -> None:
         """Write the agent's heartbeat key every third of its window, with the window as its

@@ -47,6 +47,15 @@ ProjectId = Annotated[
     Field(default=None, min_length=1, max_length=200, description="Owning project."),
 ]
 PromptTemplate = Annotated[str | None, Field(default=None, max_length=100_000)]
+NameSearch = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only agents whose name contains this text (any case).",
+    ),
+]
 
 
 class Agent(Reply):
@@ -136,8 +145,31 @@ class ListAgents(Request):
     status: AgentStatus | None = None
     type: str | None = Field(default=None, max_length=100)
     template_id: UUID | None = None
+    name: NameSearch = None
     limit: Limit = 50
     cursor: Cursor = None
+
+
+class CountAgents(Request):
+    """Count agents by status (and by template version, given a template), with list filters."""
+
+    project_id: ProjectId = None
+    type: str | None = Field(default=None, max_length=100)
+    template_id: UUID | None = None
+    name: NameSearch = None
+
+
+class AgentCounts(Reply):
+    """How many agents match, in all and by status (and by template version)."""
+
+    total: int = Field(description="Agents matching the filters.")
+    by_status: dict[AgentStatus, int] = Field(
+        description="Agents by status; a status with none is left out."
+    )
+    by_template_version: dict[str, int] = Field(
+        default_factory=dict,
+        description="With `template_id`: agents by the template version they were made from.",
+    )
 
 
 class AgentPage(Reply):

@@ -8,8 +8,11 @@ from uuid import UUID
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.agents import (
     Agent,
+    AgentCounts,
     AgentDeleted,
     AgentPage,
+    AgentStatus,
+    CountAgents,
     CreateAgent,
     DeleteAgent,
     GetAgent,
@@ -103,10 +106,29 @@ class AgentCommands:
     )
     async def list_agents(self, body: ListAgents, ctx: CommandContext) -> AgentPage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
-        where = AgentFilter(body.project_id, body.status, body.type, body.template_id)
+        where = AgentFilter(body.project_id, body.status, body.type, body.template_id, body.name)
         fetched = await self._agents.page(where, limit=body.limit + 1, before=before)
         items, next_cursor = split_page(fetched, body.limit, "before", lambda a: str(a.agent_id))
         return AgentPage(items=await self.with_heartbeats(items), next_cursor=next_cursor)
+
+    @command(
+        subjects.AGENT_COUNT,
+        CountAgents,
+        AgentCounts,
+        mutating=False,
+        description="Count agents by status (by template version too, given template_id).",
+    )
+    async def count_agents(self, body: CountAgents, ctx: CommandContext) -> AgentCounts:
+        where = AgentFilter(body.project_id, None, body.type, body.template_id, body.name)
+        by_status: dict[AgentStatus, int] = {}
+        by_version: dict[str, int] = {}
+        for status, version, n in await self._agents.counts(where):
+            by_status[status] = by_status.get(status, 0) + n
+            if body.template_id is not None and version is not None:
+                by_version[str(version)] = by_version.get(str(version), 0) + n
+        return AgentCounts(
+            total=sum(by_status.values()), by_status=by_status, by_template_version=by_version
+        )
 
     @command(
         subjects.AGENT_UPDATE,

@@ -1,5 +1,6 @@
 """agent.checkpoint.create / list / restore / delete."""
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,20 @@ class Checkpointer:
         await self.checkpoints.delete(agent.agent_id, ids, outbox, idempotency)
         await self.blobs.delete(doomed)
 
+    async def snapshot(
+        self, agent_id: UUID, checkpoint_id: UUID | None
+    ) -> tuple[Checkpoint, bytes]:
+        """A checkpoint's record and bytes (default: the latest recoverable); a named
+        checkpoint's record and (inline) bytes are read at the same time."""
+        if checkpoint_id is None:
+            checkpoint = await self.checkpoints.find(agent_id, None)
+            return checkpoint, await self.blobs.get(checkpoint)
+        checkpoint, inline = await gather_in_order(
+            self.checkpoints.find(agent_id, checkpoint_id),
+            self.blobs.get_inline(agent_id, checkpoint_id),
+        )
+        return checkpoint, inline if inline is not None else await self.blobs.get(checkpoint)
+
     async def restore(
         self,
         agent: Agent,
@@ -126,20 +141,12 @@ class Checkpointer:
         actor: str,
         now: datetime,
         max_state_bytes: int,
+        snapshot: tuple[Checkpoint, bytes] | None = None,
     ) -> RestoredState:
-        """Write a checkpoint's state (default: the latest recoverable) as a new revision.
-
-        A named checkpoint's record and (inline) bytes are read in parallel."""
-        if checkpoint_id is None:
-            checkpoint = await self.checkpoints.find(agent.agent_id, None)
-            data = await self.blobs.get(checkpoint)
-        else:
-            checkpoint, inline = await gather_in_order(
-                self.checkpoints.find(agent.agent_id, checkpoint_id),
-                self.blobs.get_inline(agent.agent_id, checkpoint_id),
-            )
-            data = inline if inline is not None else await self.blobs.get(checkpoint)
-        snapshot: dict[str, Any] = json.loads(data)
+        """Write a checkpoint's state (default: the latest recoverable) as a new revision;
+        ``snapshot``: its record and bytes, if the caller read them already."""
+        checkpoint, data = snapshot or await self.snapshot(agent.agent_id, checkpoint_id)
+        state: dict[str, Any] = json.loads(data)
         event = new_event(
             agent,
             EventKind.CHECKPOINT_RESTORED,
@@ -147,7 +154,7 @@ class Checkpointer:
             now,
         )
         written = await replace_state(
-            self.states, agent.agent_id, snapshot, event=event, now=now, max_bytes=max_state_bytes
+            self.states, agent.agent_id, state, event=event, now=now, max_bytes=max_state_bytes
         )
         return RestoredState(
             agent_id=agent.agent_id,
@@ -223,14 +230,24 @@ class CheckpointCommands:
     async def restore_checkpoint(
         self, body: RestoreCheckpoint, ctx: CommandContext
     ) -> RestoredState:
-        agent = await self._agents.get(body.agent_id)
+        # The agent, the record and its bytes at once; errors in the order of a sequential read.
+        agent, snapshot = await asyncio.gather(
+            self._agents.get(body.agent_id),
+            self._checkpointer.snapshot(body.agent_id, body.checkpoint_id),
+            return_exceptions=True,
+        )
+        if isinstance(agent, BaseException):
+            raise agent
         check_mutable(agent.status)
+        if isinstance(snapshot, BaseException):
+            raise snapshot
         reply = await self._checkpointer.restore(
             agent,
             body.checkpoint_id,
             actor=ctx.actor,
             now=ctx.now,
             max_state_bytes=self._max_state_bytes,
+            snapshot=snapshot,
         )
         await self._idempotency.remember(ctx.idempotency_for(reply))
         return reply

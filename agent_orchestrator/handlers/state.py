@@ -22,6 +22,7 @@ from agent_orchestrator.domain.errors import Conflict, PayloadTooLarge
 from agent_orchestrator.domain.lifecycle import check_mutable
 from agent_orchestrator.domain.merge import merge_patch
 from agent_orchestrator.handlers.commands import CommandContext, command
+from agent_orchestrator.handlers.concurrently import gather_in_order
 from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
@@ -66,14 +67,17 @@ async def write_state(
     expected_revision: int | None,
     now: datetime,
     max_bytes: int,
+    first_read: StoredState | None = None,
 ) -> AgentState:
     """Compare-and-set ``apply(current)`` as the next revision, re-applying it on top of any
     concurrent write (unless the caller pinned ``expected_revision``: then ``conflict``).
 
-    ``event`` is stored with the revision and published once it is written."""
+    ``event`` is stored with the revision and published once it is written. ``first_read``:
+    the state as the caller already read it, for the first attempt."""
+    prefetched = [first_read] if first_read is not None else []
 
     async def attempt() -> AgentState | None:
-        current = await states.read(agent_id)
+        current = prefetched.pop() if prefetched else await states.read(agent_id)
         if expected_revision is not None and expected_revision != current.revision:
             raise Conflict(
                 f"state is at revision {current.revision}, not {expected_revision}",
@@ -137,12 +141,18 @@ class StateCommands:
         "never lose an update; `expected_revision` makes it a compare-and-set.",
     )
     async def update_state(self, body: UpdateState, ctx: CommandContext) -> AgentState:
-        agent = await self._agents.get(body.agent_id)
+        blind = body.mode is StateMode.REPLACE and body.expected_revision is None
+        if blind:
+            agent, current = await self._agents.get(body.agent_id), None
+        else:  # the agent and its state, read at the same time
+            agent, current = await gather_in_order(
+                self._agents.get(body.agent_id), self._states.read(body.agent_id)
+            )
         check_mutable(agent.status)
         event = new_event(
             agent, EventKind.STATE_UPDATED, {"mode": body.mode, "actor": ctx.actor}, ctx.now
         )
-        if body.mode is StateMode.REPLACE and body.expected_revision is None:
+        if blind:
             reply = await replace_state(
                 self._states,
                 body.agent_id,
@@ -166,6 +176,7 @@ class StateCommands:
                 expected_revision=body.expected_revision,
                 now=ctx.now,
                 max_bytes=self._max_state_bytes,
+                first_read=current,
             )
         await self._idempotency.remember(ctx.idempotency_for(reply))
         return reply

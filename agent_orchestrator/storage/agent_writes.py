@@ -93,6 +93,20 @@ def _columns(
     }
 
 
+VERSION_GUARD = "a.agent_id = u.agent_id AND a.version = u.previous_version RETURNING u.n AS key"
+"""Rows of ``agents a`` still at the item's ``previous_version``; returns the item's ordinal."""
+
+
+async def _guarded(
+    conn: Connection, st: BatchStatement, items: Sequence[AgentWrite | AgentDelete], main: str
+) -> list[bool]:
+    """Run a version-guarded ``main`` with the items' companions; whether each was written."""
+    ordinals = list(range(1, len(items) + 1))
+    _companions(st, items, ordinals)
+    touched = await st.touched(conn, main)
+    return [n in touched for n in ordinals]
+
+
 class InsertAgents:
     """New agents; result None (a taken agent id or Idempotency-Key raises)."""
 
@@ -122,14 +136,8 @@ class UpdateAgents:
         columns["previous_version"] = ([i.previous_version for i in items], "int")
         source = st.unnest("u", columns)
         assignments = ", ".join(f"{c} = u.{c}" for c in UPDATED_COLUMNS)
-        main = (
-            f"UPDATE agents a SET {assignments} FROM {source} "
-            "WHERE a.agent_id = u.agent_id AND a.version = u.previous_version RETURNING u.n AS key"
-        )
-        ordinals = list(range(1, len(items) + 1))
-        _companions(st, items, ordinals)
-        touched = await st.touched(conn, main)
-        return [n in touched for n in ordinals]
+        main = f"UPDATE agents a SET {assignments} FROM {source} WHERE {VERSION_GUARD}"
+        return await _guarded(conn, st, items, main)
 
 
 class DeleteAgents:
@@ -146,14 +154,8 @@ class DeleteAgents:
                 "previous_version": ([i.previous_version for i in items], "int"),
             },
         )
-        main = (
-            f"DELETE FROM agents a USING {source} "
-            "WHERE a.agent_id = u.agent_id AND a.version = u.previous_version RETURNING u.n AS key"
-        )
-        ordinals = list(range(1, len(items) + 1))
-        _companions(st, items, ordinals)
-        touched = await st.touched(conn, main)
-        return [n in touched for n in ordinals]
+        main = f"DELETE FROM agents a USING {source} WHERE {VERSION_GUARD}"
+        return await _guarded(conn, st, items, main)
 
 
 INSERT_AGENTS = InsertAgents()

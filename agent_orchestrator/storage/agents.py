@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -45,6 +46,19 @@ class AgentFilter:
     status: AgentStatus | None = None
     type: str | None = None
     template_id: UUID | None = None
+    name: str | None = None
+
+
+_FILTER = """($1::text IS NULL OR project_id = $1)
+                  AND ($2::text IS NULL OR status = $2)
+                  AND ($3::text IS NULL OR type = $3)
+                  AND ($4::uuid IS NULL OR template_id = $4)
+                  AND ($5::text IS NULL OR strpos(lower(name), lower($5)) > 0)"""
+"""AgentFilter as SQL, on parameters $1 to $5 (see _filter_values)."""
+
+
+def _filter_values(where: AgentFilter) -> list[Any]:
+    return [where.project_id, where.status, where.type, where.template_id, where.name]
 
 
 def _agent(row: asyncpg.Record) -> Agent:
@@ -77,20 +91,28 @@ class AgentRepository:
         """Up to ``limit`` agents matching ``where``, newest first, older than ``before``."""
         rows = await self._db.pool.fetch(
             f"""SELECT {AGENT_COLUMNS} FROM agents
-                WHERE ($1::text IS NULL OR project_id = $1)
-                  AND ($2::text IS NULL OR status = $2)
-                  AND ($3::text IS NULL OR type = $3)
-                  AND ($4::uuid IS NULL OR template_id = $4)
-                  AND ($5::uuid IS NULL OR agent_id < $5)
-                ORDER BY agent_id DESC LIMIT $6""",
-            where.project_id,
-            where.status,
-            where.type,
-            where.template_id,
+                WHERE {_FILTER}
+                  AND ($6::uuid IS NULL OR agent_id < $6)
+                ORDER BY agent_id DESC LIMIT $7""",
+            *_filter_values(where),
             before,
             limit,
         )
         return [_agent(row) for row in rows]
+
+    @translate_errors
+    async def counts(self, where: AgentFilter) -> list[tuple[AgentStatus, int | None, int]]:
+        """How many agents match ``where`` (its status ignored), by status and template
+        version: ``(status, template_version, count)`` rows."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT status, template_version, count(*) AS n FROM agents
+                WHERE {_FILTER}
+                GROUP BY status, template_version""",
+            *_filter_values(
+                AgentFilter(where.project_id, None, where.type, where.template_id, where.name)
+            ),
+        )
+        return [(AgentStatus(r["status"]), r["template_version"], r["n"]) for r in rows]
 
     @translate_errors
     async def history(self, agent_id: UUID, *, limit: int, after: int) -> list[Transition]:

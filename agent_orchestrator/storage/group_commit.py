@@ -37,6 +37,9 @@ ItemT_contra = TypeVar("ItemT_contra", contravariant=True)
 ResultT_co = TypeVar("ResultT_co", covariant=True)
 
 DEFAULT_MAX_BATCH = 500
+DEFAULT_WRITERS = 2
+"""Transactions in flight at once: while one waits for its WAL flush, the next batch is
+already written (PostgreSQL flushes both with one fsync when they meet)."""
 
 Connection = Any
 """An asyncpg connection, or the pool's proxy of one."""
@@ -79,20 +82,27 @@ class GroupCommit:
     """The writer of one pool. ``submit`` from any task of the event loop."""
 
     def __init__(
-        self, pool: Callable[[], asyncpg.Pool], *, max_batch: int = DEFAULT_MAX_BATCH
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        writers: int = DEFAULT_WRITERS,
     ) -> None:
         self._pool = pool
         self._max_batch = max_batch
         self._queue: list[_Pending[Any, Any]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._max_writers = writers
+        self._writers: set[asyncio.Task[None]] = set()
+        self._busy = 0
         self.stats = GroupCommitStats()
 
     async def submit(self, kind: BatchKind[ItemT, ResultT], item: ItemT) -> ResultT:
         """Write ``item`` with whatever else is queued; its result once committed."""
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(kind, item, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain(), name="group-commit")
+        if len(self._writers) == self._busy and len(self._writers) < self._max_writers:
+            # Every writer is in a transaction (or there is none): start one more.
+            self._writers.add(asyncio.create_task(self._drain(), name="group-commit"))
         return await future
 
     async def _drain(self) -> None:
@@ -101,7 +111,11 @@ class GroupCommit:
                 batch = [p for p in self._queue[: self._max_batch] if not p.future.done()]
                 del self._queue[: self._max_batch]
                 if batch:
-                    await self._commit(batch)
+                    self._busy += 1
+                    try:
+                        await self._commit(batch)
+                    finally:
+                        self._busy -= 1
         except BaseException as exc:
             # Cancelled (shutdown) or a bug: nobody may wait forever.
             for pending in self._queue:
@@ -109,7 +123,10 @@ class GroupCommit:
             self._queue.clear()
             raise
         finally:
-            self._writer = None
+            # At once (not in a done callback): a submit right after must see it gone.
+            task = asyncio.current_task()
+            if task is not None:
+                self._writers.discard(task)
 
     async def _commit(self, batch: list[_Pending[Any, Any]]) -> None:
         try:

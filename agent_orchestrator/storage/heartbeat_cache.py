@@ -64,6 +64,10 @@ class HeartbeatCache:
         beats = self._beats
         return {a: beats[a] for a in agent_ids if a in beats}
 
+    def discard(self, agent_id: UUID) -> None:
+        """Forget an agent (deleted: a purge of its key sends nothing on the stream)."""
+        self._beats.pop(agent_id, None)
+
     async def _on_message(self, msg: Msg) -> None:
         agent_id = _agent_of(msg.subject)
         if agent_id is not None:

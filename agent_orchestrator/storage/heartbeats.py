@@ -178,5 +178,6 @@ class Heartbeats(JetStreamBound):
 
     async def forget(self, agent_id: UUID) -> None:
         """Remove the agent's key and its history (the agent is deleted)."""
+        self.cache.discard(agent_id)
         with jetstream_calls(), kv_span("purge", HEARTBEATS_BUCKET, str(agent_id)):
             await self.js.purge_stream(HEARTBEATS_STREAM, subject=heartbeat_subject(str(agent_id)))

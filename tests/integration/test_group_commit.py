@@ -206,3 +206,23 @@ async def test_deletes_are_guarded_by_version(database: Database, db: asyncpg.Po
     assert results == [True, False, True]
     ids = [a.agent_id for a in agents]
     assert await _count(db, "SELECT count(*) FROM agents WHERE agent_id = ANY($1)", ids) == 1
+
+
+async def test_writes_after_a_writer_stopped_and_while_two_are_busy_are_all_written(
+    database: Database, db: asyncpg.Pool
+) -> None:
+    agents = [_agent(f"w-{i}") for i in range(30)]
+    async with asyncio.timeout(30):
+        for agent in agents[:5]:  # each starts a writer again after the last one stopped
+            await database.group_commit.submit(INSERT_AGENTS, _created(agent))
+        waves = [agents[5:15], agents[15:30]]  # the second wave queues while the first writes
+        first = [
+            asyncio.create_task(database.group_commit.submit(INSERT_AGENTS, _created(a)))
+            for a in waves[0]
+        ]
+        await asyncio.sleep(0)
+        second = [database.group_commit.submit(INSERT_AGENTS, _created(a)) for a in waves[1]]
+        await asyncio.gather(*first, *second)
+
+    ids = [a.agent_id for a in agents]
+    assert await _count(db, "SELECT count(*) FROM agents WHERE agent_id = ANY($1)", ids) == 30

@@ -281,7 +281,11 @@ async def test_the_sdk_worker_runs_its_agents_tasks_through_the_accounts(
     workers: dict[str, Any], acme: NC
 ) -> None:
     worker = AgentWorker(
-        workers["nc_a"], workers["a"], poll_s=0.2, api_prefix=subjects.WORKER_JS_API_PREFIX
+        workers["nc_a"],
+        workers["a"],
+        poll_s=0.2,
+        api_prefix=subjects.WORKER_JS_API_PREFIX,
+        protocol=False,  # the agent protocol endpoint is not among a worker user's permissions
     )
 
     @worker.task

@@ -4,13 +4,15 @@ Each keeps what it was given in plain dicts and lists, with the same compare-and
 the real one, so a test can build an area and call a handler method without any server.
 """
 
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
-from agent_orchestrator.contracts.agents import Agent
+from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.templates import Template, TemplateEvent
 from agent_orchestrator.domain.agents import Change, not_found
 from agent_orchestrator.domain.errors import NotFound
+from agent_orchestrator.storage.agents import AgentFilter
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
 
 
@@ -26,6 +28,18 @@ class FakeAgents:
         if agent_id not in self.rows:
             raise not_found(agent_id)
         return self.rows[agent_id]
+
+    async def counts(self, where: AgentFilter) -> list[tuple[AgentStatus, int | None, int]]:
+        """As the SQL: agents matching ``where`` (status ignored) by status and version."""
+        found = Counter(
+            (a.status, a.template_version)
+            for a in self.rows.values()
+            if where.project_id in (None, a.project_id)
+            and where.type in (None, a.type)
+            and where.template_id in (None, a.template_id)
+            and (where.name is None or where.name.lower() in a.name.lower())
+        )
+        return [(status, version, n) for (status, version), n in found.items()]
 
     async def insert(
         self,

@@ -10,6 +10,7 @@ from agent_orchestrator.contracts.agents import (
     Agent,
     AgentStatus,
     ChangeStatus,
+    CountAgents,
     CreateAgent,
     GetAgent,
     LifecycleCommand,
@@ -67,6 +68,31 @@ async def test_created_agent_is_stored_with_its_event_and_read_back_with_its_hea
 async def test_getting_an_unknown_agent_is_not_found() -> None:
     with pytest.raises(NotFound):
         await agent_area(FakeAgents()).get_agent(GetAgent(agent_id=uuid4()), ctx())
+
+
+async def test_counts_are_by_status_and_by_template_version_only_for_one_template() -> None:
+    agents = FakeAgents()
+    area = agent_area(agents)
+    template_id = uuid4()
+    for name, version in (("scout", 1), ("Scout two", 2), ("writer", 2)):
+        made = await area.create_agent(CreateAgent(name=name, type="llm"), ctx())
+        agents.rows[made.agent_id] = made.model_copy(
+            update={"template_id": template_id, "template_version": version}
+        )
+    agents.rows[made.agent_id] = agents.rows[made.agent_id].model_copy(
+        update={"status": AgentStatus.PAUSED}
+    )
+
+    every = await area.count_agents(CountAgents(), ctx())
+    assert (every.total, every.by_status, every.by_template_version) == (
+        3,
+        {AgentStatus.CREATED: 2, AgentStatus.PAUSED: 1},
+        {},
+    )
+    by_version = await area.count_agents(CountAgents(template_id=template_id), ctx())
+    assert by_version.by_template_version == {"1": 1, "2": 2}
+    scouts = await area.count_agents(CountAgents(name="SCOUT"), ctx())
+    assert (scouts.total, scouts.by_status) == (2, {AgentStatus.CREATED: 2})
 
 
 async def created_agent(agents: FakeAgents) -> Agent:
