@@ -95,10 +95,11 @@ def _setting(name: str) -> Any:
 
 def _consumer(stream: str, name: str, ack_wait: str, max_deliveries: str) -> str:
     return (
-        f"Pull from the durable consumer `{name}` of stream {stream} (created when the agent "
-        f"is initialized, paused unless it is ACTIVE, deleted when it is terminated): explicit "
-        f"acks, ack wait `AO_{ack_wait.upper()}` (default {_setting(ack_wait):g} s), "
-        f"{max_deliveries}."
+        f"A running worker creates the consumer `{name}` on stream {stream} itself, filtered "
+        f"on this subject, with the settings in the stream's metadata (`agent-orchestrator.*`) "
+        f"and their inactive threshold, deletes it when it stops, and pulls only while the "
+        f"agent is ACTIVE (it follows `agent.event.<agent_id>.*`): explicit acks, ack wait "
+        f"`AO_{ack_wait.upper()}` (default {_setting(ack_wait):g} s), {max_deliveries}."
     )
 
 
@@ -168,7 +169,8 @@ WORKER_CHANNELS = [
             "task_ack_wait_s",
             "no delivery limit",
         )
-        + " Claim the attempt with task.start, then ack; a `conflict` or `not_found` reply "
+        + " Claim the attempt with task.start, then ack; an `unavailable` reply (also while "
+        "the agent is not ACTIVE) means nak it with a delay; a `conflict` or `not_found` reply "
         "means it is not to be run: ack and drop it. Report with task.progress (at least "
         "every third of the time to the task's `deadline_at`), end with task.complete or "
         "task.fail. See docs/worker-protocol.md.",
@@ -204,8 +206,10 @@ WORKER_CHANNELS = [
             f"{_setting('message_max_deliveries')}) deliveries, after which the message is "
             "FAILED",
         )
-        + " Confirm with communication.delivered (`ack_follows: true`), then ack. See "
-        "docs/worker-protocol.md.",
+        + " Before handing fetched messages to the program, offer them to "
+        "communication.handover (only `accepted` ones may be handed over; ack `ended` ones, "
+        "nak the rest); confirm handled ones in a later communication.handover (`delivered`), "
+        "then ack. See docs/worker-protocol.md and docs/data-plane.md.",
         summary="Messages waiting for the agent.",
     ),
 ]

@@ -24,7 +24,6 @@ from agent_orchestrator import __version__
 from agent_orchestrator.asyncapi import asyncapi_yaml
 from agent_orchestrator.client.protocol_adapter import ProtocolAdapter
 from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.commands import commands_of
 from agent_orchestrator.handlers.discovery import ServiceStatsBook
 from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
@@ -37,7 +36,7 @@ from agent_orchestrator.handlers.state_events import state_event_publisher
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.jetstream import ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
-from agent_orchestrator.storage.outbox import OutboxRelay
+from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead
 from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.wiring import parts, routers
@@ -88,19 +87,18 @@ class Service:
             settings, states=self.states, checkpoints=repos.checkpoints
         )
         self.schedules = CheckpointSchedules()
-        self.queues = parts.queues(settings)
+        self.published_ahead = PublishedAhead()
+        self.queues = parts.queues(settings, self.published_ahead)
         self.heartbeats = parts.heartbeats(settings)
-        self.consumers = AgentConsumers(
-            repos.agents, self.queues.both, on_active=partial(arm, self.heartbeats)
-        )
+        on_active = partial(arm, self.heartbeats)
         self.recovery = Recovery(
             repos.agents,
             repos.tasks,
             self.checkpointer,
-            self.consumers,
+            on_active,
             max_state_bytes=settings.max_state_bytes,
         )
-        self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.consumers, self.recovery)
+        self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.recovery)
         self.sweeper = parts.sweeper(settings, repositories=repos, queues=self.queues)
 
         areas = routers.command_areas(
@@ -111,7 +109,7 @@ class Service:
             schedules=self.schedules,
             queues=self.queues,
             heartbeats=self.heartbeats,
-            consumers=self.consumers,
+            on_active=on_active,
             recovery=self.recovery,
         )
         self.commands = [spec for area in areas for spec, _ in commands_of(area)]
@@ -144,12 +142,11 @@ class Service:
             routers.job_router(
                 settings,
                 repositories=repos,
-                steps=[*standard_steps(repos.templates, self.queues.both), *init_steps],
+                steps=[*standard_steps(repos.templates), *init_steps],
                 recovery=self.recovery,
                 schedules=self.schedules,
                 checkpointer=self.checkpointer,
-                consumers=self.consumers,
-                inbox=self.queues.inbox,
+                queues=self.queues,
             )
         )
         self.broker.include_router(
@@ -216,7 +213,7 @@ class Service:
     def _background(self, nc: nats.aio.client.Client) -> list[Loop]:
         """The loops that run beside the handlers on the connection ``nc``."""
         js = nc.jetstream()
-        relay = self.relay = parts.outbox_relay(self.settings, js=js)
+        relay = self.relay = parts.outbox_relay(self.settings, js=js, ahead=self.published_ahead)
         # State events are published by the instance whose relay leads.
         state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
         loops = [

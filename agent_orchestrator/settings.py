@@ -132,15 +132,14 @@ class Settings(BaseSettings):
         description="Requests per second one project may send to each service instance; more "
         "are `quota_exceeded` (0: no quota).",
     )
-    max_agent_queues: int = Field(
-        default=10_000,
-        ge=10,
-        le=1_000_000,
-        description="Agents that may hold message and task queues at once. Every initialized, "
-        "not yet terminated agent has one consumer on AGENT_MESSAGES and one on AGENT_TASKS; "
-        "this is those streams' max_consumers (nats-server 2.15 caps a stream at 1,000 "
-        "unless told otherwise). Initializing one agent more ends in ERROR until others are "
-        "terminated (agent.recover retries it).",
+    worker_inactive_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=24 * 3600,
+        description="A consumer a worker created for its agent's messages or tasks is removed "
+        "by nats-server after this long without a pull (its worker died; a worker that stops "
+        "cleanly removes it itself). Its unacknowledged messages wait in the stream for the "
+        "next worker.",
     )
     message_ack_wait_s: float = Field(
         default=30.0, ge=0.5, le=3600, description="Redeliver an unacknowledged message after."

@@ -25,9 +25,10 @@ counted as an error).
                  poll, as the SDK's Inbox) and `ack`s each.
   orchestrator   --senders and --recipients agents, started with OrchestratorClient.start_agent
                  (ACTIVE); a send is `OrchestratorClient.send` (agent.send: PostgreSQL, then the
-                 outbox relay publishes to agent.inbox.<id>); a recipient reads its SDK
-                 `Inbox(batch=--batch)` and calls `InboxMessage.ack()` (communication.delivered,
-                 then the JetStream ack).
+                 handler publishes to agent.inbox.<id>, the outbox relay its safety net); a
+                 recipient reads its SDK `Inbox(batch=--batch)` and calls
+                 `InboxMessage.ack()` (batched into communication.handover, then the JetStream
+                 ack).
 
 Reported per path: messages/s, latency p50/p99 (send start -> ack done), the ratios
 orchestrator / raw (target from the issue: throughput >= 0.3x raw), the stages of a message
@@ -96,9 +97,10 @@ from nats.js.api import StreamConfig
 from nats.js.client import JetStreamContext
 
 from agent_orchestrator.client import Inbox, InboxMessage, OrchestratorClient, RequestFailed
+from agent_orchestrator.client.pull_queue import worker_consumer
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.settings import Settings
-from agent_orchestrator.storage.agent_queues import AgentQueue, QueueSettings
 from agent_orchestrator.storage.jetstream import JetStreamLayout
 
 RAW, ORCHESTRATOR = "raw JetStream", "orchestrator"
@@ -294,7 +296,7 @@ def stage_ms(finished: Sequence[Stamps]) -> dict[str, dict[str, float]]:
 class RawQueues:
     """The raw baseline's copy of one of the service's per-agent work queues: a stream with the
     configuration of the service's stream `like` under its own name and subjects, and per
-    recipient a durable pull consumer configured like the service's (by AgentQueue)."""
+    recipient a pull consumer configured like a worker's (by client.pull_queue)."""
 
     like: str
     stream: str
@@ -323,11 +325,10 @@ class RawQueues:
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_stream(self.stream)
         await js.add_stream(self.stream_config())
-        queue = AgentQueue(self.stream, self.subject, self.consumer, self.settings, holds="")
         subscriptions = []
         for recipient in recipients:
             config = dataclasses.replace(
-                queue.config(uuid.UUID(recipient), active=True),
+                worker_consumer(self.consumer(recipient), self.subject(recipient), self.settings),
                 description=f"bench: raw {self.holds} of {recipient}.",
             )
             await js.add_consumer(self.stream, config)

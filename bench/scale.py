@@ -1,7 +1,7 @@
 """Per-operation cost as the number of agents grows to 100,000, and the service's memory.
 
     python bench/scale.py [--max 100000] [--levels 1000,10000,100000] [--quick]
-        [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 64] [--working-set 200]
+        [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 64] [--workers 50]
         [--retries 1] [--json out.json] [--keep]
 
 Starts its own nats-server and PostgreSQL and `agent-orchestrator serve` (the harness of
@@ -9,13 +9,16 @@ commands.py), then grows the population level by level. Every agent is made thro
 agent.create, then agent.state.update (a ~200-byte state). At each level it measures, with
 --inflight requests in flight for --seconds (after --warmup): agent.get and agent.state.update
 (merge) on random agents of the whole population, agent.list pages from a random keyset cursor
-(all agents, and filtered by type), pause/activate on a fixed working set of ACTIVE agents, and
-agent.create. Each level's figures are given as ratios to the first level's, with a verdict
-against +-20%, next to the service's RSS.
+(all agents, and filtered by type), pause + activate, agent.send and agent.execute on random
+agents of the whole population, and agent.create. Each level's figures are given as ratios to the
+first level's, with a verdict against +-20%, next to the service's RSS, nats-server's RSS and the
+number of JetStream consumers.
 
-The working set is small on purpose: every initialized agent holds two JetStream consumers and
-the service caps them (AO_MAX_AGENT_QUEUES, default 10,000); the bench keeps that default, so the
-bulk of the agents stay CREATED, with state. Exit code 1 when a reply was an error or wrong.
+Every agent of the population is initialized and ACTIVE (no JetStream consumer is made per
+agent any more), and --workers of them run an SDK AgentWorker (in this process, on a connection
+of their own) that receives their messages and runs their tasks: the consumer count stays at
+two per running worker, whatever the population. Exit code 1 when a reply was an error or
+wrong.
 """
 
 from __future__ import annotations
@@ -63,23 +66,24 @@ from commands import (
     run_bench,
     running,
     service_child,
-    transition_calls,
     tree_cpu_s,
     wait_answering,
 )
 from commands import agent_body as base_body
 from nats.aio.client import Client
+from pydantic import JsonValue
 from state_checkpoints import MergeLedger, small_state, state_update_call
 
+from agent_orchestrator.client import AgentWorker, InboxMessage, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.domain.cursor import encode_cursor
-from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.state import STATE_EVENTS_CONSUMER, STATE_STREAM
 
 GET, LIST, LIST_TYPE = "agent.get", "agent.list page", "agent.list by type"
-STATE, TRANSITION, CREATE = "agent.state.update", "pause/activate", "agent.create"
+STATE, TRANSITION, CREATE = "agent.state.update", "pause + activate", "agent.create"
+SEND, EXECUTE = "agent.send", "agent.execute"
 #: In the order they are measured at each level; agent.create last, since it adds agents.
-SCENARIOS = (GET, LIST, LIST_TYPE, STATE, TRANSITION, CREATE)
+SCENARIOS = (GET, LIST, LIST_TYPE, STATE, TRANSITION, SEND, EXECUTE, CREATE)
 #: Agent types, round robin, so that a list filtered by type selects a quarter of the agents.
 TYPES = ("researcher", "writer", "reviewer", "planner")
 PAGE = 50
@@ -93,6 +97,8 @@ MEMORY_TOLERANCE = 1.20
 #: --quick: levels, measured s, warm-up s and quiet wait s per scenario.
 QUICK_LEVELS, QUICK_SECONDS, QUICK_WARMUP, QUICK_QUIET_WAIT = (1000, 5000), 2.0, 0.5, 10.0
 PROGRESS_EVERY_S = 15.0
+#: Agents initialized and activated at a time while growing.
+ACTIVATE_CHUNK = 500
 
 
 def agent_body(n: int) -> dict[str, Any]:
@@ -120,12 +126,11 @@ class Growth:
 
 
 class Population:
-    """Every agent made so far (all with a state), in creation order, and the working set."""
+    """Every agent made so far (all with a state, ACTIVE), in creation order."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.made = 0  # agent.create bodies handed out, for unique names and the type rotation
-        self.working_set: list[str] = []
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -154,6 +159,7 @@ async def grow(nc: Client, population: Population, level: int, inflight: int) ->
     began = time.perf_counter()
     remaining = wanted
     shown = began
+    fresh: list[str] = []
 
     async def worker() -> None:
         nonlocal remaining, shown
@@ -172,6 +178,7 @@ async def grow(nc: Client, population: Population, level: int, inflight: int) ->
                 remaining += 1  # make another one instead
                 continue
             population.ids.append(str(reply["agent_id"]))
+            fresh.append(str(reply["agent_id"]))
             growth.added += 1
             if (now := time.perf_counter()) - shown > PROGRESS_EVERY_S:
                 shown = now
@@ -181,30 +188,50 @@ async def grow(nc: Client, population: Population, level: int, inflight: int) ->
                 )
 
     await asyncio.gather(*(worker() for _ in range(inflight)))
+    await activate_all(nc, fresh, inflight)
     growth.seconds = time.perf_counter() - began
     print(
-        f"  {growth.added:,} agents (create + state) in {growth.seconds:.1f} s, "
+        f"  {growth.added:,} agents (create + state + initialize + activate) in "
+        f"{growth.seconds:.1f} s, "
         f"{growth.per_s:.0f}/s",
         flush=True,
     )
     return growth
 
 
-async def make_working_set(nc: Client, population: Population, count: int, limit: int) -> None:
-    """`count` agents (with state) made ACTIVE: create, state, initialize, READY, activate."""
-    ids: list[str] = []
+async def activate_all(nc: Client, ids: Sequence[str], inflight: int) -> None:
+    """Initialize and activate ``ids``, a chunk at a time (each chunk's wait for READY is
+    bounded by commands.py's timeout)."""
+    for start in range(0, len(ids), ACTIVATE_CHUNK):
+        await activate(nc, ids[start : start + ACTIVATE_CHUNK], inflight)
 
-    async def make(_: int) -> None:
-        n = population.made
-        reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
-        await give_state(nc, str(reply["agent_id"]), n)
-        ids.append(str(reply["agent_id"]))
 
-    await bounded_map(make, range(count), limit)
+async def start_workers(nc: Client, agent_ids: Sequence[str]) -> list[asyncio.Task[None]]:
+    """An SDK AgentWorker per agent (acks every message, answers every task at once)."""
+    running = []
+    for agent_id in agent_ids:
+        worker = AgentWorker(nc, agent_id, heartbeat=False)
 
-    await activate(nc, ids, limit)
-    population.ids += ids
-    population.working_set = ids
+        @worker.task
+        async def answer(run: TaskRun) -> JsonValue:
+            return {"ok": True}
+
+        @worker.message
+        async def receive(message: InboxMessage) -> None:
+            return None
+
+        running.append(asyncio.create_task(worker.run()))
+    return running
+
+
+async def consumer_counts(nc: Client) -> dict[str, int]:
+    """JetStream consumers on AGENT_MESSAGES, on AGENT_TASKS, and in the whole account."""
+    js = nc.jetstream()
+    counts = {}
+    for stream in (subjects.MESSAGES_STREAM, subjects.TASKS_STREAM):
+        counts[stream] = (await js.stream_info(stream)).state.consumer_count
+    counts["account"] = (await js.account_info()).consumers
+    return counts
 
 
 # --- the calls of each scenario --------------------------------------------------------------
@@ -240,6 +267,51 @@ def list_call(nc: Client, population: Population, slot: int, *, by_type: bool) -
             raise ReplyError("wrong page", f"not newest first below {before}: {ids[:3]}")
         if by_type and any(item["type"] != body["type"] for item in reply["items"]):
             raise ReplyError("wrong page", f"an agent of another type than {body['type']}")
+
+    return call
+
+
+def flip_call(nc: Client, population: Population, slot: int, inflight: int) -> Call:
+    """agent.pause then agent.activate of a random agent of the whole population (from this
+    slot's share, so that no two slots move one agent at once)."""
+    rng = random.Random(2000 + slot)
+
+    async def call() -> None:
+        agent_id = population.ids[slot + inflight * rng.randrange(len(population) // inflight)]
+        reply = await request_json(nc, subjects.AGENT_PAUSE, {"agent_id": agent_id})
+        expect(reply, "status", "PAUSED")
+        reply = await request_json(nc, subjects.AGENT_ACTIVATE, {"agent_id": agent_id})
+        expect(reply, "status", "ACTIVE")
+
+    return call
+
+
+def send_call(nc: Client, population: Population, slot: int) -> Call:
+    """agent.send between two random agents of the whole population."""
+    rng = random.Random(3000 + slot)
+
+    async def call() -> None:
+        body = {
+            "from_agent_id": rng.choice(population.ids),
+            "to_agent_id": rng.choice(population.ids),
+            "type": "bench",
+            "content": {"n": rng.randrange(1_000_000)},
+        }
+        reply = await request_json(nc, subjects.AGENT_SEND, body)
+        expect(reply, "status", "SENT")
+
+    return call
+
+
+def execute_call(nc: Client, population: Population, slot: int) -> Call:
+    """agent.execute on a random agent of the whole population."""
+    rng = random.Random(4000 + slot)
+
+    async def call() -> None:
+        agent_id = rng.choice(population.ids)
+        body = {"agent_id": agent_id, "input": {"text": "scale"}}
+        reply = await request_json(nc, subjects.AGENT_EXECUTE, body)
+        expect(reply, "status", "QUEUED")
 
     return call
 
@@ -311,7 +383,7 @@ class Options:
     config: Config
     levels: tuple[int, ...]
     grow_inflight: int
-    working_set: int
+    workers: int
     retries: int
     quiet_wait: float
     quick: bool
@@ -432,7 +504,6 @@ async def measure_level(
     nc: Client,
     conn: asyncpg.Connection,
     population: Population,
-    flips: Sequence[Call],
     growth: Growth,
     options: Options,
     probes: CpuProbes,
@@ -450,7 +521,9 @@ async def measure_level(
         LIST: lambda: [list_call(nc, population, s, by_type=False) for s in range(inflight)],
         LIST_TYPE: lambda: [list_call(nc, population, s, by_type=True) for s in range(inflight)],
         STATE: lambda: [state_update_call(nc, population.ids, s, ledger) for s in range(inflight)],
-        TRANSITION: lambda: list(flips),
+        TRANSITION: lambda: [flip_call(nc, population, s, inflight) for s in range(inflight)],
+        SEND: lambda: [send_call(nc, population, s) for s in range(inflight)],
+        EXECUTE: lambda: [execute_call(nc, population, s) for s in range(inflight)],
         CREATE: lambda: [create_call(nc, population, created) for _ in range(inflight)],
     }
     results, lags = [], {}
@@ -466,12 +539,14 @@ async def measure_level(
         "postgres_pss": pss_kib(descendants(servers.postgres_pid)) / 1024,
     }
     data = await data_figures(nc, conn)
+    data["consumers"] = await consumer_counts(nc)
 
     async def backfill(n: int) -> None:
         await give_state(nc, created[n], n)
 
     began = time.perf_counter()
     await bounded_map(backfill, range(len(created)), options.grow_inflight)
+    await activate_all(nc, created, options.grow_inflight)
     population.ids += created
     backfill_s = time.perf_counter() - began
     return Level(
@@ -483,7 +558,7 @@ async def measure_level(
             "agents_per_s": round(growth.per_s, 1),
             "errors": dict(growth.errors),
             "error_samples": growth.samples,
-            "states_given_to_measured_creates": len(created),
+            "states_given_to_measured_creates": len(created),  # and activated
             "states_given_s": round(backfill_s, 1),
         },
         results=results,
@@ -634,6 +709,7 @@ def memory_table(report: Report) -> str:
     header = (
         f"{'level':>8}{'agents':>9}{'grow s':>8}{'agents/s':>9}{'svc RSS':>9}{'x first':>8}"
         f"{'svc peak':>9}{'nats RSS':>9}{'pg PSS':>8}{'pg db':>8}{'KV msgs':>9}"
+        f"{'consumers':>10}"
     )
     lines = [header, "-" * len(header) + "  (MiB)"]
     for level in report.levels:
@@ -643,6 +719,7 @@ def memory_table(report: Report) -> str:
             f"{m['service_rss']:>9.0f}{m['service_rss'] / first:>8.2f}"
             f"{m['service_peak_rss']:>9.0f}{m['nats_rss']:>9.0f}{m['postgres_pss']:>8.0f}"
             f"{d.get('postgres_db_mib', 0):>8.0f}{d.get(f'KV_{subjects.STATE_BUCKET}_msgs', 0):>9}"
+            f"{d.get('consumers', {}).get('account', 0):>10}"
         )
     return "\n".join(lines)
 
@@ -701,8 +778,9 @@ def print_report(report: Report) -> None:
     created = sum(level.growth["states_given_to_measured_creates"] for level in report.levels)
     backfill_s = sum(level.growth["states_given_s"] for level in report.levels)
     print(
-        f"growing: {grown:,} agents (create + state) in {growth_s:.0f} s; the agent.create "
-        f"scenarios made {created:,} more, given their state in {backfill_s:.0f} s; the whole "
+        f"growing: {grown:,} agents (create + state + initialize + activate) in "
+        f"{growth_s:.0f} s; the agent.create scenarios made {created:,} more, given their state "
+        f"and activated in {backfill_s:.0f} s; the whole "
         f"run took {report.seconds:.0f} s"
     )
     results = [r for level in report.levels for r in level.results]
@@ -736,7 +814,6 @@ def write_json(path: Path, report: Report) -> None:
 def describe(options: Options, nats_version: str, postgres: str) -> dict[str, Any]:
     """The settings of this run, printed and written with the figures."""
     config = options.config
-    fields = Settings.model_fields
     return {
         "machine": (
             f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
@@ -746,7 +823,8 @@ def describe(options: Options, nats_version: str, postgres: str) -> dict[str, An
         "population": (
             f"every agent made through the service: agent.create ({len(encode(agent_body(0)))}"
             f"-byte body, {len(TYPES)} types in turn) + agent.state.update (replace, "
-            f"{len(encode(small_state(0)))}-byte state), {options.grow_inflight} in flight"
+            f"{len(encode(small_state(0)))}-byte state), then agent.initialize and "
+            f"agent.activate: every agent ACTIVE; {options.grow_inflight} in flight"
         ),
         "load": (
             f"1 nats-py {importlib.metadata.version('nats-py')} connection, {config.inflight} "
@@ -757,14 +835,13 @@ def describe(options: Options, nats_version: str, postgres: str) -> dict[str, An
         "scenarios": (
             "agent.get and agent.state.update (merge of one key) on random agents of the whole "
             f"population; agent.list pages of {PAGE} from a random keyset cursor, all and "
-            "filtered by type; agent.create (its agents get their state afterwards and count "
-            f"from the next level on); pause/activate on a working set of {options.working_set} "
-            "ACTIVE agents"
+            "filtered by type; pause + activate (one call), agent.send and agent.execute on "
+            "random agents of the whole population; agent.create (its agents get their state "
+            "afterwards and count from the next level on)"
         ),
-        "working set": (
-            f"{options.working_set} ACTIVE agents: every initialized agent holds 2 JetStream "
-            "consumers, capped by AO_MAX_AGENT_QUEUES (default "
-            f"{fields['max_agent_queues'].default:,}, kept); the other agents stay CREATED"
+        "workers": (
+            f"{options.workers} SDK AgentWorkers (this process, a connection of their own) "
+            "on the first agents: each creates 2 consumers; no other agent has any"
         ),
         "nats-server": f"{nats_version}, JetStream file store in a temp folder, default options",
         "postgres": postgres,
@@ -780,8 +857,8 @@ def describe(options: Options, nats_version: str, postgres: str) -> dict[str, An
 async def run_all(options: Options, servers: Servers) -> Report:
     """Start the service, make the working set, then grow and measure level by level."""
     began = time.perf_counter()
-    config = options.config
     nc = await nats.connect(servers.nats_url, name="bench-scale")
+    worker_nc = await nats.connect(servers.nats_url, name="bench-scale workers")
     conn = await asyncpg.connect(servers.database_url)
     child = service_child(servers.nats_url, servers.database_url, servers.folder)
     notes: list[str] = []
@@ -797,20 +874,28 @@ async def run_all(options: Options, servers: Servers) -> Report:
             await wait_answering(nc, child, subjects.AGENT_GET, probe)
             probes = probes_for(servers, child)
             population = Population()
-            print(f"  working set: {options.working_set} ACTIVE agents", flush=True)
-            await make_working_set(nc, population, options.working_set, config.inflight)
-            flips = transition_calls(nc, population.working_set, config.inflight)
-            for level in options.levels:
-                growth = await grow(nc, population, level, options.grow_inflight)
-                print(f"level {level:,}: {len(population):,} agents", flush=True)
-                levels.append(
-                    await measure_level(
-                        nc, conn, population, flips, growth, options, probes, servers, child
+            workers: list[asyncio.Task[None]] = []
+            try:
+                for level in options.levels:
+                    growth = await grow(nc, population, level, options.grow_inflight)
+                    if not workers:
+                        wanted = population.ids[: options.workers]
+                        workers = await start_workers(worker_nc, wanted)
+                        print(f"  {len(workers)} workers running", flush=True)
+                    print(f"level {level:,}: {len(population):,} agents", flush=True)
+                    levels.append(
+                        await measure_level(
+                            nc, conn, population, growth, options, probes, servers, child
+                        )
                     )
-                )
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
         notes += [*child.notes, child.log_summary()]
     finally:
         await conn.close()
+        await worker_nc.close()
         await nc.close()
     return Report(settings, levels, notes, time.perf_counter() - began)
 
@@ -843,7 +928,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--grow-inflight", type=int, default=64, help="agents being made at once while growing"
     )
-    parser.add_argument("--working-set", type=int, default=200, help="agents for pause/activate")
+    parser.add_argument("--workers", type=int, default=50, help="agents with a running SDK worker")
     parser.add_argument(
         "--retries", type=int, default=1, help="re-measure a scenario while the machine is busy"
     )
@@ -873,8 +958,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         quiet_wait = QUICK_QUIET_WAIT if args.quick else 30.0
     if len(levels) < 2 or levels[0] < MIN_LEVEL:
         parser.error(f"give at least two levels, the first >= {MIN_LEVEL}")
-    if args.working_set >= levels[0] or args.working_set < args.inflight:
-        parser.error("--working-set must be >= --inflight and below the first level")
+    if not 0 <= args.workers < levels[0] or levels[0] < 2 * args.inflight:
+        parser.error("--workers must be below the first level, the first level >= 2x --inflight")
     if seconds <= 0 or warmup < 0 or args.inflight < 1 or args.grow_inflight < 1:
         parser.error("--seconds must be > 0, --warmup >= 0, --inflight, --grow-inflight >= 1")
     config = Config(float(seconds), float(warmup), args.inflight, args.json, args.keep)
@@ -882,7 +967,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         config,
         levels,
         args.grow_inflight,
-        args.working_set,
+        args.workers,
         args.retries,
         float(quiet_wait),
         args.quick,

@@ -22,8 +22,9 @@ start to its end; the clock runs from the first start to the last end.
                  `python examples/word_count_agent.py --agent-id ID` process (AgentWorker,
                  one task at a time): task.start, ack of the assignment, agent.state.get and
                  agent.state.update (the running word total), task.complete. A task is
-                 `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the outbox
-                 relay publishes the TaskAssignment to agent.task.<agent_id>). Its end: this
+                 `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the handler
+                 publishes the TaskAssignment to agent.task.<agent_id>, the outbox relay
+                 being its safety net). Its end: this
                  process receives its `task_succeeded` event.
 
 How the end of a task is seen: core NATS subscriptions on agent.event.*.task_succeeded,
@@ -68,6 +69,7 @@ from typing import Any
 import asyncpg
 import nats
 import nats.errors
+import nats.js.errors
 from commands import (
     BenchError,
     Child,
@@ -113,9 +115,9 @@ from nats.js.client import JetStreamContext
 from agent_orchestrator.client import OrchestratorClient, RequestFailed
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.contracts.tasks import ExecuteTask
 from agent_orchestrator.settings import Settings
-from agent_orchestrator.storage.agent_queues import QueueSettings
 
 TASKS = "word-count tasks"
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "word_count_agent.py"
@@ -234,6 +236,14 @@ def worker_child(nats_url: str, agent_id: str, n: int, folder: Path) -> Child:
     )
 
 
+async def waiting_pulls(js: JetStreamContext, consumer: str) -> int:
+    """Pull requests waiting on ``consumer`` (0 until its worker has created it)."""
+    try:
+        return (await js.consumer_info(subjects.TASKS_STREAM, consumer)).num_waiting
+    except nats.js.errors.NotFoundError:
+        return 0
+
+
 async def wait_fetching(
     js: JetStreamContext, workers: Sequence[Child], agents: Sequence[str]
 ) -> None:
@@ -241,7 +251,7 @@ async def wait_fetching(
     deadline = time.monotonic() + READY_TIMEOUT_S
     for child, agent_id in zip(workers, agents, strict=True):
         consumer = subjects.task_consumer(agent_id)
-        while (await js.consumer_info(subjects.TASKS_STREAM, consumer)).num_waiting < 1:
+        while await waiting_pulls(js, consumer) < 1:
             if child.exited():
                 raise BenchError(f"{child.name} exited early; log:\n{child.log_tail()}")
             if time.monotonic() > deadline:

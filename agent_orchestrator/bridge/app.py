@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator import __version__
+from agent_orchestrator.bridge.a2a import PushSender, add_a2a_routes
 from agent_orchestrator.bridge.auth import API_KEY_HEADER, authentication
 from agent_orchestrator.bridge.body_limit import BodyLimit, RouteLimit
 from agent_orchestrator.bridge.dashboard import add_dashboard_routes
@@ -79,9 +80,14 @@ def create_app(
                 name="agent-orchestrator-bridge",
                 max_reconnect_attempts=-1,
             )
+        sender = PushSender(state) if state.settings.a2a_push else None
+        if sender is not None:
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                await sender.stop()
             if owned and state.nc is not None:
                 await state.nc.close()
                 state.nc = None
@@ -113,6 +119,7 @@ def create_app(
     register_event_stream(
         app, lambda: connection(state), guarded, limits, authenticated=authenticate is not None
     )
+    add_a2a_routes(app, state, guarded, statuses)
     add_operations_routes(app, state)
     add_docs_routes(app)
     add_dashboard_routes(app)

@@ -14,6 +14,9 @@ from opentelemetry.trace import TracerProvider
 from agent_orchestrator.bridge.app import create_app
 from agent_orchestrator.bridge.settings import BridgeSettings
 
+SHUTDOWN_GRACE_S = 5
+"""How long a stopping bridge lets open requests (SSE streams, blocking A2A sends) finish."""
+
 
 class BridgeStartError(RuntimeError):
     """The embedded bridge could not start serving (e.g. its port is taken)."""
@@ -54,6 +57,8 @@ class EmbeddedBridge:
             log_level="warning",
             log_config=None,  # the host configured logging (AO_LOG_FORMAT)
             lifespan="on",
+            # Open event streams and waiting A2A calls do not hold a shutdown up for long.
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
@@ -112,5 +117,10 @@ def run_bridge(
     # No per-request access log: like the service, the bridge logs problems, not traffic.
     # Logging is configured by the caller (AO_LOG_LEVEL, AO_LOG_FORMAT), not by uvicorn.
     uvicorn.run(
-        app or create_app(settings), host=host, port=port, access_log=False, log_config=None
+        app or create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )

@@ -133,6 +133,11 @@ class BridgeSettings(BaseSettings):
     max_event_streams_per_caller: int = Field(
         default=10, ge=0, description="Concurrent event streams per caller (0: no limit)."
     )
+    a2a_push: bool = Field(
+        default=True,
+        description="Send A2A push notifications (bridges share one durable consumer of task "
+        "events; each event costs the service one task.push_config.list request).",
+    )
     cors_origins: Annotated[list[str], NoDecode, BeforeValidator(_comma_list)] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (comma-separated); none by default.",

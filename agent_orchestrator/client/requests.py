@@ -33,6 +33,7 @@ from agent_orchestrator.contracts.communications import (
     MarkDelivered,
     SendMessage,
 )
+from agent_orchestrator.contracts.deliveries import HandOver, HandOverReply
 from agent_orchestrator.contracts.errors import ErrorCode, ErrorReply
 from agent_orchestrator.contracts.limits import max_payload_refusal
 from agent_orchestrator.contracts.state import AgentState, GetState, StateMode, UpdateState
@@ -179,6 +180,20 @@ class OrchestratorClient:
         the inbox message in JetStream itself right after."""
         body = MarkDelivered(communication_id=UUID(str(communication_id)), ack_follows=ack_follows)
         return await self.request(subjects.COMMUNICATION_DELIVERED, body, Communication)
+
+    async def hand_over(
+        self,
+        agent_id: UUID | str,
+        *,
+        offered: list[UUID] | None = None,
+        delivered: list[UUID] | None = None,
+    ) -> HandOverReply:
+        """communication.handover: which ``offered`` inbox messages may reach the program;
+        record the ``delivered`` ones DELIVERED (all in one request)."""
+        body = HandOver(
+            agent_id=UUID(str(agent_id)), offered=offered or [], delivered=delivered or []
+        )
+        return await self.request(subjects.COMMUNICATION_HANDOVER, body, HandOverReply)
 
     async def get_communication(self, communication_id: UUID | str) -> Communication:
         """communication.get."""

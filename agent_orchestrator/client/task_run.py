@@ -125,7 +125,11 @@ class TaskRun:
 
     async def keep_alive(self) -> bool:
         """A heartbeat report; False once the attempt was taken away (its handler is then
-        cancelled). An unreachable service or another refusal is left to the next beat."""
+        cancelled). An unreachable service or another refusal is left to the next beat.
+        Paused (True, nothing sent) while a question waits: the service expects no beats then,
+        and the waiting ask learns of a cancel by itself."""
+        if self.task.status is TaskStatus.INPUT_REQUIRED:
+            return True
         try:
             self.task = await self._client.report_progress(self.task_id, self.attempt)
         except RequestFailed as exc:
@@ -170,11 +174,15 @@ class TaskRun:
             await self._waiter.open()  # before asking: no answer may slip by
             wake = self._waiter.expect(self.task_id)
         try:
+            waited = False
             while True:
                 wake.clear()
                 answer = await self._ask_once(request)
                 if answer is not None:
+                    if waited:  # the answer opened a heartbeat window: report in it at once
+                        await self.keep_alive()
                     return answer.input
+                waited = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), recheck_s)
         finally:

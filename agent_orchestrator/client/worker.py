@@ -19,9 +19,14 @@ bucket ``agent_heartbeats`` with that window as its time to live, straight to Je
 service is not in the way, so beats go on during a service restart). If the process dies, the
 key expires and the service moves the agent to ERROR (``heartbeat_lost``).
 
-For each task assignment it receives (only while the agent is ACTIVE) it claims the attempt
-with task.start, acknowledges the assignment, and runs the task handler while reporting a
-heartbeat (task.progress) every third of the time the service gives it. The handler's return
+It follows its agent's status (agent.get once, then the agent's status events; see
+``client.agent_status``) and takes tasks and messages only while the agent is ACTIVE, through
+consumers it creates when it starts and deletes when it stops (``client.pull_queue``). For
+each task assignment it claims the attempt with task.start (refused while the agent is not
+ACTIVE: the assignment goes back to the stream for a moment), acknowledges the assignment, and
+runs the task handler; only a long task reports a heartbeat (task.progress), every third of
+the time the service gives it, so a short task costs two requests: task.start and
+task.complete (or task.fail). The handler's return
 value completes the task; an exception fails it (:class:`RetryTask` asks for another attempt).
 A task cancelled meanwhile is noticed at the next report (a heartbeat or ``run.progress``) and
 its handler is cancelled: it sees ``asyncio.CancelledError``, and the worker logs one INFO line
@@ -49,7 +54,8 @@ import nats.errors
 from nats.aio.msg import Msg
 from pydantic import JsonValue, ValidationError
 
-from agent_orchestrator.client.errors import QueueClosed, RequestFailed, ServiceUnavailable
+from agent_orchestrator.client.agent_status import AgentStatusWatch
+from agent_orchestrator.client.errors import RequestFailed, ServiceUnavailable
 from agent_orchestrator.client.inbox import Inbox, InboxMessage
 from agent_orchestrator.client.input_waiter import InputWaiter
 from agent_orchestrator.client.protocol_endpoint import ProtocolEndpoint
@@ -57,7 +63,12 @@ from agent_orchestrator.client.pull_queue import PullQueue
 from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.client.task_run import RetryTask, TaskRun
 from agent_orchestrator.contracts.liveness import Heartbeat, LivenessPolicy
-from agent_orchestrator.contracts.subjects import TASKS_STREAM, heartbeat_subject, task_consumer
+from agent_orchestrator.contracts.subjects import (
+    TASKS_STREAM,
+    heartbeat_subject,
+    task_consumer,
+    task_subject,
+)
 from agent_orchestrator.contracts.tasks import Task, TaskAssignment, TaskStatus
 
 __all__ = ["AgentWorker", "RetryTask", "TaskRun"]
@@ -108,6 +119,7 @@ class AgentWorker:
         self._running: set[asyncio.Task[None]] = set()
         self._stopped = False
         self._inbox: Inbox | None = None
+        self._watch = AgentStatusWatch(nc, self.agent_id, self.client)
         self._input_waiter = InputWaiter(nc, self.agent_id)
 
     def stop(self, *, cancel_running: bool = False) -> None:
@@ -132,8 +144,16 @@ class AgentWorker:
         return handler
 
     async def run(self, *, timeout: float = 30.0) -> None:
-        """Serve tasks and messages until the agent is terminated (or ``stop()``); waits up
-        to ``timeout`` for the agent to be initialized."""
+        """Serve tasks and messages until the agent is terminated (or ``stop()``); NATS and
+        the service must answer within ``timeout`` at the start."""
+        async with asyncio.timeout(timeout):
+            await self._watch.open()
+        try:
+            await self._serve(timeout)
+        finally:
+            await self._watch.close()
+
+    async def _serve(self, timeout: float) -> None:
         loops = []
         if self._task_handler is not None:
             loops.append(self._serve_tasks(self._task_handler, timeout))
@@ -178,33 +198,39 @@ class AgentWorker:
             self.agent_id,
             client=self.client,
             poll_s=self._poll_s,
+            watch=self._watch,
             api_prefix=self._api_prefix,
         )
         self._inbox = inbox
         if self._stopped:
             inbox.stop()
-        async with await inbox.open(timeout=timeout):
+        await inbox.open(timeout=timeout)
+        try:
             await inbox.run(handler)
+        finally:
+            await inbox.close()
 
     async def _serve_tasks(self, handler: TaskHandler, timeout: float) -> None:
+        agent = str(self.agent_id)
         queue = PullQueue(
             self.nc,
             TASKS_STREAM,
-            task_consumer(str(self.agent_id)),
+            task_consumer(agent),
+            task_subject(agent),
             batch=1,
             poll_s=self._poll_s,
             api_prefix=self._api_prefix,
         )
-        await queue.open(timeout=timeout)
+        async with asyncio.timeout(timeout):
+            await queue.open()
         slots = asyncio.Semaphore(self._concurrency)
         try:
-            while not self._stopped:
+            while not self._stopped and not self._watch.ended:
+                if not self._watch.active:
+                    await self._watch.wait_active(self._poll_s)
+                    continue
                 await slots.acquire()
-                try:
-                    msgs = await queue.fetch()
-                except QueueClosed:
-                    slots.release()
-                    break
+                msgs = await queue.fetch()
                 if not msgs:
                     slots.release()
                     continue
@@ -228,7 +254,10 @@ class AgentWorker:
             return
         try:
             task = await self.client.start_task(assignment.task_id, assignment.attempt)
-        except ServiceUnavailable:
+        except ServiceUnavailable as exc:
+            # Also: the agent is not ACTIVE (any more); the assignment waits in the stream.
+            if isinstance(exc.details, dict) and exc.details.get("reason") == "agent_not_active":
+                await self._watch.refresh()
             await queue.settle(msg, ack=False, delay=RETRY_DELAY_S)
             return
         except RequestFailed as exc:  # cancelled, ended, superseded or unknown: not ours to run

@@ -39,6 +39,7 @@ TEMPLATE_DELETE: Final = "template.delete"
 AGENT_SEND: Final = "agent.send"
 AGENT_COMMUNICATIONS: Final = "agent.communications"
 COMMUNICATION_DELIVERED: Final = "communication.delivered"
+COMMUNICATION_HANDOVER: Final = "communication.handover"
 COMMUNICATION_GET: Final = "communication.get"
 AGENT_EXECUTE: Final = "agent.execute"
 TASK_GET: Final = "task.get"
@@ -50,6 +51,10 @@ TASK_COMPLETE: Final = "task.complete"
 TASK_FAIL: Final = "task.fail"
 TASK_REQUEST_INPUT: Final = "task.request_input"
 TASK_PROVIDE_INPUT: Final = "task.provide_input"
+TASK_PUSH_SET: Final = "task.push_config.set"
+TASK_PUSH_GET: Final = "task.push_config.get"
+TASK_PUSH_LIST: Final = "task.push_config.list"
+TASK_PUSH_DELETE: Final = "task.push_config.delete"
 AGENT_RECOVER: Final = "agent.recover"
 
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
@@ -81,6 +86,7 @@ WORKER_COMMANDS: Final = (
     TASK_REQUEST_INPUT,
     TASK_GET,
     COMMUNICATION_DELIVERED,
+    COMMUNICATION_HANDOVER,
     COMMUNICATION_GET,
     AGENT_STATE_UPDATE,
     AGENT_STATE_GET,
@@ -117,7 +123,9 @@ HEARTBEATS_BUCKET: Final = "agent_heartbeats"
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"
 CHECKPOINT_SCHEDULER_CONSUMER: Final = "checkpoint-scheduler"
-AGENT_CONSUMER_KEEPER: Final = "agent-consumer-keeper"
+AGENT_CLEANUP_CONSUMER: Final = "agent-cleanup"
+#: Consumers earlier versions made, removed at start-up.
+OBSOLETE_CONSUMERS: Final = ((EVENTS_STREAM, "agent-consumer-keeper"),)
 DEAD_LETTER_CONSUMER: Final = "dead-letter-keeper"
 LIVENESS_MONITOR_CONSUMER: Final = "liveness-monitor"
 
@@ -173,7 +181,8 @@ def inbox_subject(agent_id: str) -> str:
 
 
 def inbox_consumer(agent_id: str) -> str:
-    """The durable consumer an agent receives its messages from."""
+    """The consumer a running worker of the agent creates to receive its messages (shared by
+    the agent's workers, gone when they stop)."""
     return f"inbox-{agent_id}"
 
 
@@ -183,7 +192,8 @@ def task_subject(agent_id: str) -> str:
 
 
 def task_consumer(agent_id: str) -> str:
-    """The durable consumer an agent's worker receives its tasks from."""
+    """The consumer a running worker of the agent creates to receive its tasks (shared by the
+    agent's workers, gone when they stop)."""
     return f"tasks-{agent_id}"
 
 

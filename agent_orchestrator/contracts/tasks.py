@@ -42,6 +42,7 @@ MAX_ATTEMPTS = 100
 MAX_INPUT_TIMEOUT_S = 30 * 24 * 3600
 MAX_INPUT_REQUESTS = 1000
 """Questions one task may ask in all (its answers are part of the task)."""
+MAX_CONTEXT_ID_LENGTH = 200
 TASK_POLICY_KEY = "tasks"
 
 
@@ -57,6 +58,16 @@ class TaskStatus(StrEnum):
     CANCELLED = "CANCELLED"
     TIMED_OUT = "TIMED_OUT"
 
+
+ContextId = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CONTEXT_ID_LENGTH,
+        description="Groups the tasks of one conversation (A2A `contextId`); kept as given.",
+    ),
+]
 
 Attempt = Annotated[
     JsonInt | None,
@@ -98,6 +109,7 @@ class ExecuteTask(Request):
         description="Attempts before a task whose worker went silent is TIMED_OUT "
         "(default AO_TASK_MAX_ATTEMPTS).",
     )
+    context_id: ContextId = None
 
 
 class OnInputTimeout(StrEnum):
@@ -227,6 +239,7 @@ class Task(Reply):
     attempts: int = Field(description="Attempts started so far (the running one included).")
     max_attempts: int
     timeout_s: int
+    context_id: ContextId = None
     deadline_at: datetime | None = Field(
         default=None,
         description="While RUNNING: when the attempt is given up unless the worker reports. "
@@ -266,12 +279,14 @@ class GetTask(Request):
 
 
 class ListTasks(Request):
-    """Tasks, newest first, of one agent or project, by status: ``status`` INPUT_REQUIRED
-    with a ``project_id`` is that project's inbox of questions waiting for a person."""
+    """Tasks, newest first, of one agent or project, by status and conversation
+    (``context_id``): ``status`` INPUT_REQUIRED with a ``project_id`` is that project's inbox
+    of questions waiting for a person."""
 
     agent_id: UUID | None = None
     project_id: str | None = Field(default=None, min_length=1, max_length=200)
     status: TaskStatus | None = None
+    context_id: ContextId = None
     limit: Limit = 50
     cursor: Cursor = None
 

@@ -44,7 +44,7 @@ from agent_orchestrator.contracts.tasks import (
     TaskStatus,
 )
 from agent_orchestrator.domain.agents import AgentRef
-from agent_orchestrator.domain.errors import Conflict, InvalidTransition, NotFound
+from agent_orchestrator.domain.errors import Conflict, InvalidTransition, NotFound, Unavailable
 from agent_orchestrator.domain.ids import new_id
 
 S = TaskStatus
@@ -137,6 +137,7 @@ def queue(
         attempts=0,
         max_attempts=request.max_attempts or defaults.max_attempts,
         timeout_s=request.timeout_s or defaults.timeout_s,
+        context_id=request.context_id,
         created_at=now,
         updated_at=now,
     )
@@ -181,9 +182,18 @@ def _check_running(task: Task, attempt: int | None) -> None:
 def start(
     task: Task, attempt: int, agent: AgentRef, defaults: TaskDefaults, now: datetime
 ) -> TaskChange | None:
-    """A worker claims ``attempt``; None when it already has (a repeat changes nothing)."""
+    """A worker claims ``attempt``; None when it already has (a repeat changes nothing).
+
+    Refused with Unavailable (retry later: the worker puts the assignment back with a delay)
+    while the agent is not ACTIVE, so a paused agent's program starts nothing."""
     if task.status is S.RUNNING and task.attempts == attempt:
         return None
+    if task.status is S.QUEUED and agent.status is not AgentStatus.ACTIVE:
+        raise Unavailable(
+            f"agent {agent.agent_id} is {agent.status}; task {task.task_id} starts once it "
+            "is ACTIVE",
+            details={"reason": "agent_not_active", "agent_status": agent.status},
+        )
     if task.status is not S.QUEUED or attempt != task.attempts + 1:
         raise Conflict(
             f"task {task.task_id} is {task.status} at attempt {task.attempts}; "

@@ -1,7 +1,7 @@
 """agent.create / get / list / update / delete."""
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from uuid import UUID
 
@@ -28,7 +28,6 @@ from agent_orchestrator.handlers.agent_writes import MAX_ATTEMPTS, change_agent,
 from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
-from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentFilter, AgentRepository
 from agent_orchestrator.storage.atomic import OutboxMessage
 from agent_orchestrator.storage.heartbeats import Heartbeats
@@ -50,7 +49,6 @@ class AgentCommands:
         states: StateStore,
         checkpointer: Checkpointer,
         schedules: CheckpointSchedules,
-        queues: Sequence[AgentQueue],
         heartbeats: Heartbeats,
     ) -> None:
         self._agents = agents
@@ -58,7 +56,6 @@ class AgentCommands:
         self._states = states
         self._checkpointer = checkpointer
         self._schedules = schedules
-        self._queues = tuple(queues)
         self._heartbeats = heartbeats
 
     async def with_heartbeats(self, found: list[Agent]) -> list[Agent]:
@@ -186,11 +183,8 @@ class AgentCommands:
             "state": partial(self._states.purge, agent.agent_id),
             "checkpoint snapshots": partial(self._checkpointer.blobs.delete, snapshots),
             "heartbeat key": partial(self._heartbeats.forget, agent.agent_id),
-            # What waits for it is ended by the consumer keeper job.
-            **{
-                f"{queue.stream} consumer": partial(queue.remove, agent.agent_id)
-                for queue in self._queues
-            },
+            # What waits for it in AGENT_MESSAGES / AGENT_TASKS: the cleanup job, from the
+            # deleted event.
         }
         for what, cleanup in cleanups.items():
             try:

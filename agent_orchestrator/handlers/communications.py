@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from agent_orchestrator.contracts import subjects
+from agent_orchestrator.contracts.agents import AgentStatus
 from agent_orchestrator.contracts.communications import (
     Communication,
     CommunicationPage,
@@ -14,6 +15,7 @@ from agent_orchestrator.contracts.communications import (
     MarkDelivered,
     SendMessage,
 )
+from agent_orchestrator.contracts.deliveries import DeliveryOutcome, HandOver, HandOverReply
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.agents import not_found as agent_not_found
@@ -21,8 +23,9 @@ from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.communications import CommunicationRepository, inbox_messages
 
 MAX_ATTEMPTS = 4
 BATCH = 500
@@ -60,10 +63,14 @@ class CommunicationCommands:
         agents: AgentRepository,
         communications: CommunicationRepository,
         limits: MessageLimits,
+        inbox: AgentQueue,
     ) -> None:
+        """``inbox``: where a committed send's messages are published at once (the outbox
+        relay covers a failure)."""
         self._agents = agents
         self._communications = communications
         self._limits = limits
+        self._inbox = inbox
 
     async def parties(self, body: SendMessage) -> tuple[AgentRef, list[AgentRef]]:
         """The sender and the recipients (for a broadcast: the project's other ACTIVE agents)."""
@@ -103,6 +110,7 @@ class CommunicationCommands:
                 max_backlog=self._limits.max_sender_backlog,
                 idempotency=ctx.idempotency_for(outgoing.reply),
             ):
+                await self._inbox.publish_committed(inbox_messages(outgoing))
                 return outgoing.reply
             # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
             # next round says which).
@@ -151,6 +159,77 @@ class CommunicationCommands:
         return await retry_on_conflict(
             MAX_ATTEMPTS, attempt, what=f"communication {body.communication_id}"
         )
+
+    @command(
+        subjects.COMMUNICATION_HANDOVER,
+        HandOver,
+        HandOverReply,
+        mutating=True,
+        description="Worker: in one request, which fetched inbox messages may reach the "
+        "agent's program (those still SENT, while the agent is ACTIVE) and which ones it has "
+        "finished with (recorded DELIVERED in one statement; acknowledge them in JetStream "
+        "after the reply).",
+    )
+    async def hand_over(self, body: HandOver, ctx: CommandContext) -> HandOverReply:
+        agent = (await self._communications.parties([body.agent_id])).get(body.agent_id)
+        if agent is None:
+            raise agent_not_found(body.agent_id)  # deleted: the worker stops
+        wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
+        found = await self._communications.of_recipient(body.agent_id, wanted) if wanted else {}
+        confirmed = await self._confirm(body, agent, found, ctx)
+        active = agent.status is AgentStatus.ACTIVE
+        accepted, ended = [], []
+        for communication_id in body.offered:
+            message = found.get(communication_id)
+            if message is None or message.status is not CommunicationStatus.SENT:
+                ended.append(communication_id)
+            elif active:
+                accepted.append(communication_id)
+        return HandOverReply(
+            agent_id=body.agent_id,
+            status=agent.status,
+            version=agent.version,
+            accepted=accepted,
+            ended=ended,
+            confirmed=confirmed,
+        )
+
+    async def _confirm(
+        self,
+        body: HandOver,
+        agent: AgentRef,
+        found: dict[UUID, Communication],
+        ctx: CommandContext,
+    ) -> list[DeliveryOutcome]:
+        """Record the ``delivered`` ones DELIVERED in one statement; each one's outcome."""
+        recipient = agent
+        delivering = [
+            delivered
+            for communication_id in dict.fromkeys(body.delivered)
+            if (m := found.get(communication_id)) is not None
+            and m.status is CommunicationStatus.SENT
+            and (delivered := rules.deliver(m, ctx.now)) is not None
+        ]
+        changed: set[UUID] = set()
+        if delivering:
+            events = [rules.outcome_event(m, recipient, ctx.now) for m in delivering]
+            changed = await self._communications.finish(delivering, events, left_stream=True)
+            for message in delivering:
+                if message.communication_id in changed:
+                    found[message.communication_id] = message
+        if len(changed) < len(delivering):  # another outcome came first: read what it was
+            raced = [m.communication_id for m in delivering if m.communication_id not in changed]
+            found.update(await self._communications.of_recipient(body.agent_id, raced))
+        return [
+            DeliveryOutcome(
+                communication_id=m.communication_id,
+                status=m.status,
+                updated_at=m.updated_at,
+                delivered_at=m.delivered_at,
+            )
+            for communication_id in dict.fromkeys(body.delivered)
+            if (m := found.get(communication_id)) is not None
+        ]
 
     @command(
         subjects.COMMUNICATION_GET,

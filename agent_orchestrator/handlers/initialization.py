@@ -17,7 +17,6 @@ from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.jobs import InitializeJob
 from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.errors import (
-    CapacityReached,
     Conflict,
     InitializationFailed,
     InvalidTransition,
@@ -29,7 +28,6 @@ from agent_orchestrator.domain.templates import validate_configuration
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.jobs import job as durable_job
 from agent_orchestrator.handlers.recovery import Recovery
-from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.templates import TemplateRepository
 
@@ -133,10 +131,10 @@ class Initializer:
         await msg.ack()
 
 
-def standard_steps(
-    templates: TemplateRepository, queues: Sequence[AgentQueue]
-) -> list[InitializationStep]:
-    """What initialization always does before any steps a deployment adds."""
+def standard_steps(templates: TemplateRepository) -> list[InitializationStep]:
+    """What initialization always does before any steps a deployment adds. (An agent's inbox
+    and task queue need no preparation: they are subjects of shared streams, read by the
+    consumer its worker creates when it runs.)"""
 
     async def check_configuration(agent: Agent) -> None:
         """The configuration must still satisfy the agent's template version."""
@@ -154,12 +152,4 @@ def standard_steps(
             paths = ", ".join(d["path"] for d in exc.details)
             raise InitializationFailed(f"{exc.message} ({paths})") from exc
 
-    async def set_up_queues(agent: Agent) -> None:
-        """The agent's inbox and task consumers, paused until the agent is ACTIVE."""
-        for queue in queues:
-            try:
-                await queue.ensure(agent.agent_id, active=False)
-            except CapacityReached as exc:
-                raise InitializationFailed(exc.message) from exc
-
-    return [check_configuration, set_up_queues]
+    return [check_configuration]

@@ -14,12 +14,14 @@ from agent_orchestrator.contracts.agents import (
 )
 from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.cursor import decode_cursor, split_page, version_number
-from agent_orchestrator.domain.errors import Conflict, Unavailable
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers, affects_consumers
+from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.agent_writes import save_change
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.schedules import CheckpointSchedules
+
+OnActive = Callable[[Agent], Awaitable[None]]
+"""Runs after a move to ACTIVE, before the reply (the liveness monitor's arming)."""
 
 MoveHandler = Callable[["LifecycleCommands", LifecycleCommand, CommandContext], Awaitable[Agent]]
 
@@ -46,16 +48,18 @@ class LifecycleCommands:
         *,
         agents: AgentRepository,
         schedules: CheckpointSchedules,
-        consumers: AgentConsumers,
+        on_active: OnActive,
     ) -> None:
         self._agents = agents
         self._schedules = schedules
-        self._consumers = consumers
+        self._on_active = on_active
 
     async def move(
         self, body: ChangeStatus | LifecycleCommand, target: AgentStatus, ctx: CommandContext
     ) -> Agent:
-        """Move the agent to ``target``; its consumers and schedule follow before the reply."""
+        """Move the agent to ``target``. No JetStream object changes: workers learn the
+        status from its event and the service's claim and delivery checks (see
+        docs/data-plane.md); a terminated agent's leftovers go in the background."""
         change = await save_change(
             self._agents,
             body.agent_id,
@@ -70,12 +74,9 @@ class LifecycleCommands:
             idempotency=ctx.idempotency_for,
         )
         agent = change.agent
-        before = change.transition.from_status if change.transition else None
-        if before is not None and affects_consumers(before, agent.status):
-            # Before replying, so no message reaches an agent its caller was told is PAUSED.
-            # Should this fail, the consumer keeper job does it from the event.
-            with contextlib.suppress(Unavailable, Conflict):
-                await self._consumers.sync(agent.agent_id)
+        if change.transition is not None and agent.status is AgentStatus.ACTIVE:
+            with contextlib.suppress(Unavailable):
+                await self._on_active(agent)
         if agent.status is AgentStatus.TERMINATED:
             # Also done by the scheduled job itself, should this fail now.
             with contextlib.suppress(Unavailable):

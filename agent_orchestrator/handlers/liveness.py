@@ -39,7 +39,6 @@ from agent_orchestrator.domain.liveness import (
     RECOVERY_POLICY,
     on_heartbeat_lost,
 )
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.pull_loop import RETRY_DELAY_S, PullLoop
 from agent_orchestrator.handlers.recovery import Recovery
@@ -77,12 +76,10 @@ class LivenessMonitor:
         self,
         agents: AgentRepository,
         heartbeats: Heartbeats,
-        consumers: AgentConsumers,
         recovery: Recovery,
     ) -> None:
         self._agents = agents
         self._heartbeats = heartbeats
-        self._consumers = consumers
         self._recovery = recovery
         self._loop = PullLoop(
             "liveness monitor",
@@ -163,8 +160,6 @@ class LivenessMonitor:
         except (InvalidTransition, NotFound):
             return agent
         log.info("agent %s: %s", agent.agent_id, outcome.reason)
-        with contextlib.suppress(Unavailable, Conflict):
-            await self._consumers.sync(agent.agent_id)
         return errored
 
     async def _recover(self, agent: Agent) -> None:

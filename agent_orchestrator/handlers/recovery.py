@@ -8,7 +8,7 @@ Every step is recorded with the plan's actor: the caller, or ``recovery-policy``
 """
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -25,7 +25,6 @@ from agent_orchestrator.domain.errors import (
     InvalidTransition,
     NotFound,
 )
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers
 from agent_orchestrator.handlers.agent_writes import change_agent
 from agent_orchestrator.handlers.checkpoints import Checkpointer
 from agent_orchestrator.handlers.commands import CommandContext, command
@@ -45,14 +44,14 @@ class Recovery:
         agents: AgentRepository,
         tasks: TaskRepository,
         checkpointer: Checkpointer,
-        consumers: AgentConsumers,
+        on_active: Callable[[Agent], Awaitable[None]],
         *,
         max_state_bytes: int,
     ) -> None:
         self._agents = agents
         self._tasks = tasks
         self._checkpointer = checkpointer
-        self._consumers = consumers
+        self._on_active = on_active
         self._max_state_bytes = max_state_bytes
 
     async def start(
@@ -117,7 +116,8 @@ class Recovery:
                     )
 
     async def after_ready(self, job: InitializeJob) -> None:
-        """READY -> ACTIVE when the plan asks for it (its consumers follow)."""
+        """READY -> ACTIVE when the plan asks for it (armed for liveness like any
+        activation)."""
         plan = job.recovery
         if plan is None or plan.target is not RecoveryTarget.ACTIVE:
             return
@@ -136,7 +136,7 @@ class Recovery:
             )
         except (Conflict, InvalidTransition, NotFound):
             return  # somebody moved it on meanwhile
-        await self._consumers.sync(agent.agent_id)
+        await self._on_active(agent)
 
 
 class RecoverCommands:

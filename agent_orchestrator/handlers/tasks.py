@@ -30,9 +30,10 @@ from agent_orchestrator.domain.cursor import decode_cursor, split_page
 from agent_orchestrator.domain.errors import Conflict
 from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
+from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord
-from agent_orchestrator.storage.tasks import StoredTask, TaskRepository
+from agent_orchestrator.storage.tasks import StoredTask, TaskRepository, assignment_message
 
 MAX_ATTEMPTS = 8
 BATCH = 500
@@ -92,17 +93,22 @@ async def cancel_open_tasks(tasks: TaskRepository, agent: AgentRef, reason: str)
 
 async def time_out_tasks(tasks: TaskRepository, defaults: rules.TaskDefaults) -> int:
     """A sweep: retry or end every RUNNING task past its deadline, and apply the on_timeout of
-    every question past its own. Each change is written on the revision it was decided from,
-    so with any number of instances sweeping, one applies it and the others find nothing due."""
+    every question past its own; how many it changed. Each change is written on the revision
+    it was decided from, so with any number of instances sweeping, one applies it and the
+    others find nothing due."""
     count = 0
     for stored in await tasks.overdue(datetime.now(UTC), limit=BATCH):
+        applied = False
+
+        def decide(s: StoredTask) -> rules.TaskChange | None:
+            nonlocal applied
+            change = task_input.due(s.task, s.agent, defaults, datetime.now(UTC))
+            applied = change is not None  # the last decision is the one that counted
+            return change
+
         with contextlib.suppress(Conflict):  # it ended meanwhile
-            after = await change_task(
-                tasks,
-                stored.task.task_id,
-                lambda s: task_input.due(s.task, s.agent, defaults, datetime.now(UTC)),
-            )
-            count += after.updated_at != stored.task.updated_at
+            await change_task(tasks, stored.task.task_id, decide)
+            count += applied
     return count
 
 
@@ -111,11 +117,19 @@ class TaskCommands:
     complete / fail, and asking for input: task.request_input / task.provide_input."""
 
     def __init__(
-        self, *, agents: AgentRepository, tasks: TaskRepository, defaults: rules.TaskDefaults
+        self,
+        *,
+        agents: AgentRepository,
+        tasks: TaskRepository,
+        defaults: rules.TaskDefaults,
+        queue: AgentQueue | None = None,
     ) -> None:
+        """``queue``: where a committed task's assignment is published at once (the outbox
+        relay covers a failure; without it, the relay alone publishes)."""
         self._agents = agents
         self._tasks = tasks
         self._defaults = defaults
+        self._queue = queue
 
     @command(
         subjects.AGENT_EXECUTE,
@@ -137,6 +151,8 @@ class TaskCommands:
                 # turn), unless the agent's on_busy is `reject`: then this is a conflict.
                 task_input.admit(policy, await self._tasks.busy_count(body.agent_id))
             if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
+                if self._queue is not None:
+                    await self._queue.publish_committed(assignment_message(change))
                 return change.task
             return None  # the agent left ACTIVE meanwhile: the next round says how
 
@@ -161,6 +177,7 @@ class TaskCommands:
             status=body.status,
             limit=body.limit + 1,
             before=before,
+            context_id=body.context_id,
         )
         if not fetched and before is None and body.agent_id is not None:
             await self._agents.get(body.agent_id)  # not_found for an unknown agent
@@ -174,8 +191,8 @@ class TaskCommands:
         mutating=True,
         description="Cancel a QUEUED, RUNNING or INPUT_REQUIRED task (a pending question is "
         "withdrawn); it is never started afterwards, and a running worker learns of it at its "
-        "next report (or from the task_cancelled event). Cancelling a CANCELLED task answers it "
-        "unchanged; a task that ended otherwise is a conflict.",
+        "next report (a waiting one from the task_cancelled event). Cancelling a CANCELLED task "
+        "answers it unchanged; a task that ended otherwise is a conflict.",
     )
     async def cancel_task(self, body: CancelTask, ctx: CommandContext) -> Task:
         return await change_task(
@@ -192,7 +209,8 @@ class TaskCommands:
         mutating=True,
         description="Worker: claim the attempt of a TaskAssignment (QUEUED -> RUNNING), then "
         "acknowledge the assignment. A cancelled, ended or superseded attempt is a conflict: "
-        "acknowledge it and drop it.",
+        "acknowledge it and drop it. While the agent runs its max_concurrent_tasks, starting "
+        "another is `unavailable`: leave the assignment and try again later.",
     )
     async def start_task(self, body: StartTask, ctx: CommandContext) -> Task:
         return await change_task(

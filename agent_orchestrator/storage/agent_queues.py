@@ -1,35 +1,40 @@
-"""Per-agent work queues: one durable consumer per agent on a work-queue stream.
+"""Per-agent subjects of the two work-queue streams, as the service sees them.
 
-Two of them: the inbox (``inbox-<agent_id>`` on ``agent.inbox.<agent_id>`` in AGENT_MESSAGES)
-and the task queue (``tasks-<agent_id>`` on ``agent.task.<agent_id>`` in AGENT_TASKS). An
-agent's consumer (explicit acks, an ack wait, a maximum number of deliveries) is created when
-the agent is initialized and deleted when it is terminated. It is paused by the server unless
-the agent is ACTIVE, so what is sent to a PAUSED (or not yet active) agent waits in the stream.
+An agent's messages wait on ``agent.inbox.<agent_id>`` in AGENT_MESSAGES, its task assignments
+on ``agent.task.<agent_id>`` in AGENT_TASKS. The service holds no consumer per agent: a running
+worker creates its agent's consumer itself (see ``client.pull_queue`` and
+docs/data-plane.md), with the :class:`QueueSettings` the service writes into the stream's
+metadata. The service removes single messages (ended ones, by the sweep) and, once an agent
+has ended, everything left on its subject.
 """
 
+import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from uuid import UUID
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 from pydantic import BaseModel, ConfigDict
 
-from agent_orchestrator.contracts.agents import AgentStatus
+from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
-from agent_orchestrator.domain.errors import CapacityReached
+from agent_orchestrator.storage.atomic import OutboxMessage
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls
+from agent_orchestrator.storage.outbox import PublishedAhead, remaining_ttl_s
 
-PAUSED_UNTIL = "9999-01-01T00:00:00Z"
-"""A consumer paused until then waits for an explicit resume."""
+log = logging.getLogger(__name__)
+
+#: How long a handler waits for the PubAcks of what it publishes right after its commit.
+PUBLISH_TIMEOUT_S = 2.0
+
+__all__ = ["AgentQueue", "MaxDeliveriesAdvisory", "QueueSettings"]
 
 # JetStream error codes that mean "that message is not in the stream (any more)", as nats-server
 # 2.15 answers a delete or get: 10037 no message found; 10043 sequence not found (400, for a
 # work-queue message acknowledged since); 10057 message delete failed (500 "stream store EOF").
 MESSAGE_GONE = frozenset({10037, 10043, 10057})
-#: "maximum consumers limit reached": the stream's max_consumers (``max_agent_queues``).
-CONSUMER_LIMIT_REACHED = 10026
 
 
 class MaxDeliveriesAdvisory(BaseModel):
@@ -43,100 +48,58 @@ class MaxDeliveriesAdvisory(BaseModel):
     deliveries: int
 
 
-@dataclass(frozen=True)
-class QueueSettings:
-    """How every consumer of one kind of queue delivers (max_deliveries -1: no limit)."""
-
-    ack_wait_s: float = 30.0
-    max_deliveries: int = 5
-    max_ack_pending: int = 1000
-
-
 class AgentQueue(JetStreamBound):
-    """Creates, pauses, resumes and removes one kind of per-agent consumer; removes its
-    messages."""
+    """One work-queue stream of per-agent subjects: its settings, and removals from it."""
 
     def __init__(
         self,
         stream: str,
         subject: Callable[[str], str],
-        consumer: Callable[[str], str],
         settings: QueueSettings,
-        *,
-        holds: str,
+        ahead: PublishedAhead,
     ) -> None:
-        """``subject`` and ``consumer`` name an agent's subject and consumer by agent id;
-        ``holds`` says what waits there (for descriptions)."""
+        """``subject`` names an agent's subject by agent id; ``ahead`` tells this instance's
+        outbox relay what was published already."""
         super().__init__()
         self.stream = stream
         self._subject = subject
-        self._consumer = consumer
-        self._settings = settings
-        self._holds = holds
+        self.settings = settings
+        self._ahead = ahead
 
-    def config(self, agent_id: UUID, *, active: bool) -> ConsumerConfig:
-        """The consumer of one agent's queue (created paused unless ``active``)."""
-        s = self._settings
-        return ConsumerConfig(
-            durable_name=self._consumer(str(agent_id)),
-            filter_subject=self._subject(str(agent_id)),
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=s.ack_wait_s,
-            max_deliver=s.max_deliveries,
-            max_ack_pending=s.max_ack_pending,
-            pause_until=None if active else PAUSED_UNTIL,
-            description=f"{self._holds} of agent {agent_id}; delivered while it is ACTIVE.",
-        )
+    async def publish_committed(self, messages: Sequence[OutboxMessage]) -> None:
+        """Publish messages whose outbox rows have just committed, pipelined, so that they
+        reach the stream without waiting for the relay. Best effort: a failure is left to the
+        relay, which publishes every outbox row anyway (the stream drops that repeat by its
+        ``Nats-Msg-Id``), so nothing is lost and nothing doubled. What landed is noted for
+        this instance's relay, which then only records it."""
+        now = datetime.now(UTC)
+        try:
+            sent = []
+            for m in messages:
+                ttl = remaining_ttl_s(m.expires_at, now)
+                if ttl == 0:
+                    continue
+                headers = {MSG_ID_HEADER: str(m.msg_id)}
+                future = await self.js.publish_async(
+                    m.subject, m.payload, headers=headers, msg_ttl=ttl
+                )
+                sent.append((m.msg_id, future))
+            if sent:
+                acks = await asyncio.wait_for(
+                    asyncio.gather(*(f for _, f in sent)), PUBLISH_TIMEOUT_S
+                )
+                for (msg_id, _), ack in zip(sent, acks, strict=True):
+                    self._ahead.add(msg_id, ack.seq)
+        except Exception as exc:  # the relay publishes it
+            log.debug("direct publish to %s failed, left to the relay: %r", self.stream, exc)
 
-    async def follow(self, agent_id: UUID, status: AgentStatus | None) -> None:
-        """Make the consumer match the agent's ``status`` (None: the agent is gone): removed
-        once TERMINATED or gone, delivering while ACTIVE, paused otherwise (created if it is
-        missing); nothing before the agent was first initialized."""
-        if status is None or status is AgentStatus.TERMINATED:
-            await self.remove(agent_id)
-            return
-        if status is AgentStatus.CREATED:
-            return
-        active = status is AgentStatus.ACTIVE
-        name = self._consumer(str(agent_id))
-        with jetstream_calls():
-            try:
-                if active:
-                    await self.js.resume_consumer(self.stream, name)
-                else:
-                    await self.js.pause_consumer(self.stream, name, PAUSED_UNTIL)
-                return
-            except NotFoundError:
-                pass
-        await self.ensure(agent_id, active=active)
-
-    async def ensure(self, agent_id: UUID, *, active: bool) -> None:
-        """Make the agent's consumer exist, delivering only if ``active``."""
-        name = self._consumer(str(agent_id))
-        with jetstream_calls():
-            try:
-                info = await self.js.add_consumer(self.stream, self.config(agent_id, active=active))
-            except APIError as exc:
-                if exc.err_code != CONSUMER_LIMIT_REACHED:
-                    raise
-                raise CapacityReached(
-                    f"no room for the {self._holds} of one more agent: stream {self.stream} "
-                    "holds its maximum of consumers, one per initialized agent "
-                    "(AO_MAX_AGENT_QUEUES); terminate agents or raise the limit"
-                ) from exc
-            if active and info.paused:
-                await self.js.resume_consumer(self.stream, name)
-            elif not active and not info.paused:
-                await self.js.pause_consumer(self.stream, name, PAUSED_UNTIL)
-
-    async def remove(self, agent_id: UUID) -> None:
-        """Delete the agent's consumer (what waits for it is ended, and removed, by the sweep)."""
+    async def purge(self, agent_id: UUID) -> None:
+        """Remove everything still waiting on the agent's subject (it has ended)."""
         with jetstream_calls(), contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(self.stream, self._consumer(str(agent_id)))
+            await self.js.purge_stream(self.stream, subject=self._subject(str(agent_id)))
 
     async def delete_message(self, stream_seq: int) -> None:
-        """Remove one message from AGENT_MESSAGES (gone already is fine)."""
+        """Remove one message from the stream (gone already is fine)."""
         with jetstream_calls():
             try:
                 await self.js.delete_msg(self.stream, stream_seq)

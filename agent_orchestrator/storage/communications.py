@@ -66,6 +66,22 @@ def _party(row: asyncpg.Record) -> AgentRef:
     return AgentRef(row["agent_id"], row["project_id"], AgentStatus(row["status"]), row["version"])
 
 
+def inbox_messages(outgoing: Outgoing) -> list[OutboxMessage]:
+    """The inbox message of each recipient of a send (``Nats-Msg-Id`` = communication_id)."""
+    out = []
+    for message in outgoing.messages:
+        assert message.to_agent_id is not None
+        out.append(
+            OutboxMessage.of(
+                message.communication_id,
+                inbox_subject(str(message.to_agent_id)),
+                message,
+                expires_at=message.expires_at,
+            )
+        )
+    return out
+
+
 class CommunicationRepository:
     """Reads and atomic writes of the communications log."""
 
@@ -147,17 +163,8 @@ class CommunicationRepository:
             values,
         )
         outbox: list[OutboxMessage] = []
-        for message, event in zip(messages, outgoing.events, strict=True):
-            assert message.to_agent_id is not None
-            outbox.append(
-                OutboxMessage.of(
-                    message.communication_id,
-                    inbox_subject(str(message.to_agent_id)),
-                    message,
-                    expires_at=message.expires_at,
-                )
-            )
-            outbox.append(OutboxMessage.for_event(event))
+        for inbox, event in zip(inbox_messages(outgoing), outgoing.events, strict=True):
+            outbox += [inbox, OutboxMessage.for_event(event)]
         write.with_outbox(outbox).with_idempotency(idempotency)
         return await self._execute(write)
 
@@ -187,6 +194,17 @@ class CommunicationRepository:
         if message is None:
             raise not_found(communication_id)
         return message
+
+    @translate_errors
+    async def of_recipient(self, agent_id: UUID, ids: list[UUID]) -> dict[UUID, Communication]:
+        """Those of ``ids`` addressed to ``agent_id``, by id."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT {COLUMNS} FROM communications
+                WHERE communication_id = ANY($1::uuid[]) AND to_agent_id = $2""",
+            ids,
+            agent_id,
+        )
+        return {row["communication_id"]: _communication(row) for row in rows}
 
     @translate_errors
     async def broadcast_copies(self, broadcast_id: UUID) -> list[Communication]:
@@ -279,13 +297,19 @@ class CommunicationRepository:
         them), so the sweep has nothing to do."""
         seqs = stream_seqs or [None] * len(ended)
         write = AtomicWrite(
+            # Rows are locked in id order (the relay's hook does the same), so two batches
+            # over the same rows cannot deadlock.
             """UPDATE communications c SET status = u.status, status_reason = u.reason,
                    updated_at = u.at, delivered_at = u.delivered,
                    stream_seq = CASE WHEN $7 THEN $8 ELSE COALESCE(u.seq, c.stream_seq) END
                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
                            $5::timestamptz[], $6::bigint[])
-                    AS u(id, status, reason, at, delivered, seq)
-               WHERE c.communication_id = u.id AND c.status = 'SENT'
+                    AS u(id, status, reason, at, delivered, seq),
+                    (SELECT communication_id FROM communications
+                     WHERE communication_id = ANY($1::uuid[]) AND status = 'SENT'
+                     ORDER BY communication_id FOR UPDATE) AS l
+               WHERE c.communication_id = u.id AND l.communication_id = u.id
+                 AND c.status = 'SENT'
                RETURNING c.communication_id""",
             [
                 [m.communication_id for m in ended],

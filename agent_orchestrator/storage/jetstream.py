@@ -1,9 +1,10 @@
 """JetStream topology: streams and durable consumers, declared idempotently at start-up."""
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.errors import Error as NatsError
@@ -20,6 +21,7 @@ from nats.js.errors import NotFoundError
 
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.events import EventKind
+from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.observability.tracing import NO_SPAN, child_span, is_traced
 
@@ -70,16 +72,8 @@ def jetstream_calls() -> Iterator[None]:
         raise Unavailable(JETSTREAM_DOWN) from exc
 
 
-AGENT_CONSUMER_EVENTS = (
-    EventKind.INITIALIZING,
-    EventKind.READY,
-    EventKind.ACTIVE,
-    EventKind.PAUSED,
-    EventKind.ERROR,
-    EventKind.TERMINATED,
-    EventKind.DELETED,
-)
-"""Event kinds after which an agent's consumers change (created, paused, resumed, removed)."""
+AGENT_END_EVENTS = (EventKind.TERMINATED, EventKind.DELETED)
+"""Event kinds after which what waits for an agent is cleaned up."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +84,10 @@ class JetStreamLayout:
     events_max_age_s: int = 7 * 24 * 3600
     duplicate_window_s: int = 300
     init_job_ack_wait_s: float = 30.0
-    #: max_consumers of AGENT_MESSAGES and AGENT_TASKS: one consumer per agent with queues.
-    max_agent_queues: int = 10_000
+    #: How the consumers that workers create on AGENT_MESSAGES / AGENT_TASKS deliver
+    #: (written into each stream's metadata, read by the workers).
+    messages: QueueSettings = field(default_factory=QueueSettings)
+    tasks: QueueSettings = field(default_factory=lambda: QueueSettings(max_deliveries=-1))
 
     def _event_stream(self, name: str, subject: str, description: str) -> StreamConfig:
         return StreamConfig(
@@ -133,12 +129,13 @@ class JetStreamLayout:
                 name=subjects.MESSAGES_STREAM,
                 subjects=[subjects.MESSAGES_SUBJECTS],
                 # Work queue: a message acknowledged by its recipient is gone; what is left is
-                # what still waits for delivery. Each agent's consumer filters its own inbox.
+                # what still waits for delivery. A running worker's consumer filters its
+                # agent's inbox.
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 duplicate_window=float(self.duplicate_window_s),
                 allow_msg_ttl=True,  # ttl_s of agent.send becomes the message's Nats-TTL
-                max_consumers=self.max_agent_queues,
+                metadata=self.messages.metadata(),
                 num_replicas=self.replicas,
                 description="Messages between agents, on agent.inbox.<agent_id>; "
                 "Nats-Msg-Id = communication_id.",
@@ -151,7 +148,7 @@ class JetStreamLayout:
                 retention=RetentionPolicy.WORK_QUEUE,
                 storage=StorageType.FILE,
                 duplicate_window=float(self.duplicate_window_s),
-                max_consumers=self.max_agent_queues,
+                metadata=self.tasks.metadata(),
                 num_replicas=self.replicas,
                 description="Task assignments to agents, on agent.task.<agent_id>; one message "
                 "per attempt.",
@@ -209,16 +206,16 @@ class JetStreamLayout:
             (
                 subjects.EVENTS_STREAM,
                 ConsumerConfig(
-                    durable_name=subjects.AGENT_CONSUMER_KEEPER,
+                    durable_name=subjects.AGENT_CLEANUP_CONSUMER,
                     filter_subjects=[
-                        subjects.event_subject("*", kind) for kind in AGENT_CONSUMER_EVENTS
+                        subjects.event_subject("*", kind) for kind in AGENT_END_EVENTS
                     ],
                     ack_policy=AckPolicy.EXPLICIT,
-                    ack_wait=30.0,
+                    ack_wait=60.0,
                     max_deliver=-1,
-                    # Each sync re-reads the agent's status, so order does not matter.
                     max_ack_pending=64,
-                    description="Keeps each agent's inbox consumer in step with its status.",
+                    description="Cleans up after ended agents: fails their waiting messages, "
+                    "cancels their open tasks, purges their inbox and task subjects.",
                 ),
             ),
             (
@@ -247,3 +244,6 @@ async def ensure_jetstream(js: JetStreamContext, layout: JetStreamLayout) -> Non
             await js.update_stream(config)
     for stream, consumer in layout.consumers():
         await js.add_consumer(stream, consumer)
+    for stream, name in subjects.OBSOLETE_CONSUMERS:
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(stream, name)

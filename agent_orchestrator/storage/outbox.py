@@ -15,10 +15,12 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from nats.errors import Error as NatsError
@@ -68,6 +70,27 @@ def remaining_ttl_s(expires_at: datetime | None, now: datetime) -> int | None:
     return max(1, math.ceil(left)) if left > 0 else 0
 
 
+class PublishedAhead:
+    """Outbox rows whose message a handler of this instance already published right after its
+    commit, with the stream sequence it landed at: the relay of this instance, when it leads,
+    records them without publishing again. (Another instance's relay does not know them and
+    publishes them again; the stream drops that repeat by its ``Nats-Msg-Id``.)"""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seqs: OrderedDict[UUID, int] = OrderedDict()
+        self._capacity = capacity
+
+    def add(self, msg_id: UUID, seq: int) -> None:
+        """``msg_id`` landed at ``seq``."""
+        self._seqs[msg_id] = seq
+        if len(self._seqs) > self._capacity:
+            self._seqs.popitem(last=False)
+
+    def take(self, msg_id: UUID) -> int | None:
+        """Where ``msg_id`` landed, if it was published ahead (forgotten afterwards)."""
+        return self._seqs.pop(msg_id, None)
+
+
 class OutboxRelay:
     """Runs until cancelled; reconnects and re-competes for leadership after failures."""
 
@@ -77,11 +100,13 @@ class OutboxRelay:
         js: JetStreamContext,
         settings: RelaySettings,
         hooks: Sequence[PublishedHook] = (),
+        ahead: PublishedAhead | None = None,
     ) -> None:
         self._dsn = dsn
         self._js = js
         self._settings = settings
         self._hooks = tuple(hooks)
+        self._ahead = ahead or PublishedAhead()
         self.is_leader = False
         self.published = 0
         self._stopping = False
@@ -157,13 +182,16 @@ class OutboxRelay:
                WHERE published_at IS NULL ORDER BY id LIMIT $1""",
             self._settings.batch_size,
         )
-        in_flight: list[asyncio.Future[PubAck] | None] = []
+        in_flight: list[asyncio.Future[PubAck] | int | None] = []
         done: list[asyncpg.Record] = []
         sequences: list[int | None] = []
         try:
             for row in rows:
                 if self._stopping:
                     break
+                if (seq := self._ahead.take(row["msg_id"])) is not None:
+                    in_flight.append(seq)  # a handler published it already
+                    continue
                 ttl = remaining_ttl_s(row["expires_at"], datetime.now(UTC))
                 if ttl == 0:
                     in_flight.append(None)  # expired before it could go out: its owner says so
@@ -177,14 +205,15 @@ class OutboxRelay:
                     )
                 )
             for row, future in zip(rows, in_flight, strict=False):
-                ack = None
-                if future is not None:
+                seq = future if isinstance(future, int) else None
+                if isinstance(future, asyncio.Future):
                     ack = await asyncio.wait_for(future, self._settings.publish_timeout_s)
+                    seq = ack.seq
                 done.append(row)
-                sequences.append(ack.seq if ack else None)
+                sequences.append(seq)
         finally:
             for future in in_flight[len(done) :]:
-                if future is not None:
+                if isinstance(future, asyncio.Future):
                     future.cancel()
             if done:
                 await self._mark_published(conn, done, sequences)

@@ -31,9 +31,13 @@ class StreamPositions:
         """For the relay: record where each message on ``subject_prefix`` landed."""
         return PublishedHook(
             subject_prefix,
+            # Rows locked in key order, as the batched status updates lock them: no deadlock.
             f"""UPDATE {self.table} t SET stream_seq = u.seq
-                FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)
-                WHERE t.{self.msg_id_column} = u.id
+                FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq),
+                     (SELECT {self.key} FROM {self.table}
+                      WHERE {self.msg_id_column} = ANY($1::uuid[])
+                      ORDER BY {self.key} FOR UPDATE) AS l
+                WHERE t.{self.msg_id_column} = u.id AND l.{self.key} = t.{self.key}
                   AND t.stream_seq IS DISTINCT FROM {TAKEN}""",
         )
 

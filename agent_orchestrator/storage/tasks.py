@@ -27,7 +27,7 @@ from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 COLUMNS = (
     "task_id, agent_id, project_id, status, status_reason, input, parameters, result, error, "
     "progress, progress_message, attempts, max_attempts, timeout_s, deadline_at, created_at, "
-    "updated_at, started_at, finished_at, input_request, input_answers, input_wait_s"
+    "updated_at, started_at, finished_at, input_request, input_answers, input_wait_s, context_id"
 )
 COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
 _T_COLUMNS = ", ".join(f"t.{name}" for name in COLUMN_NAMES)
@@ -74,14 +74,17 @@ def _values(task: Task) -> list[Any]:
     return values
 
 
+def assignment_message(change: TaskChange) -> list[OutboxMessage]:
+    """The change's assignment on ``agent.task.<agent_id>``, if it queues an attempt."""
+    if change.assignment is None:
+        return []
+    a = change.assignment
+    return [OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)]
+
+
 def _outbox(change: TaskChange) -> list[OutboxMessage]:
-    messages = [OutboxMessage.for_event(change.event)] if change.event else []
-    if change.assignment is not None:
-        a = change.assignment
-        messages.append(
-            OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)
-        )
-    return messages
+    events = [OutboxMessage.for_event(change.event)] if change.event else []
+    return events + assignment_message(change)
 
 
 def _placeholders() -> str:
@@ -170,6 +173,7 @@ class TaskRepository:
         status: TaskStatus | None,
         limit: int,
         before: UUID | None,
+        context_id: str | None = None,
     ) -> list[Task]:
         """Up to ``limit`` tasks matching the filters, newest first, older than ``before``.
 
@@ -182,11 +186,13 @@ class TaskRepository:
                   AND ($2::text IS NULL OR project_id = $2)
                   AND {by_status}
                   AND ($3::uuid IS NULL OR task_id < $3)
+                  AND ($5::text IS NULL OR context_id = $5)
                 ORDER BY task_id DESC LIMIT $4""",
             agent_id,
             project_id,
             before,
             limit,
+            context_id,
         )
         return [_task(row) for row in rows]
 

@@ -25,8 +25,9 @@ from agent_orchestrator.storage.communications import (
 from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.jetstream import JetStreamLayout
-from agent_orchestrator.storage.outbox import OutboxRelay, RelaySettings
+from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead, RelaySettings
 from agent_orchestrator.storage.postgres import Database
+from agent_orchestrator.storage.push_configs import PushConfigRepository
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -44,6 +45,7 @@ class Repositories:
     checkpoints: CheckpointRepository
     communications: CommunicationRepository
     tasks: TaskRepository
+    push_configs: PushConfigRepository
 
     @classmethod
     def on(cls, db: Database) -> "Repositories":
@@ -55,12 +57,13 @@ class Repositories:
             checkpoints=CheckpointRepository(db),
             communications=CommunicationRepository(db),
             tasks=TaskRepository(db),
+            push_configs=PushConfigRepository(db),
         )
 
 
 @dataclass(frozen=True)
 class Queues:
-    """Each agent's two work queues on JetStream: its inbox and its task assignments."""
+    """The two work-queue streams of per-agent subjects: inboxes and task assignments."""
 
     inbox: AgentQueue
     tasks: AgentQueue
@@ -102,26 +105,30 @@ def checkpointer(
     )
 
 
-def queues(settings: Settings) -> Queues:
-    """The inbox (messages) and the task queue (assignments) of every agent."""
+def queues(settings: Settings, ahead: PublishedAhead) -> Queues:
+    """The inbox (messages) and the task queue (assignments) of every agent; ``ahead``
+    shares with this instance's relay what handlers published themselves."""
     inbox = AgentQueue(
         subjects.MESSAGES_STREAM,
         subjects.inbox_subject,
-        subjects.inbox_consumer,
         QueueSettings(
             ack_wait_s=settings.message_ack_wait_s,
             max_deliveries=settings.message_max_deliveries,
+            inactive_threshold_s=settings.worker_inactive_s,
         ),
-        holds="Messages",
+        ahead,
     )
     tasks = AgentQueue(
         subjects.TASKS_STREAM,
         subjects.task_subject,
-        subjects.task_consumer,
         # task.start decides what is stale; redelivery only covers a worker that died
         # between receiving an assignment and starting it.
-        QueueSettings(ack_wait_s=settings.task_ack_wait_s, max_deliveries=-1),
-        holds="Task assignments",
+        QueueSettings(
+            ack_wait_s=settings.task_ack_wait_s,
+            max_deliveries=-1,
+            inactive_threshold_s=settings.worker_inactive_s,
+        ),
+        ahead,
     )
     return Queues(inbox, tasks)
 
@@ -174,11 +181,12 @@ def jetstream_layout(settings: Settings) -> JetStreamLayout:
         events_max_age_s=settings.events_max_age_s,
         duplicate_window_s=settings.duplicate_window_s,
         init_job_ack_wait_s=settings.init_job_ack_wait_s,
-        max_agent_queues=settings.max_agent_queues,
+        messages=queues(settings, PublishedAhead()).inbox.settings,
+        tasks=queues(settings, PublishedAhead()).tasks.settings,
     )
 
 
-def outbox_relay(settings: Settings, *, js: JetStreamContext) -> OutboxRelay:
+def outbox_relay(settings: Settings, *, js: JetStreamContext, ahead: PublishedAhead) -> OutboxRelay:
     """The relay that publishes committed outbox rows to JetStream (one leader at a time)."""
     return OutboxRelay(
         settings.database_url,
@@ -189,4 +197,5 @@ def outbox_relay(settings: Settings, *, js: JetStreamContext) -> OutboxRelay:
             idempotency_ttl_s=settings.idempotency_ttl_s,
         ),
         hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
+        ahead=ahead,
     )

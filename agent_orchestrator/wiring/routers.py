@@ -7,7 +7,7 @@ from faststream.nats import NatsRouter
 from opentelemetry.trace import TracerProvider
 
 from agent_orchestrator.contracts.subjects import ASYNCAPI
-from agent_orchestrator.handlers.agent_consumers import AgentConsumers, ConsumerKeeper
+from agent_orchestrator.handlers.agent_cleanup import AgentCleanup
 from agent_orchestrator.handlers.agents import AgentCommands
 from agent_orchestrator.handlers.checkpoint_schedules import (
     CheckpointScheduler,
@@ -27,8 +27,9 @@ from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.identity import Identities
 from agent_orchestrator.handlers.initialization import InitializationStep, Initializer
 from agent_orchestrator.handlers.jobs import include_jobs
-from agent_orchestrator.handlers.lifecycle import LifecycleCommands
+from agent_orchestrator.handlers.lifecycle import LifecycleCommands, OnActive
 from agent_orchestrator.handlers.metrics import ServiceMetrics
+from agent_orchestrator.handlers.push_configs import PushConfigCommands
 from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
@@ -37,7 +38,6 @@ from agent_orchestrator.handlers.tasks import TaskCommands
 from agent_orchestrator.handlers.telemetry import tracing_middleware
 from agent_orchestrator.handlers.templates import TemplateCommands
 from agent_orchestrator.settings import Settings
-from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.heartbeats import Heartbeats
 from agent_orchestrator.storage.idempotency import IdempotencyStore
 from agent_orchestrator.storage.schedules import CheckpointSchedules
@@ -54,7 +54,7 @@ def command_areas(
     schedules: CheckpointSchedules,
     queues: Queues,
     heartbeats: Heartbeats,
-    consumers: AgentConsumers,
+    on_active: OnActive,
     recovery: Recovery,
 ) -> list[object]:
     """One object per area whose marked methods handle its command subjects."""
@@ -66,7 +66,6 @@ def command_areas(
             states=states,
             checkpointer=checkpointer,
             schedules=schedules,
-            queues=queues.both,
             heartbeats=heartbeats,
         ),
         TemplateCommands(templates=r.templates),
@@ -83,7 +82,7 @@ def command_areas(
             idempotency=r.idempotency,
             max_state_bytes=settings.max_state_bytes,
         ),
-        LifecycleCommands(agents=r.agents, schedules=schedules, consumers=consumers),
+        LifecycleCommands(agents=r.agents, schedules=schedules, on_active=on_active),
         CommunicationCommands(
             agents=r.agents,
             communications=r.communications,
@@ -91,13 +90,16 @@ def command_areas(
                 max_content_bytes=settings.max_message_bytes,
                 max_sender_backlog=settings.max_sender_backlog,
             ),
+            inbox=queues.inbox,
         ),
         RecoverCommands(recovery=recovery),
         TaskCommands(
             agents=r.agents,
             tasks=r.tasks,
             defaults=task_defaults(settings),
+            queue=queues.tasks,
         ),
+        PushConfigCommands(tasks=r.tasks, configs=r.push_configs),
     ]
 
 
@@ -157,11 +159,10 @@ def job_router(
     recovery: Recovery,
     schedules: CheckpointSchedules,
     checkpointer: Checkpointer,
-    consumers: AgentConsumers,
-    inbox: AgentQueue,
+    queues: Queues,
 ) -> NatsRouter:
-    """The durable background jobs: initialization, scheduled checkpoints, the consumer
-    keeper and dead letters."""
+    """The durable background jobs: initialization, scheduled checkpoints, the cleanup
+    after ended agents and dead letters."""
     r = repositories
     jobs = NatsRouter()
     include_jobs(
@@ -173,8 +174,8 @@ def job_router(
             recovery=recovery,
         ),
         CheckpointScheduler(agents=r.agents, schedules=schedules, checkpointer=checkpointer),
-        ConsumerKeeper(consumers=consumers, communications=r.communications, tasks=r.tasks),
-        DeadLetters(inbox=inbox, communications=r.communications),
+        AgentCleanup(communications=r.communications, tasks=r.tasks, queues=queues.both),
+        DeadLetters(inbox=queues.inbox, communications=r.communications),
     )
     return jobs
 

@@ -8,14 +8,20 @@
 //   - heartbeats: writes the agent's key in KV bucket `agent_heartbeats` (subject
 //     `$KV.agent_heartbeats.<agent_id>`) every third of the agent's heartbeat window, with the
 //     window as the message's time to live (header `Nats-TTL`);
-//   - tasks: pulls assignments from consumer `tasks-<agent_id>` of stream AGENT_TASKS, claims each
-//     with `task.start`, acknowledges it, counts the words of `input.text`, reports
-//     `task.progress` (also its heartbeat, which is how it learns of a cancellation) and ends
-//     with `task.complete` (`{"words": n}`) or `task.fail`;
-//   - messages: pulls from consumer `inbox-<agent_id>` of stream AGENT_MESSAGES, logs each
-//     message, confirms it with `communication.delivered` and then acknowledges it.
-// It exits (status 0) once the agent is terminated or deleted (its consumers are gone), or on
-// SIGINT / SIGTERM.
+//   - status: reads the agent (`agent.get`) and follows its status events
+//     (`agent.event.<agent_id>.*`, plain NATS); it pulls only while the agent is ACTIVE;
+//   - consumers: creates `tasks-<agent_id>` on AGENT_TASKS and `inbox-<agent_id>` on
+//     AGENT_MESSAGES itself, filtered on the agent's subject and configured from the stream's
+//     metadata (`agent-orchestrator.*`: ack wait, max deliveries, inactive threshold), and
+//     deletes them when it stops;
+//   - tasks: claims each assignment with `task.start` (refused while the agent is not ACTIVE:
+//     the assignment goes back for a moment), acknowledges it, counts the words of
+//     `input.text`, reports `task.progress` (also its heartbeat, which is how it learns of a
+//     cancellation) and ends with `task.complete` (`{"words": n}`) or `task.fail`;
+//   - messages: asks `communication.handover` whether it may hand each one over (offered),
+//     logs it, confirms it in the next `communication.handover` (delivered) and then
+//     acknowledges it.
+// It exits (status 0) once the agent is terminated or deleted, or on SIGINT / SIGTERM.
 
 import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
@@ -23,7 +29,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 
 import { connect } from "@nats-io/transport-node";
-import { jetstream, JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+} from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 
 const HEARTBEATS_BUCKET = "agent_heartbeats";
@@ -34,6 +45,8 @@ const POLL_MS = 2_000; // how long one pull waits for a message (the client's mi
 const RETRY_MS = 1_000;
 const CONFIRM_RETRY_MS = 30_000; // how long a delivery confirmation is retried while unavailable
 const DEFAULT_WINDOW_S = 15; // configuration.liveness.heartbeat_window_s when the agent sets none
+const REFRESH_MS = 5_000; // how often an agent that is not ACTIVE is read again
+const METADATA_PREFIX = "agent-orchestrator.";
 
 const WORKER_ID = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
@@ -83,49 +96,138 @@ function isGone(err) {
   );
 }
 
-/** The agent's durable pull consumer, waiting up to `timeoutMs` for the service to create it
- * (it does when the agent is initialized). */
-async function openConsumer(js, stream, name, signal, timeoutMs = 30_000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
+/** What the worker knows of its agent's status: agent.get, then its status events. */
+class AgentStatus {
+  constructor(nc, agentId) {
+    this.nc = nc;
+    this.agentId = agentId;
+    this.status = null;
+    this.version = -1;
+  }
+
+  get active() {
+    return this.status === "ACTIVE";
+  }
+
+  get ended() {
+    return this.version >= 0 && (this.status === null || this.status === "TERMINATED");
+  }
+
+  learn(status, version) {
+    if (version >= this.version) {
+      this.status = status;
+      this.version = version;
+    }
+  }
+
+  async open() {
+    const sub = this.nc.subscribe(`agent.event.${this.agentId}.*`);
+    (async () => {
+      for await (const msg of sub) {
+        const kind = msg.subject.split(".").pop();
+        const statuses = ["created", "initializing", "ready", "active", "paused", "error"];
+        if (kind === "deleted") this.learn(null, msg.json().version);
+        else if (kind === "terminated" || statuses.includes(kind)) {
+          this.learn(kind.toUpperCase(), msg.json().version);
+        }
+      }
+    })();
+    this.sub = sub;
+    return await this.refresh();
+  }
+
+  async refresh() {
     try {
-      return await js.consumers.get(stream, name);
+      const agent = await request(this.nc, "agent.get", { agent_id: this.agentId });
+      this.learn(agent.status, agent.version);
+      return agent;
     } catch (err) {
-      if (!isGone(err) || Date.now() > until || signal.aborted) throw err;
+      if (err.code === "not_found") this.learn(null, this.version + 1);
+      else if (err.code !== "unavailable") throw err;
+      return null;
+    }
+  }
+
+  /** Wait until the agent is ACTIVE or ended, or `ms` passed; reads it every REFRESH_MS. */
+  async waitActive(ms, signal) {
+    const until = Date.now() + ms;
+    let refreshAt = Date.now() + REFRESH_MS;
+    while (!this.active && !this.ended && !signal.aborted && Date.now() < until) {
       await pause(100, signal);
+      if (Date.now() >= refreshAt) {
+        await this.refresh();
+        refreshAt = Date.now() + REFRESH_MS;
+      }
     }
   }
 }
 
-/** Whether the consumer still exists (false once the agent was terminated or deleted). */
-async function consumerExists(consumer) {
-  try {
-    await consumer.info();
-    return true;
-  } catch (err) {
-    if (isGone(err)) return false;
-    return true; // unreachable for now: assume it is there, try again later
+/** Create (or join) the agent's consumer on `stream`, as the stream's metadata says. */
+async function createConsumer(jsm, stream, name, subject) {
+  const info = await jsm.streams.info(stream);
+  const meta = info.config.metadata ?? {};
+  const setting = (key, fallback) => Number(meta[METADATA_PREFIX + key] ?? fallback);
+  await jsm.consumers.add(stream, {
+    durable_name: name,
+    filter_subject: subject,
+    deliver_policy: "all",
+    ack_policy: "explicit",
+    ack_wait: Math.round(setting("ack_wait_s", 30) * 1e9),
+    max_deliver: setting("max_deliveries", 5),
+    max_ack_pending: setting("max_ack_pending", 1000),
+    inactive_threshold: Math.round(setting("inactive_threshold_s", 60) * 1e9),
+    description: "Created by a running worker of the agent; removed when it stops.",
+  });
+}
+
+/** A consumer this worker created for its agent, re-created should it disappear. */
+class AgentConsumer {
+  constructor(js, jsm, stream, name, subject) {
+    Object.assign(this, { js, jsm, stream, name, subject });
+  }
+
+  async open() {
+    await createConsumer(this.jsm, this.stream, this.name, this.subject);
+    this.consumer = await this.js.consumers.get(this.stream, this.name);
+  }
+
+  /** The next message, or null; a consumer that is gone is created again. */
+  async next() {
+    try {
+      return await this.consumer.next({ expires: POLL_MS });
+    } catch (err) {
+      if (!isGone(err)) throw err;
+      await this.open();
+      return null;
+    }
+  }
+
+  async remove() {
+    try {
+      await this.jsm.consumers.delete(this.stream, this.name);
+    } catch {
+      // gone already, or unreachable: nats-server removes it after its inactive threshold
+    }
   }
 }
 
-/** Pull messages one at a time and hand each to `handle` until the consumer is gone or
- * `signal` aborts. */
-async function pullLoop(consumer, name, signal, handle) {
-  while (!signal.aborted) {
+/** Pull messages one at a time and hand each to `handle` while the agent is ACTIVE, until it
+ * has ended or `signal` aborts. */
+async function pullLoop(queue, status, signal, handle) {
+  while (!signal.aborted && !status.ended) {
+    if (!status.active) {
+      await status.waitActive(POLL_MS, signal);
+      continue;
+    }
     let msg;
     try {
-      msg = await consumer.next({ expires: POLL_MS });
+      msg = await queue.next();
     } catch (err) {
-      if (!(await consumerExists(consumer))) return;
-      log(`pull from ${name} failed: ${err.message}; retrying`);
+      log(`pull from ${queue.name} failed: ${err.message}; retrying`);
       await pause(RETRY_MS, signal);
       continue;
     }
-    if (msg === null) {
-      if (!(await consumerExists(consumer))) return;
-      continue;
-    }
-    await handle(msg);
+    if (msg !== null) await handle(msg);
   }
 }
 
@@ -255,7 +357,7 @@ async function runAttempt(nc, task) {
 }
 
 /** One assignment `{task_id, agent_id, attempt}`: claim, acknowledge, run. */
-async function takeAssignment(nc, msg) {
+async function takeAssignment(nc, status, msg) {
   let assignment;
   try {
     assignment = msg.json();
@@ -272,7 +374,10 @@ async function takeAssignment(nc, msg) {
     });
   } catch (err) {
     if (err.code === "unavailable") {
-      msg.nak(RETRY_MS); // try again later
+      // The service is down, or the agent is not ACTIVE (details.reason agent_not_active):
+      // the assignment goes back to the stream; try again later.
+      if (err.details?.reason === "agent_not_active") await status.refresh();
+      msg.nak(RETRY_MS);
     } else {
       // conflict (cancelled, ended, superseded) or not_found: not ours to run.
       log(`not starting ${assignment.task_id}: ${err.message}`);
@@ -286,8 +391,9 @@ async function takeAssignment(nc, msg) {
 
 // ---- messages ---------------------------------------------------------------------------
 
-/** One inbox message (its body is the Communication): log it, confirm, acknowledge. */
-async function receiveMessage(nc, msg) {
+/** One inbox message (its body is the Communication): ask whether it may be handed over,
+ * log it, confirm it, acknowledge it. */
+async function receiveMessage(nc, status, msg) {
   let message;
   try {
     message = msg.json();
@@ -300,17 +406,30 @@ async function receiveMessage(nc, msg) {
     msg.ack(); // too late: the service marks it EXPIRED
     return;
   }
-  if (msg.info.deliveryCount > 1) {
-    // Delivered before: skip it if it was confirmed (or ended) since.
-    try {
-      const current = await request(nc, "communication.get", { communication_id: id });
-      if (current.status !== "SENT") {
-        msg.ack();
-        return;
-      }
-    } catch {
-      // cannot tell: handle it again (handlers must be idempotent anyway)
+  let check;
+  try {
+    check = await request(nc, "communication.handover", {
+      agent_id: status.agentId,
+      offered: [id],
+    });
+  } catch (err) {
+    if (err.code === "not_found") {
+      status.learn(null, status.version + 1); // the agent was deleted: stop
+      msg.ack();
+      return;
     }
+    log(`delivery check of ${id} failed: ${err.message}`);
+    msg.nak(RETRY_MS);
+    return;
+  }
+  status.learn(check.status, check.version);
+  if (check.ended.includes(id)) {
+    msg.ack(); // delivered, failed or expired meanwhile: not to be handed over
+    return;
+  }
+  if (!check.accepted.includes(id)) {
+    msg.nak(RETRY_MS); // the agent is not ACTIVE: it waits in the stream
+    return;
   }
   log(
     `message ${id} from ${message.from_agent_id} (${message.type}): ` +
@@ -320,15 +439,16 @@ async function receiveMessage(nc, msg) {
   let wait = 100;
   for (;;) {
     try {
-      const confirmed = await request(nc, "communication.delivered", {
-        communication_id: id,
-        ack_follows: true,
+      const reply = await request(nc, "communication.handover", {
+        agent_id: status.agentId,
+        delivered: [id],
       });
-      log(`message ${id} ${confirmed.status}`);
+      const outcome = reply.confirmed.find((c) => c.communication_id === id);
+      log(`message ${id} ${outcome?.status ?? "unknown"}`);
       break;
     } catch (err) {
       if (err.code !== "unavailable") {
-        log(`message ${id}: confirmation refused: ${err.message}`); // FAILED or EXPIRED already
+        log(`message ${id}: confirmation refused: ${err.message}`);
         break;
       }
       if (Date.now() + wait > until) {
@@ -362,14 +482,28 @@ async function main() {
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => stop.abort());
 
-  const agent = await request(nc, "agent.get", { agent_id: agentId });
+  const jsm = await jetstreamManager(nc);
+  const status = new AgentStatus(nc, agentId);
+  const agent = await status.open();
+  if (agent === null) throw new Error(`agent ${agentId} cannot be read`);
   const windowS = agent.configuration?.liveness?.heartbeat_window_s ?? DEFAULT_WINDOW_S;
   const kv = await new Kvm(js).open(HEARTBEATS_BUCKET); // fails fast if the service never ran
 
-  const [tasks, inbox] = await Promise.all([
-    openConsumer(js, TASKS_STREAM, `tasks-${agentId}`, stop.signal),
-    openConsumer(js, MESSAGES_STREAM, `inbox-${agentId}`, stop.signal),
-  ]);
+  const tasks = new AgentConsumer(
+    js,
+    jsm,
+    TASKS_STREAM,
+    `tasks-${agentId}`,
+    `agent.task.${agentId}`,
+  );
+  const inbox = new AgentConsumer(
+    js,
+    jsm,
+    MESSAGES_STREAM,
+    `inbox-${agentId}`,
+    `agent.inbox.${agentId}`,
+  );
+  await Promise.all([tasks.open(), inbox.open()]);
   const beating = new AbortController();
   await beat(js, agentId, windowS);
   const beats = heartbeat(js, agentId, windowS, AbortSignal.any([stop.signal, beating.signal]));
@@ -381,11 +515,13 @@ async function main() {
       })`,
   );
   await Promise.all([
-    pullLoop(tasks, `tasks-${agentId}`, stop.signal, (msg) => takeAssignment(nc, msg)),
-    pullLoop(inbox, `inbox-${agentId}`, stop.signal, (msg) => receiveMessage(nc, msg)),
+    pullLoop(tasks, status, stop.signal, (msg) => takeAssignment(nc, status, msg)),
+    pullLoop(inbox, status, stop.signal, (msg) => receiveMessage(nc, status, msg)),
   ]);
   beating.abort();
   await beats;
+  await Promise.all([tasks.remove(), inbox.remove()]); // a clean stop removes its consumers
+  status.sub.unsubscribe();
   log(stop.signal.aborted ? `stopped` : `agent ${agentId} was terminated; bye`);
   await nc.drain();
 }

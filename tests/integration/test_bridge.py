@@ -480,6 +480,7 @@ async def test_openapi_lists_every_route(http: httpx.AsyncClient) -> None:
         "agent_id",
         "project_id",
         "status",
+        "context_id",
         "limit",
         "cursor",
     ]

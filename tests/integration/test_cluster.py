@@ -117,7 +117,7 @@ SERVICE_CONSUMERS = frozenset(
     {
         (subjects.JOBS_STREAM, subjects.INITIALIZE_JOB_CONSUMER),
         (subjects.SCHEDULES_STREAM, subjects.CHECKPOINT_SCHEDULER_CONSUMER),
-        (subjects.EVENTS_STREAM, subjects.AGENT_CONSUMER_KEEPER),
+        (subjects.EVENTS_STREAM, subjects.AGENT_CLEANUP_CONSUMER),
         (subjects.DEAD_LETTERS_STREAM, subjects.DEAD_LETTER_CONSUMER),
         (STATE_STREAM, STATE_EVENTS_CONSUMER),
         (f"KV_{subjects.HEARTBEATS_BUCKET}", subjects.LIVENESS_MONITOR_CONSUMER),

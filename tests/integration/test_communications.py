@@ -24,6 +24,7 @@ from tests.support.agents import new_agent, sdk_agent, unique
 from tests.support.calls import call, ok
 from tests.support.events import read_events, wait_for_events
 from tests.support.polling import eventually
+from tests.support.queues import raw_receiver
 
 NC = nats.aio.client.Client
 Status = CommunicationStatus
@@ -238,8 +239,11 @@ async def test_a_message_never_acknowledged_ends_failed_after_max_deliveries(
     p = unique("p")
     a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     sent = await client.send(a, b, content="ignore me")
-    sub = await nc.jetstream().pull_subscribe_bind(
-        subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
+    sub = await raw_receiver(
+        nc.jetstream(),
+        subjects.MESSAGES_STREAM,
+        subjects.inbox_consumer(b),
+        subjects.inbox_subject(b),
     )
     deliveries = 0
     async with asyncio.timeout(20):
@@ -294,7 +298,7 @@ async def test_terminating_a_recipient_fails_its_waiting_messages_and_closes_its
     with pytest.raises(QueueClosed):
         await receive_until_closed(inbox)
     await inbox.close()
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError):  # a clean stop removes the inbox consumer
         await nc.jetstream().consumer_info(subjects.MESSAGES_STREAM, subjects.inbox_consumer(b))
     await wait_inbox_empty(nc, b)
     for body in ({"from_agent_id": a, "to_agent_id": b}, {"from_agent_id": b, "to_agent_id": a}):
@@ -423,8 +427,11 @@ async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it
     p = unique("p")
     a, b = await sdk_agent(client, p), await sdk_agent(client, p)
     sent = await client.send(a, b, content="confirmed, never acked")
-    sub = await nc.jetstream().pull_subscribe_bind(
-        subjects.inbox_consumer(b), subjects.MESSAGES_STREAM
+    sub = await raw_receiver(
+        nc.jetstream(),
+        subjects.MESSAGES_STREAM,
+        subjects.inbox_consumer(b),
+        subjects.inbox_subject(b),
     )
     [held] = await sub.fetch(1, timeout=10)
     await client.mark_delivered(sent.communication_id, ack_follows=True)
@@ -433,3 +440,64 @@ async def test_a_receiver_that_confirmed_but_died_before_its_ack_does_not_see_it
         assert await inbox.next(timeout=3) is None  # the log says DELIVERED: acked, skipped
     assert held.metadata.num_delivered == 1
     await wait_inbox_empty(nc, b)
+
+
+async def test_handover_lets_messages_through_only_while_active_and_records_confirmations(
+    nc: NC, client: OrchestratorClient
+) -> None:
+    """communication.handover, as a worker in any language uses it: the delivery check refuses
+    everything while the recipient is PAUSED, accepts what is still SENT once it is ACTIVE, and
+    records confirmations DELIVERED in one request; a confirmed message offered again (a
+    redelivery) comes back as ended."""
+    p = unique("p")
+    a, b = await sdk_agent(client, p), await sdk_agent(client, p)
+    sent = [await client.send(a, b, content=i) for i in range(3)]
+    ids = [m.communication_id for m in sent]
+    await client.change(subjects.AGENT_PAUSE, b)
+
+    paused = await client.hand_over(b, offered=ids)
+    assert (paused.status, paused.accepted, paused.ended) == (AgentStatus.PAUSED, [], [])
+
+    active = await client.change(subjects.AGENT_ACTIVATE, b)
+    check = await client.hand_over(b, offered=ids)
+    assert (check.status, check.version) == (AgentStatus.ACTIVE, active.version)
+    assert (check.accepted, check.ended) == (ids, [])
+
+    confirmed = await client.hand_over(b, offered=[uuid.uuid4()], delivered=ids[:2])
+    assert [(c.communication_id, c.status) for c in confirmed.confirmed] == [
+        (i, Status.DELIVERED) for i in ids[:2]
+    ]
+    assert len(confirmed.ended) == 1  # not a message of this agent
+    again = await client.hand_over(b, offered=ids, delivered=ids[:1])
+    assert (again.accepted, again.ended) == (ids[2:], ids[:2])
+    assert [c.status for c in again.confirmed] == [Status.DELIVERED]  # a repeat changes nothing
+    listed = await client.communications(b, direction=Direction.RECEIVED)
+    assert {m.communication_id: m.status for m in listed.items} == {
+        ids[0]: Status.DELIVERED,
+        ids[1]: Status.DELIVERED,
+        ids[2]: Status.SENT,
+    }
+    await wait_for_events(nc.jetstream(), subjects.event_subject(b, "message_delivered"), 2)
+
+
+async def test_an_inbox_creates_its_consumer_from_the_stream_settings_and_removes_it(
+    nc: NC, client: OrchestratorClient
+) -> None:
+    """The worker's consumer: filtered on the agent's inbox, configured from the stream's
+    metadata (the service's settings), gone when the inbox closes; none before."""
+    b = await sdk_agent(client)
+    js = nc.jetstream()
+    name = subjects.inbox_consumer(b)
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(subjects.MESSAGES_STREAM, name)
+    async with Inbox(nc, b):
+        info = await js.consumer_info(subjects.MESSAGES_STREAM, name)
+        meta = (await js.stream_info(subjects.MESSAGES_STREAM)).config.metadata or {}
+        assert info.config.filter_subject == subjects.inbox_subject(b)
+        assert info.config.max_deliver == 3  # the test service's AO_MESSAGE_MAX_DELIVERIES
+        assert meta["agent-orchestrator.max_deliveries"] == "3"
+        assert info.config.inactive_threshold == float(
+            meta["agent-orchestrator.inactive_threshold_s"]
+        )
+    with pytest.raises(NotFoundError):
+        await js.consumer_info(subjects.MESSAGES_STREAM, name)

@@ -127,6 +127,8 @@ async def test_unknown_ids_in_every_subject_are_not_found_and_change_nothing(
             ("error", "x"),
             ("prompt", "?"),
             ("input", "x"),
+            ("url", "https://hook.example/a2a"),
+            ("config_id", "default"),
         )
         for name, value in required:
             if name in fields and fields[name].is_required():

@@ -60,25 +60,21 @@ async def test_step_outcomes_decide_ready_or_error(tmp_path: Path) -> None:
         assert history["items"][-1]["actor"] == "initializer"
 
 
-async def test_agents_beyond_the_queue_capacity_end_in_error_until_room_is_made(
-    tmp_path: Path,
-) -> None:
-    """Each initialized agent holds one consumer per queue stream; past ``max_agent_queues``
-    initialization ends in ERROR with the reason, and once an agent is terminated the
-    refused one can be initialized again."""
-    async with own_service(tmp_path, max_agent_queues=10) as own:
+async def test_initializing_and_moving_agents_creates_no_consumer(tmp_path: Path) -> None:
+    """Consumers scale with running workers, not with agents: initializing, activating,
+    pausing and terminating agents leaves AGENT_MESSAGES and AGENT_TASKS without consumers,
+    and those streams set no cap on them."""
+    async with own_service(tmp_path) as own:
         nc = own.nc
         js = nc.jetstream()
+        agents = [await initialize(nc, {}) for _ in range(12)]
+        assert {a["status"] for a in agents} == {"READY"}
+        for agent in agents[:6]:
+            await ok(nc, "agent.activate", {"agent_id": agent["agent_id"]})
+        for agent in agents[:3]:
+            await ok(nc, "agent.pause", {"agent_id": agent["agent_id"]})
+        await ok(nc, "agent.terminate", {"agent_id": agents[-1]["agent_id"]})
         for stream in (subjects.MESSAGES_STREAM, subjects.TASKS_STREAM):
-            assert (await js.stream_info(stream)).config.max_consumers == 10
-        held = [await initialize(nc, {}) for _ in range(10)]
-        assert {a["status"] for a in held} == {"READY"}
-
-        refused = await initialize(nc, {})
-        assert refused["status"] == "ERROR"
-        assert "AO_MAX_AGENT_QUEUES" in refused["status_reason"]
-        assert (await js.stream_info(subjects.MESSAGES_STREAM)).state.consumer_count == 10
-
-        await ok(nc, "agent.terminate", {"agent_id": held[0]["agent_id"]})
-        await ok(nc, "agent.initialize", {"agent_id": refused["agent_id"]})
-        assert (await initialized(nc, refused["agent_id"]))["status"] == "READY"
+            info = await js.stream_info(stream)
+            assert info.state.consumer_count == 0
+            assert info.config.max_consumers in (None, -1)

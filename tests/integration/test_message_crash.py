@@ -14,6 +14,7 @@ import pytest
 from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts import subjects
 from tests.support.agents import sdk_agent, unique
+from tests.support.queues import subject_is_empty
 from tests.support.servers import ServerUrls
 
 pytestmark = pytest.mark.slow
@@ -85,7 +86,4 @@ async def test_a_thousand_messages_arrive_exactly_once_across_a_recipient_crash(
         uuid.UUID(target),
     )
     assert {r["status"]: r["count"] for r in statuses} == {"DELIVERED": TOTAL}
-    info = await nc.jetstream().consumer_info(
-        subjects.MESSAGES_STREAM, subjects.inbox_consumer(target)
-    )
-    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert await subject_is_empty(nc, subjects.MESSAGES_STREAM, subjects.inbox_subject(target))

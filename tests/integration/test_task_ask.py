@@ -8,16 +8,14 @@ The session service sweeps every 0.2 s and gives a RUNNING task 2 s without a re
 
 import asyncio
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
 import nats
 import nats.aio.client
 
-from agent_orchestrator.client import AgentWorker, OrchestratorClient, TaskRun
+from agent_orchestrator.client import OrchestratorClient, TaskRun
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
 from agent_orchestrator.contracts.tasks import (
     InputSource,
     OnInputTimeout,
@@ -25,8 +23,10 @@ from agent_orchestrator.contracts.tasks import (
     TaskStatus,
 )
 from agent_orchestrator.service import Service
+from tests.support.agents import sdk_agent
 from tests.support.events import read_events, wait_for_events
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 from tests.support.servers import ServerUrls
 from tests.support.service_process import ServiceProcess, instance_ids, own_servers
 from tests.support.workers import APPROVAL_AGENT, example_agent, worker_running
@@ -35,28 +35,21 @@ NC = nats.aio.client.Client
 S = TaskStatus
 
 
-async def new_agent(client: OrchestratorClient) -> str:
-    agent = await client.create_agent(
-        CreateAgent(name="asker", type="t", project_id=f"ask-{uuid.uuid4().hex[:8]}")
-    )
-    await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
-
-
 async def waiting(client: OrchestratorClient, task_id: Any, seq: int = 1) -> None:
     """Until the task waits for the answer to question ``seq``."""
-    async with asyncio.timeout(15):
-        while True:
-            task = await client.get_task(task_id)
-            if task.input_request is not None and task.input_request.input_seq == seq:
-                return
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: client.get_task(task_id),
+        lambda t: t.input_request is not None and t.input_request.input_seq == seq,
+        within=15,
+        what=f"task {task_id} asking question {seq}",
+        interval=0.05,
+    )
 
 
 async def test_a_handler_gets_its_answer_and_heartbeats_resume_after_it(
     nc: NC, client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         answer = await run.ask({"question": "which region?"}, schema={"enum": ["eu", "us"]})
@@ -77,7 +70,7 @@ async def test_a_handler_gets_its_answer_and_heartbeats_resume_after_it(
 async def test_several_questions_in_one_task_are_answered_in_order(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
 
     async def handler(run: TaskRun) -> Any:
         return [await run.ask(f"question {n}") for n in (1, 2, 3)]
@@ -99,7 +92,7 @@ async def test_several_questions_in_one_task_are_answered_in_order(
 async def test_a_cancel_while_waiting_cancels_the_waiting_handler_at_once(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     stopped = asyncio.Event()
 
     async def handler(run: TaskRun) -> Any:
@@ -121,7 +114,7 @@ async def test_a_cancel_while_waiting_cancels_the_waiting_handler_at_once(
 async def test_a_timed_out_question_gives_the_default_or_ends_the_task(
     client: OrchestratorClient, servers: ServerUrls
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     cancelled = asyncio.Event()
 
     async def handler(run: TaskRun) -> Any:
@@ -154,7 +147,7 @@ async def test_a_worker_killed_while_waiting_is_replaced_by_one_that_gets_the_an
     """SIGKILL the approval agent while its question waits; answer it; the next worker runs the
     task again, its ask returns the recorded answer at once (the question is not asked again),
     and it acts once."""
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
     async with example_agent(servers.nats_url, agent_id, first_log, APPROVAL_AGENT) as first:
         task = await client.execute(agent_id, {"refund": 30, "order": 4711})
@@ -180,37 +173,27 @@ async def test_question_and_answer_survive_a_service_restart(tmp_path: Path) -> 
     its own re-ask (every 20 s with this heartbeat window)."""
     async with own_service(tmp_path, task_heartbeat_s=60.0, sweep_s=0.2) as own:
         client = OrchestratorClient(own.nc)
-        agent_id = await new_agent(client)
-        asked = asyncio.Event()
+        agent_id = await sdk_agent(client)
 
         async def handler(run: TaskRun) -> Any:
-            asked.set()
             return await run.ask("proceed?")
 
-        worker_nc = await nats.connect(own.nats.url)
-        worker = AgentWorker(worker_nc, agent_id, poll_s=0.2)
-        worker.task(handler)
-        running = asyncio.create_task(worker.run())
         restarted: Service | None = None
         try:
-            task = await client.execute(agent_id, None)
-            await waiting(client, task.task_id)
-            await own.service.stop()
-            restarted = Service(own.service.settings)
-            await restarted.start()
-            assert (await client.get_task(task.task_id)).status is S.INPUT_REQUIRED
-            await client.provide_input(task.task_id, "yes")
-            done = await client.wait_for_task(task.task_id, timeout=5)
-            assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "yes", 1)
+            async with worker_running(own.nats.url, agent_id, handler):
+                task = await client.execute(agent_id, None)
+                await waiting(client, task.task_id)
+                await own.service.stop()
+                restarted = Service(own.service.settings)
+                await restarted.start()
+                assert (await client.get_task(task.task_id)).status is S.INPUT_REQUIRED
+                await client.provide_input(task.task_id, "yes")
+                done = await client.wait_for_task(task.task_id, timeout=5)
+                assert (done.status, done.result, done.attempts) == (S.SUCCEEDED, "yes", 1)
         finally:
-            worker.stop(cancel_running=True)
-            try:
-                await asyncio.wait_for(running, 15)
-            finally:
-                await worker_nc.close()
-                if restarted is not None:
-                    await restarted.stop()
-                    await own.service.start()  # own_service stops it at the end
+            if restarted is not None:
+                await restarted.stop()
+                await own.service.start()  # own_service stops it at the end
 
 
 async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
@@ -231,7 +214,7 @@ async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
             try:
                 assert len(await instance_ids(nc)) == 2
                 client = OrchestratorClient(nc)
-                agent_id = await new_agent(client)
+                agent_id = await sdk_agent(client)
                 tasks = [await client.execute(agent_id, n) for n in range(20)]
                 for task in tasks:
                     await client.start_task(task.task_id, 1)
@@ -270,3 +253,60 @@ async def test_two_instances_racing_on_timeouts_apply_each_on_timeout_once(
         finally:
             for instance in instances:
                 instance.kill()
+
+
+async def test_a_busy_agents_next_task_waits_its_turn_behind_a_question(
+    client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    """max_concurrent_tasks 1: while one task waits for a person, the next stays QUEUED (even
+    with a worker free to run it), and starts once the first is answered and done."""
+    agent_id = await sdk_agent(client, configuration={"tasks": {"max_concurrent_tasks": 1}})
+
+    async def handler(run: TaskRun) -> Any:
+        if run.input == "ask":
+            return await run.ask("may I?")
+        return "quick"
+
+    async with worker_running(servers, agent_id, handler, concurrency=2):
+        asking = await client.execute(agent_id, "ask")
+        await waiting(client, asking.task_id)
+        later = await client.execute(agent_id, "later")
+        await asyncio.sleep(2.5)  # the free worker slot tried, and was told to wait
+        assert (await client.get_task(later.task_id)).status is S.QUEUED
+        await client.provide_input(asking.task_id, "yes")
+        first = await client.wait_for_task(asking.task_id, timeout=10)
+        second = await client.wait_for_task(later.task_id, timeout=10)
+    assert (first.result, second.result) == ("yes", "quick")
+    assert second.started_at is not None
+    assert first.finished_at is not None
+    assert second.started_at >= first.finished_at
+
+
+async def test_a_worker_lost_before_its_question_arrived_is_replaced_by_one_that_asks_it(
+    client: OrchestratorClient, servers: ServerUrls
+) -> None:
+    """The first worker stops (its handler cancelled, no report) before it asks; the service
+    gives the silent attempt up after the heartbeat window, and the next worker's program asks
+    the question: answered, it finishes on attempt 2."""
+    agent_id = await sdk_agent(client)
+    thinking = asyncio.Event()
+
+    async def slow_thinker(run: TaskRun) -> Any:
+        thinking.set()
+        await asyncio.sleep(3600)
+
+    async def asker(run: TaskRun) -> Any:
+        return {"answer": await run.ask("proceed?"), "attempt": run.attempt}
+
+    async with worker_running(servers, agent_id, slow_thinker):
+        task = await client.execute(agent_id, None, max_attempts=2)
+        await asyncio.wait_for(thinking.wait(), 10)
+    assert (await client.get_task(task.task_id)).input_request is None
+    async with worker_running(servers, agent_id, asker):
+        await waiting(client, task.task_id)
+        asked = await client.get_task(task.task_id)
+        assert asked.input_request is not None
+        assert (asked.attempts, asked.input_request.attempt) == (2, 2)
+        await client.provide_input(task.task_id, "go")
+        done = await client.wait_for_task(task.task_id, timeout=10)
+    assert (done.status, done.result) == (S.SUCCEEDED, {"answer": "go", "attempt": 2})

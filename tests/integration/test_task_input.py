@@ -7,7 +7,6 @@ The session service sweeps every 0.2 s and gives a RUNNING task 2 s without a re
 """
 
 import asyncio
-import uuid
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ import pytest
 
 from agent_orchestrator.client import OrchestratorClient, RequestFailed
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.agents import CreateAgent
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.tasks import (
     InputSource,
@@ -25,6 +23,7 @@ from agent_orchestrator.contracts.tasks import (
     Task,
     TaskStatus,
 )
+from tests.support.agents import sdk_agent, unique
 from tests.support.calls import call, ok
 from tests.support.events import wait_for_events
 
@@ -36,21 +35,6 @@ APPROVAL = {
     "required": ["approved"],
     "additionalProperties": False,
 }
-
-
-async def new_agent(
-    client: OrchestratorClient, *, project: str | None = None, configuration: Any = None
-) -> str:
-    agent = await client.create_agent(
-        CreateAgent(
-            name="asker",
-            type="t",
-            project_id=project or f"p-{uuid.uuid4().hex[:8]}",
-            configuration=configuration or {},
-        )
-    )
-    await client.start_agent(agent.agent_id)
-    return str(agent.agent_id)
 
 
 async def running_task(client: OrchestratorClient, agent_id: str, **execute: Any) -> Task:
@@ -66,8 +50,8 @@ def question(task: Task, **fields: Any) -> RequestInput:
 async def test_a_question_waits_in_the_inbox_and_its_answer_resumes_the_task(
     nc: NC, client: OrchestratorClient, http: httpx.AsyncClient
 ) -> None:
-    project = f"inbox-{uuid.uuid4().hex[:8]}"
-    agent_id = await new_agent(client, project=project)
+    project = unique("inbox")
+    agent_id = await sdk_agent(client, project)
     task = await running_task(client, agent_id)
     prompt = {"action": "refund", "amount": 30}
     asked = await client.request_input(
@@ -86,7 +70,7 @@ async def test_a_question_waits_in_the_inbox_and_its_answer_resumes_the_task(
     inbox = await http.get("/api/tasks", params={"status": "INPUT_REQUIRED", "project_id": project})
     assert inbox.status_code == 200
     assert [t["task_id"] for t in inbox.json()["items"]] == [str(task.task_id)]
-    elsewhere = await client.tasks(project_id=f"{project}-other", status=S.INPUT_REQUIRED)
+    elsewhere = await client.tasks(project_id=unique("other"), status=S.INPUT_REQUIRED)
     assert elsewhere.items == []
 
     key = {"Idempotency-Key": f"answer-{task.task_id}"}
@@ -113,7 +97,7 @@ async def test_a_question_waits_in_the_inbox_and_its_answer_resumes_the_task(
 async def test_an_answer_that_does_not_match_the_schema_lists_every_failing_path(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    task = await running_task(client, await new_agent(client))
+    task = await running_task(client, await sdk_agent(client))
     await client.request_input(question(task, prompt="approve?", input_schema=APPROVAL))
     bad = {"task_id": str(task.task_id), "input": {"approved": "yes", "extra": 1}}
     reply = await call(nc, subjects.TASK_PROVIDE_INPUT, bad)
@@ -127,7 +111,7 @@ async def test_an_answer_that_does_not_match_the_schema_lists_every_failing_path
 async def test_questions_are_answered_in_order_and_a_repeated_ask_changes_nothing(
     client: OrchestratorClient,
 ) -> None:
-    task = await running_task(client, await new_agent(client))
+    task = await running_task(client, await sdk_agent(client))
     first = question(task, input_seq=1, prompt="first?")
     await client.request_input(first)
     repeated = await client.request_input(first)
@@ -163,7 +147,7 @@ async def test_questions_are_answered_in_order_and_a_repeated_ask_changes_nothin
 async def test_a_question_nobody_answers_gets_its_on_timeout_once(
     nc: NC, client: OrchestratorClient, on_timeout: OnInputTimeout, ends: TaskStatus
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     task = await running_task(client, agent_id)
     default: dict[str, Any] = {}
     if on_timeout is OnInputTimeout.DEFAULT:
@@ -202,7 +186,7 @@ async def test_a_question_nobody_answers_gets_its_on_timeout_once(
 async def test_cancel_while_waiting_withdraws_the_question(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    agent_id = await new_agent(client)
+    agent_id = await sdk_agent(client)
     task = await running_task(client, agent_id)
     await client.request_input(question(task, prompt="approve?"))
     cancelled = await client.cancel_task(task.task_id, "changed my mind")
@@ -220,7 +204,7 @@ async def test_cancel_while_waiting_withdraws_the_question(
 async def test_ask_and_answer_are_refused_for_other_projects_and_wrong_attempts(
     nc: NC, client: OrchestratorClient
 ) -> None:
-    task = await running_task(client, await new_agent(client, project="mine"))
+    task = await running_task(client, await sdk_agent(client, "mine"))
     with pytest.raises(RequestFailed) as wrong_attempt:
         await client.request_input(RequestInput(task_id=task.task_id, attempt=2, prompt="?"))
     assert wrong_attempt.value.code is ErrorCode.CONFLICT
@@ -235,7 +219,7 @@ async def test_ask_and_answer_are_refused_for_other_projects_and_wrong_attempts(
 async def test_an_agent_at_its_max_concurrent_tasks_queues_or_rejects_more(
     client: OrchestratorClient,
 ) -> None:
-    queueing = await new_agent(client, configuration={"tasks": {"max_concurrent_tasks": 1}})
+    queueing = await sdk_agent(client, configuration={"tasks": {"max_concurrent_tasks": 1}})
     first = await running_task(client, queueing)
     await client.request_input(question(first, prompt="waiting counts as busy"))
     second = await client.execute(queueing, "later")
@@ -247,7 +231,7 @@ async def test_an_agent_at_its_max_concurrent_tasks_queues_or_rejects_more(
     await client.cancel_task(first.task_id)
     assert (await client.start_task(second.task_id, 1)).status is S.RUNNING
 
-    rejecting = await new_agent(
+    rejecting = await sdk_agent(
         client, configuration={"tasks": {"max_concurrent_tasks": 1, "on_busy": "reject"}}
     )
     await running_task(client, rejecting)

@@ -37,6 +37,7 @@ from tests.support.calls import call
 from tests.support.events import wait_for_events
 from tests.support.own_service import own_service
 from tests.support.polling import eventually
+from tests.support.queues import subject_is_empty
 from tests.support.servers import ServerUrls
 from tests.support.workers import example_agent, worker_running
 
@@ -161,10 +162,7 @@ async def test_a_cancelled_task_is_never_started(
         assert (await client.wait_for_task(later.task_id)).status is S.SUCCEEDED
     assert started == [str(later.task_id)]
     assert (await client.get_task(task.task_id)).status is S.CANCELLED
-    info = await nc.jetstream().consumer_info(
-        subjects.TASKS_STREAM, subjects.task_consumer(agent_id)
-    )
-    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert await subject_is_empty(nc, subjects.TASKS_STREAM, subjects.task_subject(agent_id))
 
 
 async def test_cancelling_a_running_task_stops_its_handler(

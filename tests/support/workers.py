@@ -15,11 +15,13 @@ from tests.support.servers import ServerUrls
 
 @asynccontextmanager
 async def worker_running(
-    servers: ServerUrls, agent_id: str, handler: Any
+    servers: ServerUrls | str, agent_id: str, handler: Any, *, concurrency: int = 1
 ) -> AsyncIterator[AgentWorker]:
-    """An in-process AgentWorker on a connection of its own."""
-    nc = await nats.connect(servers.nats_url)
-    worker = AgentWorker(nc, agent_id, poll_s=0.2)
+    """An in-process AgentWorker on a connection of its own (to the session's servers, or to
+    the NATS URL given), stopped with its tasks cancelled at the end."""
+    url = servers if isinstance(servers, str) else servers.nats_url
+    nc = await nats.connect(url)
+    worker = AgentWorker(nc, agent_id, poll_s=0.2, concurrency=concurrency)
     worker.task(handler)
     running = asyncio.create_task(worker.run())
     try:

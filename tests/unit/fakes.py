@@ -4,16 +4,22 @@ Each keeps what it was given in plain dicts and lists, with the same compare-and
 the real one, so a test can build an area and call a handler method without any server.
 """
 
+import asyncio
 from collections import Counter
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
+from agent_orchestrator.contracts.tasks import Task, TaskPolicy, TaskStatus
 from agent_orchestrator.contracts.templates import Template, TemplateEvent
-from agent_orchestrator.domain.agents import Change, not_found
+from agent_orchestrator.domain.agents import AgentRef, Change, not_found
 from agent_orchestrator.domain.errors import NotFound
+from agent_orchestrator.domain.tasks import TaskChange
+from agent_orchestrator.domain.tasks import not_found as task_not_found
 from agent_orchestrator.storage.agents import AgentFilter
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.tasks import StoredTask
 
 
 class FakeAgents:
@@ -115,3 +121,63 @@ class Recorder:
             self.calls.append((name, args))
 
         return record
+
+
+class FakeTasks:
+    """Tasks by id with their revision; ``save`` refuses a stale revision like the SQL does.
+    Each read and write yields to the event loop first, so concurrent callers interleave."""
+
+    def __init__(self, agents: FakeAgents) -> None:
+        self.agents = agents
+        self.rows: dict[UUID, tuple[Task, int]] = {}
+        self.outbox: list[OutboxMessage] = []
+        self.stale_saves = 0  # saves refused because another writer came first
+
+    async def insert(self, change: TaskChange, *, idempotency: IdempotencyRecord | None) -> bool:
+        await asyncio.sleep(0)
+        self.rows[change.task.task_id] = (change.task, 1)
+        self._record(change)
+        return True
+
+    async def get(self, task_id: UUID) -> StoredTask:
+        await asyncio.sleep(0)
+        if task_id not in self.rows:
+            raise task_not_found(task_id)
+        task, revision = self.rows[task_id]
+        agent = self.agents.rows[task.agent_id]
+        limit = TaskPolicy.of(agent.configuration).max_concurrent_tasks
+        return StoredTask(task, revision, AgentRef.of(agent), limit)
+
+    async def save(
+        self,
+        change: TaskChange,
+        *,
+        revision: int,
+        taken: bool = False,
+        idempotency: IdempotencyRecord | None = None,
+    ) -> bool:
+        await asyncio.sleep(0)
+        current = self.rows.get(change.task.task_id)
+        if current is None or current[1] != revision:
+            self.stale_saves += 1
+            return False
+        self.rows[change.task.task_id] = (change.task, revision + 1)
+        self._record(change)
+        return True
+
+    async def busy_count(self, agent_id: UUID) -> int:
+        busy = (TaskStatus.RUNNING, TaskStatus.INPUT_REQUIRED)
+        return sum(t.agent_id == agent_id and t.status in busy for t, _ in self.rows.values())
+
+    async def overdue(self, now: datetime, *, limit: int) -> list[StoredTask]:
+        due = (TaskStatus.RUNNING, TaskStatus.INPUT_REQUIRED)
+        found = [
+            task_id
+            for task_id, (t, _) in self.rows.items()
+            if t.status in due and t.deadline_at is not None and t.deadline_at <= now
+        ]
+        return [await self.get(task_id) for task_id in found[:limit]]
+
+    def _record(self, change: TaskChange) -> None:
+        if change.event is not None:
+            self.outbox.append(OutboxMessage.for_event(change.event))

@@ -25,6 +25,11 @@ from agent_orchestrator.handlers.lifecycle import LifecycleCommands
 from agent_orchestrator.handlers.templates import TemplateCommands
 from tests.unit.fakes import FakeAgents, FakeHeartbeats, FakeTemplates, Recorder
 
+
+async def no_arming(agent: Agent) -> None:
+    """Lifecycle areas' on_active hook, when a test does not look at it."""
+
+
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -43,7 +48,6 @@ def agent_area(
         states=Recorder(),
         checkpointer=Recorder(),
         schedules=Recorder(),
-        queues=[],
         heartbeats=heartbeats or FakeHeartbeats(),
     )
 
@@ -99,23 +103,23 @@ async def created_agent(agents: FakeAgents) -> Agent:
     return await agent_area(agents).create_agent(CreateAgent(name="a", type="llm"), ctx())
 
 
-async def test_a_transition_is_saved_and_syncs_consumers_only_around_active() -> None:
-    agents, consumers, schedules = FakeAgents(), Recorder("sync"), Recorder("cancel")
-    area = LifecycleCommands(agents=agents, schedules=schedules, consumers=consumers)
+async def test_a_transition_is_saved_and_arms_liveness_only_on_activation() -> None:
+    agents, armed, schedules = FakeAgents(), Recorder("arm"), Recorder("cancel")
+    area = LifecycleCommands(agents=agents, schedules=schedules, on_active=armed.arm)
     agent = await created_agent(agents)
 
     initializing = await area.move_to_initializing(
         LifecycleCommand(agent_id=agent.agent_id, reason="go"), ctx()
     )
     assert (initializing.status, initializing.version) == (AgentStatus.INITIALIZING, 2)
-    assert consumers.calls == []  # CREATED -> INITIALIZING does not touch the consumers
+    assert armed.calls == []  # only a move to ACTIVE arms the liveness monitor
 
     agents.rows[agent.agent_id] = initializing.model_copy(update={"status": AgentStatus.READY})
     active = await area.change_status(
         ChangeStatus(agent_id=agent.agent_id, status=AgentStatus.ACTIVE), ctx()
     )
     assert active.status is AgentStatus.ACTIVE
-    assert consumers.calls == [("sync", (agent.agent_id,))]
+    assert armed.calls == [("arm", (active,))]
 
     await area.move_to_terminated(LifecycleCommand(agent_id=agent.agent_id), ctx())
     assert schedules.calls == [("cancel", (str(agent.agent_id),))]
@@ -123,7 +127,7 @@ async def test_a_transition_is_saved_and_syncs_consumers_only_around_active() ->
 
 async def test_an_illegal_transition_is_refused_and_changes_nothing() -> None:
     agents = FakeAgents()
-    area = LifecycleCommands(agents=agents, schedules=Recorder("cancel"), consumers=Recorder())
+    area = LifecycleCommands(agents=agents, schedules=Recorder("cancel"), on_active=no_arming)
     agent = await created_agent(agents)
 
     with pytest.raises(InvalidTransition):
@@ -134,7 +138,7 @@ async def test_an_illegal_transition_is_refused_and_changes_nothing() -> None:
 
 async def test_a_transition_decides_again_after_a_lost_race_and_gives_up_with_conflict() -> None:
     agents = FakeAgents()
-    area = LifecycleCommands(agents=agents, schedules=Recorder("cancel"), consumers=Recorder())
+    area = LifecycleCommands(agents=agents, schedules=Recorder("cancel"), on_active=no_arming)
     agent = await created_agent(agents)
     command = LifecycleCommand(agent_id=agent.agent_id)
 
@@ -163,7 +167,7 @@ async def test_a_created_template_is_read_back_at_version_1() -> None:
 
 
 def test_an_area_lists_its_marked_handlers_in_the_order_written() -> None:
-    area = LifecycleCommands(agents=FakeAgents(), schedules=Recorder(), consumers=Recorder())
+    area = LifecycleCommands(agents=FakeAgents(), schedules=Recorder(), on_active=no_arming)
     assert [spec.subject for spec, _ in commands_of(area)] == [
         subjects.AGENT_STATUS,
         subjects.AGENT_INITIALIZE,
