@@ -38,8 +38,11 @@ CHECK_IDLE_S = 10.0
 
 def worker_consumer(name: str, subject: str, settings: QueueSettings) -> ConsumerConfig:
     """The consumer a worker creates for one agent subject."""
+    # ``name`` (not ``durable_name``) with one filter: the request goes to
+    # ``CONSUMER.CREATE.<stream>.<name>.<filter>``, which a worker's NATS user may be allowed
+    # for its own agent alone (security.md); the inactive threshold removes it all the same.
     return ConsumerConfig(
-        durable_name=name,
+        name=name,
         filter_subject=subject,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,

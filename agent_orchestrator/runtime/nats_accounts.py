@@ -54,8 +54,7 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     (f"$KV.{HEARTBEATS_BUCKET}.*", "singleton"),
     *((f"$JS.API.STREAM.INFO.{stream}", "singleton") for stream in (MESSAGES_STREAM, TASKS_STREAM)),
     *(
-        (f"$JS.API.CONSUMER.{verb}.{stream}.*", "singleton")
-        for verb in ("INFO", "DELETE")
+        (f"$JS.API.CONSUMER.INFO.{stream}.*", "singleton")
         for stream in (MESSAGES_STREAM, TASKS_STREAM)
     ),
     *(
@@ -84,13 +83,12 @@ def worker_permissions(agent_id: str) -> dict[str, Any]:
     publish = [
         *WORKER_COMMANDS,
         heartbeat_subject(agent_id),
-        # The streams' metadata holds the consumer settings every worker uses (data-plane.md).
+        # The streams' metadata holds the consumer settings every worker uses (data-plane.md);
+        # no DELETE: a worker's consumer goes when it has been idle for AO_WORKER_INACTIVE_S.
         f"{api}.STREAM.INFO.{MESSAGES_STREAM}",
         f"{api}.STREAM.INFO.{TASKS_STREAM}",
         f"{api}.CONSUMER.INFO.{MESSAGES_STREAM}.{inbox}",
         f"{api}.CONSUMER.INFO.{TASKS_STREAM}.{tasks}",
-        f"{api}.CONSUMER.DELETE.{MESSAGES_STREAM}.{inbox}",
-        f"{api}.CONSUMER.DELETE.{TASKS_STREAM}.{tasks}",
         f"{api}.CONSUMER.MSG.NEXT.{MESSAGES_STREAM}.{inbox}",
         f"{api}.CONSUMER.MSG.NEXT.{TASKS_STREAM}.{tasks}",
         f"{api}.CONSUMER.CREATE.{MESSAGES_STREAM}.{inbox}.{inbox_subject(agent_id)}",

@@ -55,7 +55,9 @@ def test_a_bad_project_name_is_refused(tmp_path: Path) -> None:
 
 def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
     allowed = worker_permissions(AGENT)["publish"]["allow"]
-    assert all(AGENT in s for s in allowed if s.startswith(("$", "ao.js")))
+    stream_info = {f"ao.js.api.STREAM.INFO.{s}" for s in ("AGENT_MESSAGES", "AGENT_TASKS")}
+    assert stream_info <= set(allowed)  # the consumer settings are in the streams' metadata
+    assert all(AGENT in s for s in allowed if s.startswith(("$", "ao.js")) and s not in stream_info)
     assert not [
         s
         for s in allowed
@@ -65,5 +67,9 @@ def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
     credentials.add(projects=["acme"])
     layout = accounts(credentials)
     exported = [e["service"] for e in layout["ORCHESTRATOR"]["exports"]]
-    assert not [s for s in exported if "DELETE" in s or "PURGE" in s or "STREAM" in s]
+    assert not [s for s in exported if "DELETE" in s or "PURGE" in s]
+    assert [s for s in exported if "STREAM" in s] == [
+        "$JS.API.STREAM.INFO.AGENT_MESSAGES",
+        "$JS.API.STREAM.INFO.AGENT_TASKS",
+    ]
     assert all(i["share"] for i in layout["acme"]["imports"] if i.get("share") is not None)
