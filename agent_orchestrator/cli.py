@@ -27,6 +27,8 @@ from agent_orchestrator.client import OrchestratorClient, RequestFailed
 from agent_orchestrator.client.protocol_adapter import adopt as adopt_protocol_agent
 from agent_orchestrator.contracts.agent_protocol import ProtocolAgentRef
 from agent_orchestrator.contracts.agents import Agent
+from agent_orchestrator.credentials_cli import credentials
+from agent_orchestrator.dev_layout import DevLayout
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.observability import configure_logging, tracer_provider_from_env
 from agent_orchestrator.observability.logs import LogFormat
@@ -161,6 +163,13 @@ def dev(
     metrics_port: Annotated[
         int, typer.Option(help="Port of the service's Prometheus metrics (127.0.0.1); 0: off.")
     ] = 9464,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="Run the production layout: NATS accounts for the service and a project "
+            "'demo', passwords in <data-dir>/nats-credentials.json (docs/security.md)."
+        ),
+    ] = False,
 ) -> None:
     """Run everything locally: embedded nats-server (JetStream) and PostgreSQL, plus the service.
 
@@ -177,7 +186,7 @@ def dev(
             "stop that one first, or choose another --data-dir"
         ) from None
     try:
-        _dev(data_dir, nats_port, postgres_port, http_port, metrics_port)
+        _dev(data_dir, nats_port, postgres_port, http_port, metrics_port, secure=secure)
     finally:
         lock.release()
 
@@ -203,7 +212,13 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _dev(
-    data_dir: Path, nats_port: int, postgres_port: int, http_port: int, metrics_port: int
+    data_dir: Path,
+    nats_port: int,
+    postgres_port: int,
+    http_port: int,
+    metrics_port: int,
+    *,
+    secure: bool = False,
 ) -> None:
     """`dev` once its data folder is locked: check the ports, start everything, stop it all."""
     postgres_port = _remembered_port(data_dir, postgres_port)
@@ -218,11 +233,14 @@ def _dev(
             raise _port_taken(kind, port)
     nats = EmbeddedNats(data_dir, port=nats_port)
     postgres = EmbeddedPostgres(data_dir, port=postgres_port)
+    layout = DevLayout(data_dir, secure=secure)
+    nats.extra_config = layout.nats_config()
     try:
         nats_url = nats.start()
         database_url = postgres.start()
         settings = Settings(
-            nats_url=nats_url,
+            nats_url=layout.service_url(nats_url),
+            nats_service_account=layout.service_account,
             database_url=database_url,
             metrics_port=metrics_port,
             metrics_host="127.0.0.1",
@@ -231,11 +249,12 @@ def _dev(
         banner = (
             f"agent-orchestrator {__version__} is up (Ctrl-C stops it)\n"
             f"  NATS:       {nats_url}\n"
+            f"{layout.banner(nats_url)}"
             f"  PostgreSQL: {database_url}\n"
             + ("  HTTP:       {http}\n" if http_port else "")
             + ("  metrics:    {metrics}\n" if metrics_port else "")
             + f"  data:       {data_dir}\n"
-            f"  try:        nats --server {nats_url} req agent.create "
+            f"  try:        nats --server {layout.caller_url(nats_url)} req agent.create "
             '\'{"name":"demo","type":"echo"}\''
         )
         run_fast(_serve_until_signalled(settings, banner, http_port))
@@ -281,6 +300,9 @@ def _remembered_port(data_dir: Path, requested: int) -> int:
     port = requested or free_port()
     memo.write_text(f"{port}\n")
     return port
+
+
+app.command()(credentials)
 
 
 @app.command()

@@ -9,6 +9,7 @@ liveness monitor, state events); ``stop()`` undoes it in reverse.
 import asyncio
 import errno
 import logging
+import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +29,7 @@ from agent_orchestrator.handlers.discovery import ServiceStatsBook
 from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
 from agent_orchestrator.handlers.metrics import RuntimeSources
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state_events import state_event_publisher
@@ -35,6 +37,7 @@ from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.jetstream import ensure_jetstream
 from agent_orchestrator.storage.migrate import apply_migrations
 from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead
+from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.schedules import CheckpointSchedules
 from agent_orchestrator.wiring import parts, routers
 
@@ -120,7 +123,16 @@ class Service:
                 settings,
                 areas=areas,
                 idempotency=repos.idempotency,
-                scope_guard=ScopeGuard(repos.agents, repos.communications, repos.tasks),
+                scope_guard=ScopeGuard(
+                    repos.agents, repos.communications, repos.tasks, repos.templates
+                ),
+                quotas=ProjectQuotas(
+                    ProjectUsage(self.db),
+                    max_agents=settings.project_max_agents,
+                    max_tasks_in_flight=settings.project_max_tasks_in_flight,
+                    max_waiting_messages=settings.project_max_waiting_messages,
+                    max_requests_per_s=settings.project_max_requests_per_s,
+                ),
                 middlewares=routers.command_middlewares(
                     stats=self.stats, metrics=self.metrics, tracer_provider=tracer_provider
                 ),
@@ -192,7 +204,11 @@ class Service:
         await self.broker.start()
         self._loops = self._background(nc)
         self._tasks = [asyncio.create_task(loop.run(), name=loop.name) for loop in self._loops]
-        log.info("agent-orchestrator %s serving on %s", __version__, self.settings.nats_url)
+        log.info(
+            "agent-orchestrator %s serving on %s",
+            __version__,
+            re.sub(r"//[^@/]*@", "//", self.settings.nats_url),  # no credentials in the log
+        )
 
     def _background(self, nc: nats.aio.client.Client) -> list[Loop]:
         """The loops that run beside the handlers on the connection ``nc``."""

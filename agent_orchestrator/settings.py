@@ -31,6 +31,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "AO_DATABASE_URL"),
         description="PostgreSQL DSN (asyncpg form: postgresql://user:pass@host:port/db).",
     )
+    nats_service_account: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The service's NATS account in the production layout (docs/security.md): "
+        "requests from other accounts carry nats-server's Nats-Request-Info, which then names "
+        "the project (the account) and the actor (the user); unset: one open account, callers "
+        "are who their headers say.",
+    )
     js_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of streams/buckets.")
     events_max_age_s: int = Field(default=7 * 24 * 3600, ge=60)
     duplicate_window_s: int = Field(default=300, ge=10, description="Stream dedup window.")
@@ -98,6 +106,31 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Undelivered messages one agent may have outstanding; more sends are "
         "refused with `unavailable` until recipients catch up.",
+    )
+    project_max_agents: int = Field(
+        default=10_000,
+        ge=0,
+        description="Agents not terminated one project may hold; agent.create beyond is "
+        "`quota_exceeded`. Counted for requests with a project (Project-Scope or a tenant's "
+        "NATS account); 0: no quota.",
+    )
+    project_max_tasks_in_flight: int = Field(
+        default=10_000,
+        ge=0,
+        description="Tasks queued, running or waiting for input per project; agent.execute "
+        "beyond is `quota_exceeded` (0: no quota).",
+    )
+    project_max_waiting_messages: int = Field(
+        default=100_000,
+        ge=0,
+        description="Messages waiting for delivery per project; agent.send beyond is "
+        "`quota_exceeded` (0: no quota).",
+    )
+    project_max_requests_per_s: int = Field(
+        default=1_000,
+        ge=0,
+        description="Requests per second one project may send to each service instance; more "
+        "are `quota_exceeded` (0: no quota).",
     )
     worker_inactive_s: float = Field(
         default=60.0,

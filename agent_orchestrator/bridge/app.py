@@ -20,6 +20,7 @@ from agent_orchestrator.bridge.docs import add_docs_routes
 from agent_orchestrator.bridge.endpoints import add_routes
 from agent_orchestrator.bridge.error_handlers import install_error_handlers
 from agent_orchestrator.bridge.events import register_event_stream
+from agent_orchestrator.bridge.limits import BridgeLimits, limit_dependency
 from agent_orchestrator.bridge.nats_client import BridgeState, connection
 from agent_orchestrator.bridge.openapi import problem_openapi
 from agent_orchestrator.bridge.operations import add_operations_routes
@@ -38,7 +39,7 @@ CORS_REQUEST_HEADERS = (
     "Last-Event-ID",
     API_KEY_HEADER,
 )
-_ERROR_STATUSES = (400, 404, 409, 413, 503, 504)
+_ERROR_STATUSES = (400, 404, 409, 413, 429, 503, 504)
 
 
 def body_limits(settings: BridgeSettings) -> dict[str, Any]:
@@ -109,10 +110,15 @@ def create_app(
     )
     app.state.bridge = state
     authenticate = authentication(state.settings)
+    limits = app.state.limits = BridgeLimits(state.settings)
+    # Counted after authentication, which names the caller.
     guarded = [Depends(authenticate)] if authenticate is not None else []
+    guarded.append(Depends(limit_dependency(limits)))
     statuses = (401, 403, *_ERROR_STATUSES) if authenticate is not None else _ERROR_STATUSES
     add_routes(app, state, guarded, statuses)
-    register_event_stream(app, lambda: connection(state), guarded)
+    register_event_stream(
+        app, lambda: connection(state), guarded, limits, authenticated=authenticate is not None
+    )
     add_a2a_routes(app, state, guarded, statuses)
     add_operations_routes(app, state)
     add_docs_routes(app)

@@ -146,7 +146,14 @@ def _parameters(route: Route) -> list[inspect.Parameter]:
                 "A repeat with the same key and body returns the first reply.",
             )
         )
-        params.append(_header_param("actor", ACTOR_HEADER, "Who acts; kept in the history."))
+        params.append(
+            _header_param(
+                "actor",
+                ACTOR_HEADER,
+                "Who acts; kept in the history. With authentication on, the authenticated "
+                "caller is the actor and this header is ignored.",
+            )
+        )
     return params
 
 
@@ -183,8 +190,11 @@ def _endpoint(route: Route, state: BridgeState) -> Callable[..., Awaitable[Respo
             headers[PROJECT_SCOPE_HEADER] = caller.project
         if kwargs.get("idempotency_key"):
             headers[IDEMPOTENCY_KEY_HEADER] = kwargs["idempotency_key"]
-        if kwargs.get("actor"):
-            headers[ACTOR_HEADER] = kwargs["actor"]
+        # The history's actor is who authenticated; a caller's own Actor label only counts
+        # when the bridge knows nobody (authentication off).
+        actor = caller.name if caller is not None else kwargs.get("actor")
+        if actor:
+            headers[ACTOR_HEADER] = actor
         # As UTF-8, not \u escapes: non-ASCII text must not grow the NATS payload threefold.
         payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         msg = await nats_request(state, route.subject, payload, headers)

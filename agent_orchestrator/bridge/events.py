@@ -6,6 +6,7 @@ does this by itself). Without it, the stream starts with the next event.
 """
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.requests import Request as HttpRequest
 
 from agent_orchestrator.bridge.auth import caller_of
+from agent_orchestrator.bridge.limits import BridgeLimits
 from agent_orchestrator.bridge.problems import Problem, ProblemError
 from agent_orchestrator.contracts.errors import ErrorCode
 from agent_orchestrator.contracts.events import EventKind
@@ -76,15 +78,38 @@ async def event_stream(
         await sub.unsubscribe()
 
 
+_EVENT_ID = re.compile(r"[0-9]{1,20}")
+# A stream sequence is unsigned 64-bit; the stream resumes at the next one.
+MAX_EVENT_ID = 2**64 - 2
+
+
+def parse_last_event_id(value: str) -> int:
+    """The stream sequence of ``Last-Event-ID``, or a 400 problem: ASCII digits only (``²``
+    is a digit to Python, not to ``int``), at most 2^64 - 2."""
+    text = value.strip()
+    if _EVENT_ID.fullmatch(text) is None or int(text) > MAX_EVENT_ID:
+        raise ProblemError(
+            400,
+            ErrorCode.VALIDATION_ERROR,
+            f"Last-Event-ID must be an event id (a stream sequence, 0 to {MAX_EVENT_ID})",
+            [{"path": "header.Last-Event-ID", "message": "not an event id"}],
+        )
+    return int(text)
+
+
 def register_event_stream(
     app: FastAPI,
     connection: Callable[[], nats.aio.client.Client],
     dependencies: Sequence[Any] = (),
+    limits: BridgeLimits | None = None,
+    *,
+    authenticated: bool = False,
 ) -> None:
-    """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication)."""
+    """Add ``GET /api/events`` (behind ``dependencies``: the bridge's authentication, when
+    ``authenticated``, and its limits; ``limits`` counts the open streams)."""
     # Its problems: bad filters or Last-Event-ID, no NATS connection, and (with
     # authentication) no valid credential or none for a project.
-    statuses = (400, 503) if not dependencies else (400, 401, 403, 503)
+    statuses = (400, 401, 403, 429, 503) if authenticated else (400, 429, 503)
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {"text/event-stream": {}}},
         **{s: {"model": Problem, "description": HTTPStatus(s).phrase} for s in statuses},
@@ -106,19 +131,12 @@ def register_event_stream(
             str | None, Header(description="Resume after this event id (stream sequence).")
         ] = None,
     ) -> StreamingResponse:
-        after = None
-        if last_event_id is not None:
-            if not last_event_id.strip().isdigit():
-                raise ProblemError(
-                    400,
-                    ErrorCode.VALIDATION_ERROR,
-                    "Last-Event-ID must be an event id (a number)",
-                    [{"path": "header.Last-Event-ID", "message": "not a number"}],
-                )
-            after = int(last_event_id)
+        after = None if last_event_id is None else parse_last_event_id(last_event_id)
         caller = caller_of(request)
         project = caller.project if caller is not None else None
         stream = event_stream(connection(), request, events_subject(agent_id, kind), after, project)
+        if limits is not None:
+            stream = limits.counted(limits.open_stream(request), stream)
         return StreamingResponse(
             stream,
             media_type="text/event-stream",

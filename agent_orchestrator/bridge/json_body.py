@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from agent_orchestrator.bridge.problems import ProblemError
 from agent_orchestrator.contracts.errors import ErrorCode
+from agent_orchestrator.contracts.json_values import refused_in
 
 # pydantic-core's parser refuses deeper nesting ("recursion limit exceeded").
 MAX_JSON_DEPTH = 200
@@ -42,9 +43,11 @@ def is_json(content_type: str | None) -> bool:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON value of a request body, or a 400 ``validation_error`` problem."""
+    """The JSON value of a request body, or a 400 ``validation_error`` problem (also for NaN,
+    Infinity, 1e400 and NUL characters, which the service refuses: see
+    ``contracts.json_values``)."""
     try:
-        return pydantic_core.from_json(body.removeprefix(_UTF8_BOM))
+        value = pydantic_core.from_json(body.removeprefix(_UTF8_BOM), allow_inf_nan=False)
     except ValueError as exc:
         reason = str(exc)
         if _TOO_DEEP in reason:
@@ -62,6 +65,15 @@ def parse_json(body: bytes) -> Any:
             f"the request body is not valid JSON: {reason}",
             [{"path": "body", "message": reason}],
         ) from exc
+    why = refused_in(value)
+    if why is not None:
+        raise ProblemError(
+            400,
+            ErrorCode.VALIDATION_ERROR,
+            f"the request body is refused: {why}",
+            [{"path": "body", "message": why}],
+        )
+    return value
 
 
 def _unsupported(content_type: str | None) -> ProblemError:

@@ -115,6 +115,24 @@ class BridgeSettings(BaseSettings):
         default=None,
         description='A JSON file {"<key>": {"project": "<project or *>", "name": "<who>"}}.',
     )
+    rate_limit_per_s: int = Field(
+        default=200,
+        ge=0,
+        description="Requests per second per caller (the authenticated name, else the client "
+        "address); more get 429 with Retry-After. 0: no limit.",
+    )
+    agent_creations_per_min: int = Field(
+        default=600, ge=0, description="Agents one caller may create per minute (0: no limit)."
+    )
+    max_event_streams: int = Field(
+        default=200,
+        ge=0,
+        description="Concurrent GET /api/events streams of this bridge, each a JetStream "
+        "consumer (0: no limit).",
+    )
+    max_event_streams_per_caller: int = Field(
+        default=10, ge=0, description="Concurrent event streams per caller (0: no limit)."
+    )
     a2a_push: bool = Field(
         default=True,
         description="Send A2A push notifications (bridges share one durable consumer of task "

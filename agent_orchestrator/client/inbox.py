@@ -164,9 +164,11 @@ class Inbox:
         batch: int = 20,
         poll_s: float = 1.0,
         watch: AgentStatusWatch | None = None,
+        api_prefix: str | None = None,
     ) -> None:
         """``batch``: messages fetched at a time; ``poll_s``: how long one fetch waits;
-        ``watch``: the agent's status as its worker follows it (else the inbox follows it)."""
+        ``watch``: the agent's status as its worker follows it (else the inbox follows it);
+        ``api_prefix``: the JetStream API's (see :class:`PullQueue`)."""
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
         self.queue = PullQueue(
@@ -176,6 +178,7 @@ class Inbox:
             inbox_subject(str(self.agent_id)),
             batch=batch,
             poll_s=poll_s,
+            api_prefix=api_prefix,
         )
         self.handover = HandOverBatcher(self.client, self.agent_id)
         self._own_watch = watch is None

@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
 from agent_orchestrator.contracts.queues import QueueSettings
+from agent_orchestrator.contracts.subjects import DEFAULT_JS_API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,11 @@ CHECK_IDLE_S = 10.0
 
 def worker_consumer(name: str, subject: str, settings: QueueSettings) -> ConsumerConfig:
     """The consumer a worker creates for one agent subject."""
+    # ``name`` (not ``durable_name``) with one filter: the request goes to
+    # ``CONSUMER.CREATE.<stream>.<name>.<filter>``, which a worker's NATS user may be allowed
+    # for its own agent alone (security.md); the inactive threshold removes it all the same.
     return ConsumerConfig(
-        durable_name=name,
+        name=name,
         filter_subject=subject,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
@@ -72,11 +76,14 @@ class PullQueue:
         *,
         batch: int,
         poll_s: float,
+        api_prefix: str | None = None,
     ) -> None:
+        """``api_prefix``: where the JetStream API is reached (``$JS.API``, or
+        ``WORKER_JS_API_PREFIX`` for a worker in a project's account)."""
         self.stream = stream
         self.consumer = consumer
         self.subject = subject
-        self._js: JetStreamContext = nc.jetstream()
+        self._js: JetStreamContext = nc.jetstream(prefix=api_prefix or DEFAULT_JS_API_PREFIX)
         self._batch = batch
         self._poll_s = poll_s
         self._sub: JetStreamContext.PullSubscription | None = None

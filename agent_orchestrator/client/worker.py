@@ -97,11 +97,15 @@ class AgentWorker:
         poll_s: float = 1.0,
         heartbeat: bool = True,
         protocol: bool = True,
+        api_prefix: str | None = None,
     ) -> None:
         """``concurrency``: tasks run at once; ``poll_s``: how long one fetch waits;
         ``heartbeat``: prove the agent alive while running; ``protocol``: make the agent
         discoverable and promptable on the NATS agent protocol while it is ACTIVE (a task
-        handler is needed; see ``client.protocol_endpoint``)."""
+        handler is needed; see ``client.protocol_endpoint``); ``api_prefix``: where the
+        JetStream API is reached (``WORKER_JS_API_PREFIX`` for a worker user of a project's
+        NATS account, see docs/security.md; default ``$JS.API``)."""
+        self._api_prefix = api_prefix
         self.nc = nc
         self.agent_id = UUID(str(agent_id))
         self.client = client or OrchestratorClient(nc)
@@ -190,7 +194,12 @@ class AgentWorker:
 
     async def _serve_messages(self, handler: MessageHandler, timeout: float) -> None:
         inbox = Inbox(
-            self.nc, self.agent_id, client=self.client, poll_s=self._poll_s, watch=self._watch
+            self.nc,
+            self.agent_id,
+            client=self.client,
+            poll_s=self._poll_s,
+            watch=self._watch,
+            api_prefix=self._api_prefix,
         )
         self._inbox = inbox
         if self._stopped:
@@ -210,6 +219,7 @@ class AgentWorker:
             task_subject(agent),
             batch=1,
             poll_s=self._poll_s,
+            api_prefix=self._api_prefix,
         )
         async with asyncio.timeout(timeout):
             await queue.open()

@@ -18,6 +18,8 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     INVALID_TRANSITION = "invalid_transition"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -30,6 +32,8 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_TRANSITION: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.QUOTA_EXCEEDED: 429,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.INTERNAL: 500,
 }

@@ -60,6 +60,41 @@ AGENT_RECOVER: Final = "agent.recover"
 # The AsyncAPI document of the running service (YAML), for tools and the bridge's /asyncapi.
 ASYNCAPI: Final = "agent-orchestrator.asyncapi"
 
+# Every command subject, as the few wildcards a NATS account exports them with (none of them
+# matches a stream's subjects: agent.inbox.<id>, agent.task.<id> and agent.event.<id>.<kind>
+# have more tokens). See docs/security.md.
+COMMAND_EXPORTS: Final = (
+    "agent.*",
+    "agent.state.*",
+    "agent.checkpoint.*",
+    "template.*",
+    "communication.*",
+    "task.*",
+    ASYNCAPI,
+)
+# The JetStream API as the service's account serves it ...
+DEFAULT_JS_API_PREFIX: Final = "$JS.API"
+# ... and as a project's account imports it for its agents' workers (a project's account has
+# no JetStream of its own, whose "not enabled" answer on $JS.API would come first).
+WORKER_JS_API_PREFIX: Final = "ao.js.api"
+# What an agent's worker may ask for: its own agent's reports, state, messages and reads.
+WORKER_COMMANDS: Final = (
+    TASK_START,
+    TASK_PROGRESS,
+    TASK_COMPLETE,
+    TASK_FAIL,
+    TASK_REQUEST_INPUT,
+    TASK_GET,
+    COMMUNICATION_DELIVERED,
+    COMMUNICATION_HANDOVER,
+    COMMUNICATION_GET,
+    AGENT_STATE_UPDATE,
+    AGENT_STATE_GET,
+    AGENT_GET,
+    AGENT_SEND,
+    AGENT_CHECKPOINT_CREATE,
+)
+
 # Streams.
 EVENTS_STREAM: Final = "AGENT_EVENTS"
 EVENTS_SUBJECTS: Final = "agent.event.>"
@@ -99,6 +134,9 @@ IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
 ACTOR_HEADER: Final = "Actor"
 # Set by the HTTP bridge for an authenticated caller: the one project the request may touch.
 PROJECT_SCOPE_HEADER: Final = "Project-Scope"
+# Set by nats-server on a request that crossed from a tenant's account into the service's
+# through an import with `share: true`: who sent it (account, user, ...). See docs/security.md.
+REQUEST_INFO_HEADER: Final = "Nats-Request-Info"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SERVICE_ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 SERVICE_ERROR_HEADER: Final = "Nats-Service-Error"
@@ -107,6 +145,8 @@ TRACE_ID_HEADER: Final = "Trace-Id"
 # Header limits: a longer Idempotency-Key is refused, a longer Actor is cut to this length.
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 200
 MAX_ACTOR_LENGTH: Final = 200
+# A Project-Scope header is a project_id: as long as a body's may be.
+MAX_PROJECT_ID_LENGTH: Final = 200
 DEFAULT_ACTOR: Final = "caller"
 
 

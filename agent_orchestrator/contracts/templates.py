@@ -29,6 +29,16 @@ ConfigSchema = Annotated[
     Field(description="JSON Schema (draft 2020-12) that agent configurations must satisfy."),
 ]
 Changelog = Annotated[str | None, Field(default=None, max_length=4000)]
+TemplateProject = Annotated[
+    str | None,
+    Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The project that owns the template; null: a global template, which only "
+        "operators (callers without a project scope) may create, change or delete.",
+    ),
+]
 
 
 class Template(Reply):
@@ -38,6 +48,7 @@ class Template(Reply):
     name: str
     description: str | None = None
     agent_type: str
+    project_id: TemplateProject = None
     version: int = Field(description="Gap-free, from 1; each version is immutable.")
     latest_version: int
     config_schema: JsonObject
@@ -74,6 +85,7 @@ class CreateTemplate(Request):
     config_schema: ConfigSchema = Field(default_factory=lambda: {"type": "object"})
     default_configuration: JsonObject = Field(default_factory=dict)
     prompt_template: Annotated[str | None, Field(default=None, max_length=100_000)]
+    project_id: TemplateProject = None
 
 
 class GetTemplate(Request):
@@ -87,6 +99,12 @@ class ListTemplates(Request):
     """Live templates (latest versions), newest first."""
 
     agent_type: str | None = Field(default=None, max_length=100)
+    project_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only templates this project may use: its own and the global ones.",
+    )
     limit: Limit = 50
     cursor: Cursor = None
 

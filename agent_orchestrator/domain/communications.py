@@ -110,13 +110,18 @@ def compose(
     """The messages (one per recipient) and their ``message_sent`` events.
 
     ``answered`` is the communication named by ``reply_to``: it must have been sent to the
-    sender, and its correlation_id carries over unless the request sets one.
+    sender (another project's is ``not_found``, like an unknown id), and its correlation_id
+    carries over unless the request sets one.
     """
     check_party(sender, "sender")
     for recipient in recipients:
         check_party(recipient, "recipient")
     correlation_id = request.correlation_id
     if answered is not None:
+        if answered.to_agent_id != sender.agent_id and answered.project_id != sender.project_id:
+            # Another project's message is answered exactly as an unknown id: its existence
+            # is not the sender's to learn.
+            raise not_found(answered.communication_id)
         if answered.to_agent_id != sender.agent_id:
             raise ValidationFailed(
                 f"reply_to {answered.communication_id} was not sent to {sender.agent_id}",

@@ -7,6 +7,7 @@
     ├── Conflict              conflict          (409)
     ├── InvalidTransition     invalid_transition (409)
     ├── PayloadTooLarge       payload_too_large (413)
+    ├── QuotaExceeded         quota_exceeded    (429)
     └── Unavailable           unavailable       (503, safe to retry)
 
 Anything else raised in a handler is a bug and is answered as ``internal`` (500).
@@ -32,6 +33,12 @@ class ValidationFailed(OrchestratorError):
     """The request does not match the contract."""
 
     code = ErrorCode.VALIDATION_ERROR
+
+
+class QuotaExceeded(OrchestratorError):
+    """A project used up one of its quotas (see ``handlers.quotas``)."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
 
 
 class Forbidden(OrchestratorError):

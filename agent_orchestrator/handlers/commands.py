@@ -8,7 +8,6 @@ group, whose body schema appears in AsyncAPI. Errors raised by a handler become 
 replies (see ``handlers.errors``).
 """
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -18,19 +17,20 @@ from typing import Any, TypeVar
 from faststream.nats import NatsMessage, NatsRouter
 from pydantic import BaseModel, ValidationError
 
+from agent_orchestrator.contracts.json_values import refused_value
 from agent_orchestrator.contracts.limits import Limit, request_limit
 from agent_orchestrator.contracts.subjects import (
-    ACTOR_HEADER,
-    DEFAULT_ACTOR,
     IDEMPOTENCY_KEY_HEADER,
-    MAX_ACTOR_LENGTH,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_PROJECT_ID_LENGTH,
     PROJECT_SCOPE_HEADER,
     QUEUE_GROUP,
 )
 from agent_orchestrator.domain.errors import PayloadTooLarge, ValidationFailed
 from agent_orchestrator.domain.idempotency import check_repeat, fingerprint
+from agent_orchestrator.handlers.identity import Caller, Identities
 from agent_orchestrator.handlers.marks import HandlerT, marked, marker
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRecord
 from agent_orchestrator.storage.idempotency import IdempotencyStore
@@ -61,26 +61,6 @@ class CommandContext:
 Handler = Callable[[RequestT, CommandContext], Awaitable[Any]]
 
 
-def _contains_nul(body: bytes) -> bool:
-    """Whether a JSON body holds a NUL character, which PostgreSQL cannot store."""
-    if b"\\u0000" not in body:
-        return False
-    try:
-        return _has_nul(json.loads(body))
-    except ValueError:
-        return False  # not JSON: the model says so
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessage], Awaitable[Any]]:
     """A decoder that accepts only a JSON body within ``limit``, valid for ``request``.
 
@@ -97,8 +77,9 @@ def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessag
             )
         if not body.strip():
             body = b"{}"
-        if _contains_nul(body):
-            raise ValidationFailed("strings must not contain the NUL character (\\u0000)")
+        why = refused_value(body)
+        if why is not None:
+            raise ValidationFailed(why)
         try:
             return request.model_validate_json(body)
         except ValidationError as exc:
@@ -107,6 +88,16 @@ def make_decoder(request: type[BaseModel], limit: Limit) -> Callable[[NatsMessag
             raise
 
     return decode
+
+
+def check_project_scope(scope: str) -> None:
+    """Refuse a ``Project-Scope`` that could not be a body's ``project_id`` (1-200 chars)."""
+    if not 1 <= len(scope) <= MAX_PROJECT_ID_LENGTH:
+        raise ValidationFailed(
+            f"the Project-Scope header must be 1-{MAX_PROJECT_ID_LENGTH} characters, "
+            "like a project_id",
+            details={"header": PROJECT_SCOPE_HEADER, "length": len(scope)},
+        )
 
 
 @dataclass(frozen=True)
@@ -149,6 +140,9 @@ class CommandServer:
     #: any other request.
     max_state_bytes: int = 0
     scope_guard: ScopeGuard | None = None
+    quotas: ProjectQuotas | None = None
+    #: Who is calling (the default: as the headers say, one open account).
+    identities: Identities = field(default_factory=Identities)
     specs: list[CommandSpec] = field(default_factory=list)
 
     def include(self, *areas: object) -> None:
@@ -177,14 +171,19 @@ class CommandServer:
         def register(handler: Handler[RequestT]) -> Handler[RequestT]:
             async def endpoint(body: Any) -> Any:
                 headers = _request_headers.get() or {}
-                scope = headers.get(PROJECT_SCOPE_HEADER)
+                caller = self.identities.caller(headers)
+                scope = caller.project
+                if scope is not None:
+                    check_project_scope(scope)
                 if scope and self.scope_guard is not None:
-                    await self.scope_guard.check(body, scope)
-                ctx = self._context(subject, body, headers, mutating=mutating)
+                    await self.scope_guard.check(body, scope, subject, caller.agent_id)
+                ctx = self._context(subject, body, headers, caller, mutating=mutating)
                 if ctx.idempotency is not None:
                     stored = await self._stored_reply(ctx.idempotency)
                     if stored is not None:
                         return stored
+                if scope and self.quotas is not None:  # a repeat above costs no quota
+                    await self.quotas.check(subject, scope)
                 try:
                     return await handler(body, ctx)
                 except IdempotencyKeyTaken:
@@ -219,9 +218,13 @@ class CommandServer:
 
     @staticmethod
     def _context(
-        subject: str, body: BaseModel, headers: Mapping[str, str], *, mutating: bool
+        subject: str,
+        body: BaseModel,
+        headers: Mapping[str, str],
+        caller: Caller,
+        *,
+        mutating: bool,
     ) -> CommandContext:
-        actor = headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
         record = None
         key = headers.get(IDEMPOTENCY_KEY_HEADER)
         if mutating and key:
@@ -230,12 +233,17 @@ class CommandServer:
                     f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY_LENGTH} chars"
                 )
             record = IdempotencyRecord(
-                subject, key, fingerprint(subject, body.model_dump(mode="json"))
+                subject,
+                key,
+                fingerprint(subject, body.model_dump(mode="json")),
+                project=caller.project or "",
             )
-        return CommandContext(subject, actor[:MAX_ACTOR_LENGTH], datetime.now(UTC), record)
+        return CommandContext(subject, caller.actor, datetime.now(UTC), record)
 
     async def _stored_reply(self, record: IdempotencyRecord) -> Any:
-        stored = await self.idempotency_store.stored_reply(record.subject, record.key)
+        stored = await self.idempotency_store.stored_reply(
+            record.subject, record.key, record.project
+        )
         if stored is None:
             return None
         stored_fingerprint, reply = stored

@@ -15,7 +15,7 @@ from typing import Any
 
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
-from faststream.nats import NatsResponse, NatsRouter
+from faststream.nats import NatsMessage, NatsResponse, NatsRouter
 from nats.micro.service import (
     EndpointInfo,
     EndpointStats,
@@ -151,6 +151,12 @@ def stats_middleware(
     return CountRequests
 
 
+async def ignore_body(_: NatsMessage) -> None:
+    """A decoder for subjects that read no body: any bytes get the answer (no JSON parsing,
+    so no RecursionError on a deeply nested body)."""
+    return None
+
+
 def register_discovery(router: NatsRouter, book: ServiceStatsBook) -> None:
     """Answer PING, INFO and STATS for all services, this name, and this instance's id."""
     for verb, answer in (("PING", book.ping), ("INFO", book.info), ("STATS", book.stats)):
@@ -166,4 +172,4 @@ def register_discovery(router: NatsRouter, book: ServiceStatsBook) -> None:
 
                 return respond
 
-            router.subscriber(subject, include_in_schema=False)(make(answer))
+            router.subscriber(subject, include_in_schema=False, decoder=ignore_body)(make(answer))

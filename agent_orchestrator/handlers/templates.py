@@ -60,7 +60,9 @@ class TemplateCommands:
     )
     async def list_templates(self, body: ListTemplates, ctx: CommandContext) -> TemplatePage:
         before = decode_cursor(body.cursor, "before", UUID) if body.cursor else None
-        fetched = await self._templates.page(body.agent_type, limit=body.limit + 1, before=before)
+        fetched = await self._templates.page(
+            body.agent_type, limit=body.limit + 1, before=before, project_id=body.project_id
+        )
         items, next_cursor = split_page(fetched, body.limit, "before", lambda t: str(t.template_id))
         return TemplatePage(items=items, next_cursor=next_cursor)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import sysconfig
@@ -53,14 +54,27 @@ class EmbeddedNats(_ServerProcess):
     #: multi-MiB agent state and checkpoints.
     max_payload = 8 * 1024 * 1024
 
+    #: More configuration, e.g. the production layout's ``accounts`` (see ``nats_accounts``).
+    extra_config = ""
+
     @property
     def config_path(self) -> Path:
         """Settings that have no command-line flag."""
         return self.data_dir / "nats.conf"
 
-    def _command(self) -> list[str]:
+    def write_config(self) -> None:
+        """Write the configuration file (read at start, and again on :meth:`reload`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(f"max_payload: {self.max_payload}\n", encoding="utf-8")
+        text = f"max_payload: {self.max_payload}\n{self.extra_config}"
+        self.config_path.write_text(text, encoding="utf-8")
+
+    def reload(self) -> None:
+        """Have the running server read its configuration again (new users, permissions)."""
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGHUP)
+
+    def _command(self) -> list[str]:
+        self.write_config()
         return [
             nats_server_executable(),
             "--config",

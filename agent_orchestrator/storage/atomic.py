@@ -54,6 +54,8 @@ class IdempotencyRecord:
     key: str
     fingerprint: str
     reply: Any = None
+    #: The caller's project: keys are a namespace per project ("": no scope, an operator).
+    project: str = ""
 
 
 @dataclass
@@ -135,6 +137,7 @@ class AtomicWrite:
         return self.with_row(
             "idempotency_keys",
             {
+                "project": (record.project, "text"),
                 "subject": (record.subject, "text"),
                 "key": (record.key, "text"),
                 "fingerprint": (record.fingerprint, "text"),

@@ -107,6 +107,7 @@ class BatchStatement:
             "idempotency_keys",
             owners,
             {
+                "project": ([r.project for r in records], "text"),
                 "subject": ([r.subject for r in records], "text"),
                 "key": ([r.key for r in records], "text"),
                 "fingerprint": ([r.fingerprint for r in records], "text"),

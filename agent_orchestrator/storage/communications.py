@@ -158,10 +158,7 @@ class CommunicationRepository:
                          SELECT 1 FROM agents
                          WHERE agent_id = ANY($14::uuid[]) AND status <> 'TERMINATED'
                          FOR SHARE) AS live) = $15
-                 AND (SELECT count(*) FROM (
-                         SELECT 1 FROM communications
-                         WHERE from_agent_id = $16 AND status = 'SENT' LIMIT $17) AS backlog)
-                     + $18 <= $17
+                 AND (SELECT sender_backlog_room($16, $18, $17))
                RETURNING communication_id""",
             values,
         )

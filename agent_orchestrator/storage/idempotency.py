@@ -16,12 +16,16 @@ class IdempotencyStore:
         self._db = db
 
     @translate_errors
-    async def stored_reply(self, subject: str, key: str) -> tuple[str, Any] | None:
-        """(fingerprint, reply) stored for ``key`` on ``subject``, if any."""
+    async def stored_reply(
+        self, subject: str, key: str, project: str = ""
+    ) -> tuple[str, Any] | None:
+        """(fingerprint, reply) stored for ``key`` on ``subject`` by ``project``, if any."""
         row = await self._db.pool.fetchrow(
-            "SELECT fingerprint, reply FROM idempotency_keys WHERE subject = $1 AND key = $2",
+            """SELECT fingerprint, reply FROM idempotency_keys
+               WHERE project = $3 AND subject = $1 AND key = $2""",
             subject,
             key,
+            project,
         )
         return None if row is None else (row["fingerprint"], row["reply"])
 
@@ -31,10 +35,11 @@ class IdempotencyStore:
         if record is None:
             return
         await self._db.pool.execute(
-            """INSERT INTO idempotency_keys (subject, key, fingerprint, reply)
-               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            """INSERT INTO idempotency_keys (subject, key, fingerprint, reply, project)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
             record.subject,
             record.key,
             record.fingerprint,
             record.reply,
+            record.project,
         )

@@ -18,7 +18,8 @@ from agent_orchestrator.storage.atomic import (
 from agent_orchestrator.storage.postgres import Database, translate_errors
 
 SELECT_TEMPLATE = """
-    SELECT t.template_id, v.name, v.description, v.agent_type, v.version, t.latest_version,
+    SELECT t.template_id, t.project_id, v.name, v.description, v.agent_type, v.version,
+           t.latest_version,
            v.config_schema, v.default_configuration, v.prompt_template, v.changelog,
            t.created_at, v.created_at AS version_created_at, t.deleted_at
     FROM templates t JOIN template_versions v ON v.template_id = t.template_id
@@ -79,20 +80,36 @@ class TemplateRepository:
 
     @translate_errors
     async def page(
-        self, agent_type: str | None, *, limit: int, before: UUID | None
+        self,
+        agent_type: str | None,
+        *,
+        limit: int,
+        before: UUID | None,
+        project_id: str | None = None,
     ) -> list[Template]:
-        """Latest versions of live templates, newest first."""
+        """Latest versions of live templates, newest first (with ``project_id``: that
+        project's and the global ones)."""
         rows = await self._db.pool.fetch(
             SELECT_TEMPLATE
             + """ WHERE v.version = t.latest_version AND t.deleted_at IS NULL
                     AND ($1::text IS NULL OR t.agent_type = $1)
                     AND ($2::uuid IS NULL OR t.template_id < $2)
+                    AND ($4::text IS NULL OR t.project_id IS NULL OR t.project_id = $4)
                   ORDER BY t.template_id DESC LIMIT $3""",
             agent_type,
             before,
             limit,
+            project_id,
         )
         return [_template(row) for row in rows]
+
+    @translate_errors
+    async def owner(self, template_id: UUID) -> tuple[bool, str | None]:
+        """(whether the template exists, its project: None for a global one)."""
+        row = await self._db.pool.fetchrow(
+            "SELECT project_id FROM templates WHERE template_id = $1", template_id
+        )
+        return (False, None) if row is None else (True, row["project_id"])
 
     @translate_errors
     async def versions(self, template_id: UUID) -> list[Template]:
@@ -110,9 +127,16 @@ class TemplateRepository:
     ) -> None:
         """Store version 1 of a new template; Conflict when the name is taken."""
         write = AtomicWrite(
-            """INSERT INTO templates (template_id, agent_type, name, latest_version, created_at)
-               VALUES ($1, $2, $3, 1, $4) RETURNING template_id""",
-            [template.template_id, template.agent_type, template.name, template.created_at],
+            """INSERT INTO templates (template_id, agent_type, name, latest_version, created_at,
+                                    project_id)
+               VALUES ($1, $2, $3, 1, $4, $5) RETURNING template_id""",
+            [
+                template.template_id,
+                template.agent_type,
+                template.name,
+                template.created_at,
+                template.project_id,
+            ],
         )
         write.with_row("template_versions", _version_row(template)).with_outbox(_outbox(event))
         try:

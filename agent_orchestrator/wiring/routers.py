@@ -19,15 +19,18 @@ from agent_orchestrator.handlers.communications import CommunicationCommands, Me
 from agent_orchestrator.handlers.dead_letters import DeadLetters
 from agent_orchestrator.handlers.discovery import (
     ServiceStatsBook,
+    ignore_body,
     register_discovery,
     stats_middleware,
 )
 from agent_orchestrator.handlers.errors import build_error_middleware
+from agent_orchestrator.handlers.identity import Identities
 from agent_orchestrator.handlers.initialization import InitializationStep, Initializer
 from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands, OnActive
 from agent_orchestrator.handlers.metrics import ServiceMetrics
 from agent_orchestrator.handlers.push_configs import PushConfigCommands
+from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import RecoverCommands, Recovery
 from agent_orchestrator.handlers.scope import ScopeGuard
 from agent_orchestrator.handlers.state import StateCommands
@@ -129,6 +132,7 @@ def command_router(
     areas: Sequence[object],
     idempotency: IdempotencyStore,
     scope_guard: ScopeGuard,
+    quotas: ProjectQuotas | None = None,
     middlewares: Sequence[Any],
 ) -> NatsRouter:
     """A router serving every marked handler method of ``areas``."""
@@ -140,6 +144,8 @@ def command_router(
         max_state_bytes=settings.max_state_bytes,
         max_workers=settings.handler_max_workers,
         scope_guard=scope_guard,
+        quotas=quotas,
+        identities=Identities(settings.nats_service_account),
     )
     server.include(*areas)
     return router
@@ -180,5 +186,7 @@ def discovery_router(
     """``$SRV.PING|INFO|STATS`` and the AsyncAPI document on ``agent-orchestrator.asyncapi``."""
     discovery = NatsRouter()
     register_discovery(discovery, stats)
-    discovery.subscriber(ASYNCAPI, include_in_schema=False)(asyncapi)
+    # The body is not read: whatever a caller sends (deeply nested JSON, bytes), it gets the
+    # document.
+    discovery.subscriber(ASYNCAPI, include_in_schema=False, decoder=ignore_body)(asyncapi)
     return discovery

@@ -4,35 +4,24 @@ bridge app against the real service."""
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import nats.aio.client
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from agent_orchestrator.bridge import BridgeSettings, create_app
 from agent_orchestrator.bridge.events import in_project
 from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts import subjects
 from tests.support.agents import sdk_agent
+from tests.support.bridges import SECRET, bridge
 from tests.support.calls import call, ok
 from tests.support.servers import ServerUrls
 
 NC = nats.aio.client.Client
-SECRET = "k9-" + "0123456789abcdef" * 3  # 51 bytes, many distinct characters
-
-
-@asynccontextmanager
-async def bridge(nc: NC, servers: ServerUrls, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(BridgeSettings(nats_url=servers.nats_url, **settings), nc=nc)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bridge") as client:
-        yield client
 
 
 def token(project: str | None, *, key: Any = SECRET, expires_in: int = 300, **claims: Any) -> str:

@@ -99,8 +99,8 @@ async def test_the_event_streams_problems_are_documented(http: httpx.AsyncClient
     # Found by schemathesis: its 400 (and 503) problems were missing from the OpenAPI document.
     spec = (await http.get("/openapi.json")).json()
     responses = spec["paths"]["/api/events"]["get"]["responses"]
-    assert set(responses) == {"200", "400", "503"}
-    for status in ("400", "503"):
+    assert set(responses) == {"200", "400", "429", "503"}
+    for status in ("400", "429", "503"):
         assert "application/problem+json" in responses[status]["content"], status
     guarded = create_app(BridgeSettings(auth="jwt", jwt_secret="k9-" + "0123456789abcdef" * 3))
     assert set(guarded.openapi()["paths"]["/api/events"]["get"]["responses"]) == {
@@ -108,6 +108,7 @@ async def test_the_event_streams_problems_are_documented(http: httpx.AsyncClient
         "400",
         "401",
         "403",
+        "429",
         "503",
     }
 

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from agent_orchestrator.bridge import BridgeSettings
 from agent_orchestrator.cli import app
+from agent_orchestrator.runtime.nats_accounts import SERVICE_ACCOUNT
 from agent_orchestrator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,13 @@ INTERPOLATION = re.compile(
 )
 #: The variables that must be set (secrets, no default to fall back on silently), and what the
 #: tests set them to.
-REQUIRED = {"POSTGRES_PASSWORD": "a-test-password"}
+REQUIRED = {
+    "POSTGRES_PASSWORD": "a-test-password",
+    "NATS_SERVICE_PASSWORD": "a-service-password",
+    "NATS_BRIDGE_PASSWORD": "a-bridge-password",
+    "NATS_OPERATOR_PASSWORD": "an-operator-password",
+    "AO_BRIDGE_JWT_SECRET": "k9-" + "0123456789abcdef" * 3,
+}
 DOCKER_COMPOSE = ("docker", "compose")
 
 
@@ -247,3 +254,29 @@ def test_docker_compose_accepts_the_file() -> None:
     refused = config({})
     assert refused.returncode != 0
     assert "POSTGRES_PASSWORD" in refused.stderr
+
+
+def test_nats_and_the_bridge_ship_with_authentication_on(compose: dict[str, Any]) -> None:
+    """The production layout of docs/security.md: accounts from `credentials`, the service
+    and the bridge as users of the service's account, the bridge's JWTs, no open ports."""
+    services = compose["services"]
+    configs = "".join(c.get("content", "") for c in compose.get("configs", {}).values())
+    assert re.search(r'^\s*include "auth/accounts.conf"', configs, re.M)
+    accounts = services["nats-accounts"]
+    assert accounts["entrypoint"][:2] == ["agent-orchestrator", "credentials"]
+    cli = typer.main.get_command(app)
+    options = {opt for p in cli.commands["credentials"].params for opt in p.opts}  # type: ignore[attr-defined]
+    given = [*accounts["entrypoint"][2:], *accounts["command"]]
+    assert {arg for arg in given if arg.startswith("-")} <= options
+    assert given[given.index("--out") + 1] == "/auth/accounts.conf"
+    assert "nats-auth:/etc/nats/auth:ro" in services["nats"]["volumes"]
+    for name in ("service", "bridge"):
+        nats_url = urlsplit(interpolate(environment(services[name])["NATS_URL"]))
+        assert nats_url.username == name
+        assert nats_url.password == REQUIRED[f"NATS_{name.upper()}_PASSWORD"]
+    service_env = environment(services["service"])
+    assert service_env["AO_NATS_SERVICE_ACCOUNT"] == SERVICE_ACCOUNT
+    assert environment(services["bridge"])["AO_BRIDGE_AUTH"] == "jwt"
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"

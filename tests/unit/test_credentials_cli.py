@@ -1,0 +1,75 @@
+"""`agent-orchestrator credentials`: the accounts file nats-server includes, and passwords that
+survive the next run."""
+
+import json
+import stat
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from agent_orchestrator.cli import app
+from agent_orchestrator.runtime.nats_accounts import Credentials, accounts, worker_permissions
+
+AGENT = "0193b4e2-7c1a-7d3e-9f00-1a2b3c4d5e6f"
+
+
+def run(tmp_path: Path, *args: str) -> str:
+    result = CliRunner().invoke(
+        app,
+        [
+            "credentials",
+            "--file",
+            str(tmp_path / "c.json"),
+            "--out",
+            str(tmp_path / "a.conf"),
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_each_run_adds_and_keeps_the_passwords(tmp_path: Path) -> None:
+    first = run(tmp_path, "--project", "acme")
+    assert "AO_NATS_SERVICE_ACCOUNT=ORCHESTRATOR" in first
+    kept = json.loads((tmp_path / "c.json").read_text())
+    assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o600
+    second = run(tmp_path, "--agent", f"acme:{AGENT}", "--project", "beta")
+    again = json.loads((tmp_path / "c.json").read_text())
+    assert again["service"] == kept["service"]
+    assert again["projects"]["acme"]["operator-acme"] == kept["projects"]["acme"]["operator-acme"]
+    assert f"agent-{AGENT}" in again["projects"]["acme"]
+    assert f"nats://agent-{AGENT}:" in second
+    config = (tmp_path / "a.conf").read_text()
+    assert config.startswith("accounts: {")
+    assert '"share": true' in config
+
+
+def test_a_bad_project_name_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["credentials", "--file", str(tmp_path / "c.json"), "--project", "a.b"]
+    )
+    assert result.exit_code != 0
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
+    allowed = worker_permissions(AGENT)["publish"]["allow"]
+    stream_info = {f"ao.js.api.STREAM.INFO.{s}" for s in ("AGENT_MESSAGES", "AGENT_TASKS")}
+    assert stream_info <= set(allowed)  # the consumer settings are in the streams' metadata
+    assert all(AGENT in s for s in allowed if s.startswith(("$", "ao.js")) and s not in stream_info)
+    assert not [
+        s
+        for s in allowed
+        if "DELETE" in s or "PURGE" in s or (s.endswith(">") and not s.startswith("$JS.ACK"))
+    ]
+    credentials = Credentials()
+    credentials.add(projects=["acme"])
+    layout = accounts(credentials)
+    exported = [e["service"] for e in layout["ORCHESTRATOR"]["exports"]]
+    assert not [s for s in exported if "DELETE" in s or "PURGE" in s]
+    assert [s for s in exported if "STREAM" in s] == [
+        "$JS.API.STREAM.INFO.AGENT_MESSAGES",
+        "$JS.API.STREAM.INFO.AGENT_TASKS",
+    ]
+    assert all(i["share"] for i in layout["acme"]["imports"] if i.get("share") is not None)
