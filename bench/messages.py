@@ -332,8 +332,8 @@ class RawQueues:
                 description=f"bench: raw {self.holds} of {recipient}.",
             )
             await js.add_consumer(self.stream, config)
-            assert config.durable_name is not None
-            subscriptions.append(await js.pull_subscribe_bind(config.durable_name, self.stream))
+            assert config.name is not None
+            subscriptions.append(await js.pull_subscribe_bind(config.name, self.stream))
         return subscriptions
 
 
