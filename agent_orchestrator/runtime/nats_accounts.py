@@ -24,6 +24,7 @@ from typing import Any
 from agent_orchestrator.contracts.subjects import (
     COMMAND_EXPORTS,
     DEFAULT_JS_API_PREFIX,
+    EVENTS_SUBJECTS,
     HEARTBEATS_BUCKET,
     MESSAGES_STREAM,
     TASKS_STREAM,
@@ -96,7 +97,14 @@ def worker_permissions(agent_id: str) -> dict[str, Any]:
         f"$JS.ACK.{MESSAGES_STREAM}.{inbox}.>",
         f"$JS.ACK.{TASKS_STREAM}.{tasks}.>",
     ]
-    return {"publish": {"allow": publish}, "subscribe": {"allow": [REPLIES]}}
+    # Its agent's events: how the SDK follows the agent's status (pause, activate, terminate).
+    subscribe = [REPLIES, agent_events(agent_id)]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+
+
+def agent_events(agent_id: str) -> str:
+    """The events of one agent, which its project imports for that agent's worker alone."""
+    return f"agent.event.{agent_id}.*"
 
 
 OPERATOR_PERMISSIONS: dict[str, Any] = {
@@ -181,6 +189,8 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
     ]
     for subject, response in _JS_EXPORTS:
         exports.append({"service": subject, **({"response_type": response} if response else {})})
+    # Events as a stream: each project imports those of its own agents that have a worker.
+    exports.append({"stream": EVENTS_SUBJECTS})
     result: dict[str, Any] = {
         service: {
             "jetstream": "enabled",
@@ -196,6 +206,11 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
         imports += [
             {"service": {"account": service, "subject": subject}, "to": _local(subject)}
             for subject, _ in _JS_EXPORTS
+        ]
+        imports += [
+            {"stream": {"account": service, "subject": agent_events(user[len(WORKER_PREFIX) :])}}
+            for user in sorted(passwords)
+            if user.startswith(WORKER_PREFIX)
         ]
         result[project] = {
             "users": _users(passwords, OPERATOR_PERMISSIONS),

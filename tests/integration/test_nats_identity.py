@@ -7,6 +7,7 @@ identity works.
 """
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -305,6 +306,30 @@ async def test_the_sdk_worker_runs_its_agents_tasks_through_the_accounts(
     finally:
         worker.stop(cancel_running=True)
         await asyncio.wait_for(running, 15)
+
+
+async def test_a_worker_follows_its_own_agents_events_only(
+    workers: dict[str, Any], acme: NC, beta: NC
+) -> None:
+    worker_a: NC = workers["nc_a"]
+    own = await worker_a.subscribe(f"agent.event.{workers['a']}.*")
+    # Another project's agent: never imported into acme's account, so nothing arrives.
+    other = await worker_a.subscribe(f"agent.event.{workers['b']}.*")
+    # A neighbour in the same project: imported for its own worker only; the permission refuses.
+    neighbour = await worker_a.subscribe(f"agent.event.{workers['a2']}.*")
+    for nc, agent_id in ((beta, workers["b"]), (acme, workers["a2"]), (acme, workers["a"])):
+        await ok(nc, "agent.update", {"agent_id": agent_id, "description": "seen?"})
+    seen = []
+    while "updated" not in seen:  # earlier tests' events of this agent may come first
+        event = json.loads((await own.next_msg(timeout=10)).data)
+        assert event["agent_id"] == workers["a"]
+        seen.append(event["type"])
+    for sub in (other, neighbour):
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.next_msg(timeout=1)
+    for sub in (own, other, neighbour):
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
 
 
 async def test_a_worker_cannot_pull_another_agents_queues(workers: dict[str, Any]) -> None:

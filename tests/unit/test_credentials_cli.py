@@ -63,10 +63,16 @@ def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
         for s in allowed
         if "DELETE" in s or "PURGE" in s or (s.endswith(">") and not s.startswith("$JS.ACK"))
     ]
+    assert worker_permissions(AGENT)["subscribe"]["allow"] == ["_INBOX.>", f"agent.event.{AGENT}.*"]
     credentials = Credentials()
-    credentials.add(projects=["acme"])
+    credentials.add(projects=["acme"], agents=[("acme", AGENT)])
     layout = accounts(credentials)
-    exported = [e["service"] for e in layout["ORCHESTRATOR"]["exports"]]
+    exports = layout["ORCHESTRATOR"]["exports"]
+    assert [e["stream"] for e in exports if "stream" in e] == ["agent.event.>"]
+    # A project imports the events of its own workers' agents, nothing else.
+    imported = [i["stream"]["subject"] for i in layout["acme"]["imports"] if "stream" in i]
+    assert imported == [f"agent.event.{AGENT}.*"]
+    exported = [e["service"] for e in exports if "service" in e]
     assert not [s for s in exported if "DELETE" in s or "PURGE" in s]
     assert [s for s in exported if "STREAM" in s] == [
         "$JS.API.STREAM.INFO.AGENT_MESSAGES",
