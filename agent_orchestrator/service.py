@@ -26,7 +26,11 @@ from agent_orchestrator.client.protocol_adapter import ProtocolAdapter
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.commands import commands_of
 from agent_orchestrator.handlers.discovery import ServiceStatsBook
-from agent_orchestrator.handlers.initialization import InitializationStep, standard_steps
+from agent_orchestrator.handlers.initialization import (
+    InitializationStep,
+    Initializer,
+    standard_steps,
+)
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
 from agent_orchestrator.handlers.metrics import RuntimeSources
 from agent_orchestrator.handlers.quotas import ProjectQuotas
@@ -99,6 +103,13 @@ class Service:
             max_state_bytes=settings.max_state_bytes,
         )
         self.monitor = LivenessMonitor(repos.agents, self.heartbeats, self.recovery)
+        self.initializer = Initializer(
+            agents=repos.agents,
+            steps=[*standard_steps(repos.templates), *init_steps],
+            max_attempts=settings.init_max_attempts,
+            recovery=self.recovery,
+            batch=settings.init_job_batch,
+        )
         self.sweeper = parts.sweeper(settings, repositories=repos, queues=self.queues)
 
         areas = routers.command_areas(
@@ -142,8 +153,6 @@ class Service:
             routers.job_router(
                 settings,
                 repositories=repos,
-                steps=[*standard_steps(repos.templates), *init_steps],
-                recovery=self.recovery,
                 schedules=self.schedules,
                 checkpointer=self.checkpointer,
                 queues=self.queues,
@@ -220,6 +229,7 @@ class Service:
             Loop("outbox-relay", relay.run, relay.stop),
             Loop("sweeper", self.sweeper.run, self.sweeper.stop),
             Loop("liveness-monitor", partial(self.monitor.run, nc), self.monitor.stop),
+            Loop("initializer", partial(self.initializer.run, nc), self.initializer.stop),
             Loop("state-events", partial(state_events.run, nc), state_events.stop),
         ]
         if self.settings.protocol_adapter:

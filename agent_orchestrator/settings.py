@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     init_job_ack_wait_s: float = Field(
         default=30.0, ge=1.0, description="Redeliver an unfinished initialization after this."
     )
+    init_job_batch: int = Field(
+        default=200,
+        ge=1,
+        le=1000,  # the job consumer's max_ack_pending
+        description="Initialization jobs one instance fetches and prepares at a time; their "
+        "reads and moves to READY share one statement each.",
+    )
     init_max_attempts: int = Field(
         default=5, ge=1, le=100, description="Failed preparations before an agent goes to ERROR."
     )

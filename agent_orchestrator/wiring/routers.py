@@ -25,7 +25,6 @@ from agent_orchestrator.handlers.discovery import (
 )
 from agent_orchestrator.handlers.errors import build_error_middleware
 from agent_orchestrator.handlers.identity import Identities
-from agent_orchestrator.handlers.initialization import InitializationStep, Initializer
 from agent_orchestrator.handlers.jobs import include_jobs
 from agent_orchestrator.handlers.lifecycle import LifecycleCommands, OnActive
 from agent_orchestrator.handlers.metrics import ServiceMetrics
@@ -155,24 +154,17 @@ def job_router(
     settings: Settings,
     *,
     repositories: Repositories,
-    steps: Sequence[InitializationStep],
-    recovery: Recovery,
     schedules: CheckpointSchedules,
     checkpointer: Checkpointer,
     queues: Queues,
 ) -> NatsRouter:
-    """The durable background jobs: initialization, scheduled checkpoints, the cleanup
-    after ended agents and dead letters."""
+    """The durable background jobs served one message at a time: scheduled checkpoints, the
+    cleanup after ended agents and dead letters (initialization runs in batches, beside them:
+    ``handlers.initialization``)."""
     r = repositories
     jobs = NatsRouter()
     include_jobs(
         jobs,
-        Initializer(
-            agents=r.agents,
-            steps=steps,
-            max_attempts=settings.init_max_attempts,
-            recovery=recovery,
-        ),
         CheckpointScheduler(agents=r.agents, schedules=schedules, checkpointer=checkpointer),
         AgentCleanup(communications=r.communications, tasks=r.tasks, queues=queues.both),
         DeadLetters(inbox=queues.inbox, communications=r.communications),
