@@ -1,7 +1,7 @@
 """Per-operation cost as the number of agents grows to 100,000, and the service's memory.
 
     python bench/scale.py [--max 100000] [--levels 1000,10000,100000] [--quick]
-        [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 64] [--workers 50]
+        [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 256] [--workers 50]
         [--retries 1] [--json out.json] [--keep]
 
 Starts its own nats-server and PostgreSQL and `agent-orchestrator serve` (the harness of
@@ -34,9 +34,8 @@ import random
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ import nats
 from bridge import NOISY_PCT, machine_cpu_s, other_pct
 from commands import (
     DRAIN_TIMEOUT_S,
+    FASTSTREAM,
+    FASTSTREAM_SUBJECT,
     BenchError,
     Call,
     Child,
@@ -55,8 +56,8 @@ from commands import (
     Result,
     Servers,
     _descendants,
-    activate,
-    bounded_map,
+    echo_call,
+    echo_child,
     encode,
     error_lines,
     expect,
@@ -69,9 +70,10 @@ from commands import (
     tree_cpu_s,
     wait_answering,
 )
-from commands import agent_body as base_body
 from nats.aio.client import Client
 from pydantic import JsonValue
+from scale_explain import explain_hot_queries, explain_lines
+from scale_population import TYPES, Growth, Population, activate_all, agent_body, grow
 from state_checkpoints import MergeLedger, small_state, state_update_call
 
 from agent_orchestrator.client import AgentWorker, InboxMessage, TaskRun
@@ -79,13 +81,14 @@ from agent_orchestrator.contracts import subjects
 from agent_orchestrator.domain.cursor import encode_cursor
 from agent_orchestrator.storage.state import STATE_EVENTS_CONSUMER, STATE_STREAM
 
+ECHO = FASTSTREAM
 GET, LIST, LIST_TYPE = "agent.get", "agent.list page", "agent.list by type"
 STATE, TRANSITION, CREATE = "agent.state.update", "pause + activate", "agent.create"
 SEND, EXECUTE = "agent.send", "agent.execute"
-#: In the order they are measured at each level; agent.create last, since it adds agents.
-SCENARIOS = (GET, LIST, LIST_TYPE, STATE, TRANSITION, SEND, EXECUTE, CREATE)
-#: Agent types, round robin, so that a list filtered by type selects a quarter of the agents.
-TYPES = ("researcher", "writer", "reviewer", "planner")
+#: In the order they are measured at each level; agent.create last, since it adds agents. The
+#: FastStream echo (a process of its own) is each level's floor: the other scenarios' req/s are
+#: judged as ratios to it, so that what the rest of the machine does cancels out.
+SCENARIOS = (ECHO, GET, LIST, LIST_TYPE, STATE, TRANSITION, SEND, EXECUTE, CREATE)
 PAGE = 50
 #: Cursors are taken from this position on (creation order), so that every page is full.
 MIN_CURSOR_POSITION = 600
@@ -96,114 +99,6 @@ TOLERANCE = 0.20
 MEMORY_TOLERANCE = 1.20
 #: --quick: levels, measured s, warm-up s and quiet wait s per scenario.
 QUICK_LEVELS, QUICK_SECONDS, QUICK_WARMUP, QUICK_QUIET_WAIT = (1000, 5000), 2.0, 0.5, 10.0
-PROGRESS_EVERY_S = 15.0
-#: Agents initialized and activated at a time while growing.
-ACTIVATE_CHUNK = 500
-
-
-def agent_body(n: int) -> dict[str, Any]:
-    """commands.py's ~200-byte agent.create body, with the n-th type."""
-    return base_body(f"scale-{n:07d}") | {"type": TYPES[n % len(TYPES)]}
-
-
-# --- growing the population ------------------------------------------------------------------
-
-
-@dataclass
-class Growth:
-    """How one level's population was made."""
-
-    level: int
-    added: int = 0
-    seconds: float = 0.0
-    errors: Counter[str] = field(default_factory=Counter)
-    samples: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def per_s(self) -> float:
-        """Agents (create + state) per second."""
-        return self.added / self.seconds if self.seconds else 0.0
-
-
-class Population:
-    """Every agent made so far (all with a state, ACTIVE), in creation order."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.made = 0  # agent.create bodies handed out, for unique names and the type rotation
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def next_body(self) -> dict[str, Any]:
-        """The next agent.create body."""
-        body = agent_body(self.made)
-        self.made += 1
-        return body
-
-
-async def give_state(nc: Client, agent_id: str, n: int) -> None:
-    """The agent's first state (replace)."""
-    body = {"agent_id": agent_id, "state": small_state(n), "mode": "replace"}
-    reply = await request_json(nc, subjects.AGENT_STATE_UPDATE, body)
-    expect(reply, "agent_id", agent_id)
-
-
-async def grow(nc: Client, population: Population, level: int, inflight: int) -> Growth:
-    """agent.create + agent.state.update until the population is `level`, `inflight` at once."""
-    growth = Growth(level)
-    wanted = level - len(population)
-    if wanted <= 0:
-        return growth
-    print(f"  growing {len(population):,} -> {level:,} agents ...", flush=True)
-    began = time.perf_counter()
-    remaining = wanted
-    shown = began
-    fresh: list[str] = []
-
-    async def worker() -> None:
-        nonlocal remaining, shown
-        while remaining > 0:
-            remaining -= 1
-            n = population.made
-            try:
-                reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
-                expect(reply, "status", "CREATED")
-                await give_state(nc, str(reply["agent_id"]), n)
-            except ReplyError as exc:
-                growth.errors[exc.kind] += 1
-                growth.samples.setdefault(exc.kind, exc.detail)
-                if sum(growth.errors.values()) > 100:
-                    raise BenchError(f"growth failed too often: {exc}") from exc
-                remaining += 1  # make another one instead
-                continue
-            population.ids.append(str(reply["agent_id"]))
-            fresh.append(str(reply["agent_id"]))
-            growth.added += 1
-            if (now := time.perf_counter()) - shown > PROGRESS_EVERY_S:
-                shown = now
-                print(
-                    f"    {len(population):,} agents, {growth.added / (now - began):.0f}/s",
-                    flush=True,
-                )
-
-    await asyncio.gather(*(worker() for _ in range(inflight)))
-    await activate_all(nc, fresh, inflight)
-    growth.seconds = time.perf_counter() - began
-    print(
-        f"  {growth.added:,} agents (create + state + initialize + activate) in "
-        f"{growth.seconds:.1f} s, "
-        f"{growth.per_s:.0f}/s",
-        flush=True,
-    )
-    return growth
-
-
-async def activate_all(nc: Client, ids: Sequence[str], inflight: int) -> None:
-    """Initialize and activate ``ids``, a chunk at a time (each chunk's wait for READY is
-    bounded by commands.py's timeout)."""
-    for start in range(0, len(ids), ACTIVATE_CHUNK):
-        await activate(nc, ids[start : start + ACTIVATE_CHUNK], inflight)
 
 
 async def start_workers(nc: Client, agent_ids: Sequence[str]) -> list[asyncio.Task[None]]:
@@ -320,7 +215,7 @@ def create_call(nc: Client, population: Population, created: list[str]) -> Call:
     """agent.create; the new agent gets its state after the measurement."""
 
     async def call() -> None:
-        reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body())
+        reply = await request_json(nc, subjects.AGENT_CREATE, population.next_body()[1])
         expect(reply, "status", "CREATED")
         created.append(str(reply["agent_id"]))
 
@@ -371,6 +266,8 @@ class Level:
     noisy: dict[str, float]
     memory_mib: dict[str, float]
     data: dict[str, Any]
+    #: scenario -> the FastStream echo measured right before it (its floor)
+    floors: dict[str, Result]
     lost_updates: list[str]
     created_during_measurement: int
     background_after: dict[str, dict[str, Any]]
@@ -389,10 +286,11 @@ class Options:
     quick: bool
 
 
-def probes_for(servers: Servers, service: Child) -> CpuProbes:
-    """CPU probes: the service, PostgreSQL, nats-server, this process, and `other`: the
-    machine's busy time minus theirs (another job on the machine shows there)."""
+def probes_for(servers: Servers, service: Child, echo: Child | None = None) -> CpuProbes:
+    """CPU probes: the service, PostgreSQL, nats-server, this process, the echo, and `other`:
+    the machine's busy time minus theirs (another job on the machine shows there)."""
     pid = service.proc.pid if service.proc is not None else None
+    echo_pid = echo.proc.pid if echo is not None and echo.proc is not None else None
 
     def load_gen() -> float:
         t = os.times()
@@ -403,6 +301,7 @@ def probes_for(servers: Servers, service: Child) -> CpuProbes:
         "postgres": lambda: tree_cpu_s(servers.postgres_pid),
         "nats-server": lambda: tree_cpu_s(servers.nats_pid),
         "load-gen": load_gen,
+        "echo": lambda: tree_cpu_s(echo_pid),
     }
     ours = list(probes.values())
     probes["other"] = lambda: machine_cpu_s() - sum(probe() for probe in ours)
@@ -460,21 +359,25 @@ async def measure_scenario(
     options: Options,
     probes: CpuProbes,
     background: Background,
-) -> tuple[Result, dict[str, Any]]:
-    """Drain the background work, wait for a quiet machine, measure, and record the background
-    work left and how long it took to finish; again (up to --retries times) while other
-    processes kept the machine busy, keeping the quietest measurement."""
-    best: tuple[Result, dict[str, Any]] | None = None
+    floor: Callable[[], Sequence[Call]],
+) -> tuple[Result, dict[str, Any], Result]:
+    """Drain the background work, wait for a quiet machine, measure the floor (the FastStream
+    echo, for half as long) and right after it the scenario, and record the background work
+    left and how long it took to finish; again (up to --retries times) while other processes
+    kept the machine busy, keeping the quietest measurement."""
+    best: tuple[Result, dict[str, Any], Result] | None = None
+    floor_config = replace(options.config, seconds=max(1.0, options.config.seconds / 2))
     for attempt in range(options.retries + 1):
         await background.drain()
         waited = await wait_quiet(probes, options.quiet_wait)
+        echo = await measure(ECHO, floor(), floor_config, probes)
         result = await measure(name, make_calls(), options.config, probes)
         lag: dict[str, Any] = await background.backlog()
         lag["drain_s"] = await background.drain()
         result.outbox_backlog, result.outbox_drain_s = lag["outbox"], lag["drain_s"]
         lag["waited_for_quiet_s"] = round(waited, 1)
         if best is None or other_pct(result) < other_pct(best[0]):
-            best = result, lag
+            best = result, lag, echo
         if other_pct(result) <= NOISY_PCT or result.errors:
             break
         if attempt < options.retries:
@@ -517,6 +420,7 @@ async def measure_level(
     ledger = MergeLedger()
     created: list[str] = []
     makers: dict[str, Callable[[], Sequence[Call]]] = {
+        ECHO: lambda: [echo_call(nc, FASTSTREAM_SUBJECT) for _ in range(inflight)],
         GET: lambda: [random_get_call(nc, population, s) for s in range(inflight)],
         LIST: lambda: [list_call(nc, population, s, by_type=False) for s in range(inflight)],
         LIST_TYPE: lambda: [list_call(nc, population, s, by_type=True) for s in range(inflight)],
@@ -526,10 +430,13 @@ async def measure_level(
         EXECUTE: lambda: [execute_call(nc, population, s) for s in range(inflight)],
         CREATE: lambda: [create_call(nc, population, created) for _ in range(inflight)],
     }
-    results, lags = [], {}
-    for name in SCENARIOS:
-        result, lags[name] = await measure_scenario(name, makers[name], options, probes, background)
+    results, lags, floors = [], {}, {}
+    for name in SCENARIOS[1:]:
+        result, lags[name], floors[name] = await measure_scenario(
+            name, makers[name], options, probes, background, makers[ECHO]
+        )
         results.append(result)
+    results.insert(0, floors[SCENARIOS[1]])
     lost = await ledger.lost_updates(nc, inflight)
     service_pid = service.proc.pid if service.proc is not None else None
     memory = {
@@ -540,13 +447,10 @@ async def measure_level(
     }
     data = await data_figures(nc, conn)
     data["consumers"] = await consumer_counts(nc)
-
-    async def backfill(n: int) -> None:
-        await give_state(nc, created[n], n)
+    data["plans"] = await explain_hot_queries(conn, population.ids)
 
     began = time.perf_counter()
-    await bounded_map(backfill, range(len(created)), options.grow_inflight)
-    await activate_all(nc, created, options.grow_inflight)
+    await activate_all(nc, created, len(population), options.grow_inflight)
     population.ids += created
     backfill_s = time.perf_counter() - began
     return Level(
@@ -558,6 +462,7 @@ async def measure_level(
             "agents_per_s": round(growth.per_s, 1),
             "errors": dict(growth.errors),
             "error_samples": growth.samples,
+            "cpu_us_per_agent": growth.cpu_us_per_agent,
             "states_given_to_measured_creates": len(created),  # and activated
             "states_given_s": round(backfill_s, 1),
         },
@@ -565,6 +470,7 @@ async def measure_level(
         noisy={r.scenario: round(other_pct(r), 1) for r in results if other_pct(r) > NOISY_PCT},
         memory_mib={k: round(v, 1) for k, v in memory.items()},
         data=data,
+        floors=floors,
         lost_updates=lost,
         created_during_measurement=len(created),
         background_after=lags,
@@ -580,13 +486,19 @@ def cost_us(result: Result) -> float:
     return cpu["service"] + cpu["postgres"] + cpu["nats-server"]
 
 
-def ratios(result: Result, base: Result) -> dict[str, float]:
-    """This level's figures over the first level's."""
+def over(a: float, b: float) -> float:
+    """a / b, rounded; NaN when b is 0."""
+    return round(a / b, 3) if b else float("nan")
 
-    def over(a: float, b: float) -> float:
-        return round(a / b, 3) if b else float("nan")
 
+def ratios(result: Result, base: Result, echo: Result, base_echo: Result) -> dict[str, float]:
+    """This level's figures over the first level's; `per_echo`: req/s as a share of the
+    FastStream echo's at this level; `vs_echo`: that share over the first level's."""
     return {
+        "per_echo": over(result.req_per_s, echo.req_per_s),
+        "vs_echo": over(
+            over(result.req_per_s, echo.req_per_s), over(base.req_per_s, base_echo.req_per_s)
+        ),
         "req_per_s": over(result.req_per_s, base.req_per_s),
         "p50": over(result.p50_ms, base.p50_ms),
         "p99": over(result.p99_ms, base.p99_ms),
@@ -600,17 +512,16 @@ def ratios(result: Result, base: Result) -> dict[str, float]:
 def judge(r: dict[str, float]) -> dict[str, str]:
     """Two verdicts, each flat (within +-20%), WORSE (beyond it the bad way) or better:
     `cost`, the CPU per operation of the service, PostgreSQL and nats-server together; `speed`,
-    throughput and p50 latency (p99 is shown, not judged: the tail of a busy 2-CPU machine is
-    noise). `verdict` is WORSE when either is, better when one is better and none WORSE."""
+    throughput as a share of the FastStream echo's at the same level (absolute req/s, p50 and
+    p99 are shown, not judged: they follow whatever else runs on the machine). `verdict` is
+    WORSE when either is, better when one is better and none WORSE."""
     low, high = 1 - TOLERANCE, 1 + TOLERANCE
 
     def verdict(worse: bool, better: bool) -> str:
         return "WORSE" if worse else ("better" if better else "flat")
 
     cost = verdict(r["cpu_per_op"] > high, r["cpu_per_op"] < low)
-    speed = verdict(
-        r["req_per_s"] < low or r["p50"] > high, r["req_per_s"] > high or r["p50"] < low
-    )
+    speed = verdict(r["vs_echo"] < low, r["vs_echo"] > high)
     both = {cost, speed}
     overall = "WORSE" if "WORSE" in both else ("better" if "better" in both else "flat")
     return {"cost": cost, "speed": speed, "verdict": overall}
@@ -631,7 +542,10 @@ class Report:
         out = []
         for level in self.levels:
             for r in level.results:
-                rr = ratios(r, base[r.scenario])
+                if r.scenario == ECHO:
+                    continue
+                echo, base_echo = level.floors[r.scenario], self.levels[0].floors[r.scenario]
+                rr = ratios(r, base[r.scenario], echo, base_echo)
                 noisy = r.scenario in level.noisy or r.scenario in self.levels[0].noisy
                 out.append(
                     {"scenario": r.scenario, "level": level.level, "ratios": rr}
@@ -686,20 +600,66 @@ def ratio_table(report: Report) -> str:
     """Each level over the first, per scenario, with the verdict."""
     base = report.levels[0].level
     header = (
-        f"{'scenario':<20}{'level':>8}{'x req/s':>9}{'x p50':>7}{'x p99':>7}{'x CPU/op':>9}"
-        f"{'x svc CPU':>10}  {'cost':<8}{'speed':<8}(+-{TOLERANCE:.0%} of {base:,})"
+        f"{'scenario':<20}{'level':>8}{'x echo':>8}{'x req/s':>9}{'x vs echo':>10}{'x p50':>7}"
+        f"{'x p99':>7}{'x CPU/op':>9}{'x svc CPU':>10}  {'cost':<8}{'speed':<8}"
+        f"(+-{TOLERANCE:.0%} of {base:,})"
     )
     lines = [header, "-" * len(header)]
     for name in SCENARIOS:
         for row in (row for row in report.rows() if row["scenario"] == name):
-            if row["level"] == base:
-                continue
             r = row["ratios"]
+            if row["level"] == base:
+                lines.append(f"{name:<20}{row['level']:>8}{r['per_echo']:>8.3f}")
+                continue
             lines.append(
-                f"{name:<20}{row['level']:>8}{r['req_per_s']:>9.2f}{r['p50']:>7.2f}"
-                f"{r['p99']:>7.2f}{r['cpu_per_op']:>9.2f}{r['service_cpu_per_op']:>10.2f}  "
+                f"{name:<20}{row['level']:>8}{r['per_echo']:>8.3f}{r['req_per_s']:>9.2f}"
+                f"{r['vs_echo']:>10.2f}{r['p50']:>7.2f}{r['p99']:>7.2f}{r['cpu_per_op']:>9.2f}"
+                f"{r['service_cpu_per_op']:>10.2f}  "
                 f"{row['cost']:<8}{row['speed']:<8}{'NOISY' if row['noisy'] else ''}"
             )
+    return "\n".join(lines)
+
+
+def flatness(report: Report) -> list[dict[str, Any]]:
+    """Per scenario, across all levels: the largest over the smallest of its req/s as a share
+    of the echo's, and of its CPU per operation; flat when every level is within the
+    tolerance of the first level's (the issue's +-20% from 1k to 100k)."""
+    rows = report.rows()
+    out = []
+    for name in SCENARIOS[1:]:
+        mine = [row for row in rows if row["scenario"] == name]
+        shares = [row["ratios"]["per_echo"] for row in mine]
+        costs = [
+            cost_us(next(r for r in level.results if r.scenario == name)) for level in report.levels
+        ]
+        out.append(
+            {
+                "scenario": name,
+                "per_echo": shares,
+                "per_echo_max_over_min": over(max(shares), min(shares)),
+                "cpu_us_per_op": [round(c) for c in costs],
+                "cpu_max_over_min": over(max(costs), min(costs)),
+                "flat": all(row["verdict"] != "WORSE" for row in mine),
+            }
+        )
+    return out
+
+
+def flatness_table(report: Report) -> str:
+    """Flatness of each scenario across the levels."""
+    levels = "/".join(f"{level.level // 1000}k" for level in report.levels)
+    header = (
+        f"{'scenario':<20}{'x echo at ' + levels:<42}{'max/min':>8}{'CPU us/op':>26}"
+        f"{'max/min':>8}  +-{TOLERANCE:.0%}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in flatness(report):
+        shares = " ".join(f"{v:.3f}" for v in row["per_echo"])
+        costs = " ".join(f"{v:,}" for v in row["cpu_us_per_op"])
+        lines.append(
+            f"{row['scenario']:<20}{shares:<42}{row['per_echo_max_over_min']:>8.2f}"
+            f"{costs:>26}{row['cpu_max_over_min']:>8.2f}  {'met' if row['flat'] else 'MISSED'}"
+        )
     return "\n".join(lines)
 
 
@@ -767,12 +727,21 @@ def print_report(report: Report) -> None:
     print("svc/pg/nats us: CPU microseconds per operation of the service, PostgreSQL, nats-server")
     print()
     print(ratio_table(report))
-    print("x CPU/op: service + PostgreSQL + nats-server CPU per operation over the first level's")
+    print(
+        "x echo: req/s over the FastStream echo's at the same level; x vs echo: that over the "
+        "first level's (judged as speed)\nx CPU/op: service + PostgreSQL + nats-server CPU per "
+        "operation over the first level's (judged as cost)"
+    )
+    print()
+    print(flatness_table(report))
     print()
     print(memory_table(report))
     print()
     for line in verdict_lines(report):
         print(line)
+    print("\nhot queries (EXPLAIN ANALYZE; the generic plan when a prepared statement's differs):")
+    for line in explain_lines([(level.level, level.data["plans"]) for level in report.levels]):
+        print(f"  {line}")
     grown = sum(level.growth["added"] for level in report.levels)
     growth_s = sum(level.growth["seconds"] for level in report.levels)
     created = sum(level.growth["states_given_to_measured_creates"] for level in report.levels)
@@ -797,10 +766,15 @@ def write_json(path: Path, report: Report) -> None:
         "target": f"every scenario's req/s, p50 and CPU per op within +-{TOLERANCE:.0%} of the "
         f"first level's; service RSS <= {MEMORY_TOLERANCE}x the first level's",
         "levels": [
-            asdict(level) | {"results": [asdict(r) for r in level.results]}
+            asdict(level)
+            | {
+                "results": [asdict(r) for r in level.results],
+                "floors": {name: asdict(r) for name, r in level.floors.items()},
+            }
             for level in report.levels
         ],
         "ratios": report.rows(),
+        "flatness": flatness(report),
         "memory_ratio": round(report.memory_ratio(), 3),
         "target_met": report.flat,
         "memory_target_met": report.memory_flat,
@@ -861,6 +835,7 @@ async def run_all(options: Options, servers: Servers) -> Report:
     worker_nc = await nats.connect(servers.nats_url, name="bench-scale workers")
     conn = await asyncpg.connect(servers.database_url)
     child = service_child(servers.nats_url, servers.database_url, servers.folder)
+    echo = echo_child("faststream", servers.nats_url, FASTSTREAM_SUBJECT, servers.folder)
     notes: list[str] = []
     levels: list[Level] = []
     try:
@@ -869,15 +844,16 @@ async def run_all(options: Options, servers: Servers) -> Report:
             str(nc.connected_server_version).strip("<>"),
             await postgres_settings(servers.database_url),
         )
-        async with running(child):
+        async with running(child), running(echo):
             probe = encode({"agent_id": str(uuid.uuid4())})
             await wait_answering(nc, child, subjects.AGENT_GET, probe)
-            probes = probes_for(servers, child)
+            await wait_answering(nc, echo, FASTSTREAM_SUBJECT, encode(agent_body(0)))
+            probes = probes_for(servers, child, echo)
             population = Population()
             workers: list[asyncio.Task[None]] = []
             try:
                 for level in options.levels:
-                    growth = await grow(nc, population, level, options.grow_inflight)
+                    growth = await grow(nc, population, level, options.grow_inflight, probes)
                     if not workers:
                         wanted = population.ids[: options.workers]
                         workers = await start_workers(worker_nc, wanted)
@@ -892,7 +868,7 @@ async def run_all(options: Options, servers: Servers) -> Report:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
-        notes += [*child.notes, child.log_summary()]
+        notes += [*child.notes, *echo.notes, child.log_summary()]
     finally:
         await conn.close()
         await worker_nc.close()
@@ -926,7 +902,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--warmup", type=float, default=None, help="warm-up s a scenario (1)")
     parser.add_argument("--inflight", type=int, default=50, help="requests in flight")
     parser.add_argument(
-        "--grow-inflight", type=int, default=64, help="agents being made at once while growing"
+        "--grow-inflight", type=int, default=256, help="agents being made at once while growing"
     )
     parser.add_argument("--workers", type=int, default=50, help="agents with a running SDK worker")
     parser.add_argument(
