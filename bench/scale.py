@@ -571,9 +571,12 @@ class Report:
 
     @property
     def flagged(self) -> bool:
-        """True when any reply was an error or wrong, or a merge was lost."""
-        return any(r.errors for level in self.levels for r in level.results) or any(
-            level.lost_updates for level in self.levels
+        """True when any reply was an error or wrong (while growing too), or a merge was
+        lost."""
+        return (
+            any(r.errors for level in self.levels for r in level.results)
+            or any(level.lost_updates for level in self.levels)
+            or any(level.growth["errors"] for level in self.levels)
         )
 
 
@@ -664,10 +667,12 @@ def flatness_table(report: Report) -> str:
 
 
 def memory_table(report: Report) -> str:
-    """Population, how long it took to make, memory of each process, store sizes."""
+    """Population, how long it took to make (and the service's CPU µs per agent made), memory
+    of each process, store sizes, JetStream consumers."""
     first = report.levels[0].memory_mib["service_rss"] or float("nan")
     header = (
-        f"{'level':>8}{'agents':>9}{'grow s':>8}{'agents/s':>9}{'svc RSS':>9}{'x first':>8}"
+        f"{'level':>8}{'agents':>9}{'grow s':>8}{'agents/s':>9}{'svc us/ag':>10}{'svc RSS':>9}"
+        f"{'x first':>8}"
         f"{'svc peak':>9}{'nats RSS':>9}{'pg PSS':>8}{'pg db':>8}{'KV msgs':>9}"
         f"{'consumers':>10}"
     )
@@ -676,7 +681,8 @@ def memory_table(report: Report) -> str:
         m, g, d = level.memory_mib, level.growth, level.data
         lines.append(
             f"{level.level:>8}{level.agents:>9}{g['seconds']:>8.0f}{g['agents_per_s']:>9.0f}"
-            f"{m['service_rss']:>9.0f}{m['service_rss'] / first:>8.2f}"
+            f"{g['cpu_us_per_agent'].get('service', 0):>10,.0f}{m['service_rss']:>9.0f}"
+            f"{m['service_rss'] / first:>8.2f}"
             f"{m['service_peak_rss']:>9.0f}{m['nats_rss']:>9.0f}{m['postgres_pss']:>8.0f}"
             f"{d.get('postgres_db_mib', 0):>8.0f}{d.get(f'KV_{subjects.STATE_BUCKET}_msgs', 0):>9}"
             f"{d.get('consumers', {}).get('account', 0):>10}"
@@ -755,6 +761,12 @@ def print_report(report: Report) -> None:
     results = [r for level in report.levels for r in level.results]
     for line in report.notes + error_lines(results):
         print(line)
+    for level in report.levels:
+        if level.growth["errors"]:
+            print(
+                f"growing to {level.level:,}: {level.growth['errors']} (made others instead), "
+                f"e.g. {level.growth['error_samples']}"
+            )
     if report.flagged:
         print("\nFLAGGED: some replies were errors or wrong; those figures are suspect.")
 
