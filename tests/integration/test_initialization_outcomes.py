@@ -1,5 +1,7 @@
 """The initialization job ends in READY or ERROR with the reason, whatever its steps do."""
 
+import asyncio
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,44 @@ async def test_step_outcomes_decide_ready_or_error(tmp_path: Path) -> None:
         history = await ok(nc, "agent.history", {"agent_id": failed["agent_id"]})
         assert [t["to"] for t in history["items"]] == ["CREATED", "INITIALIZING", "ERROR"]
         assert history["items"][-1]["actor"] == "initializer"
+
+
+async def test_agents_initialized_at_once_are_prepared_together_each_with_its_outcome(
+    tmp_path: Path,
+) -> None:
+    """Jobs are fetched in batches and prepared concurrently; an agent whose step fails for
+    good goes to ERROR, one whose step fails once is redelivered alone, and neither holds back
+    the others."""
+    running, most_at_once = 0, 0
+    calls: Counter[str] = Counter()
+
+    async def step(agent: Agent) -> None:
+        nonlocal running, most_at_once
+        running += 1
+        most_at_once = max(most_at_once, running)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            running -= 1
+        calls[str(agent.agent_id)] += 1
+        mode = agent.configuration.get("mode")
+        if mode == "invalid":
+            raise InitializationFailed("no such model")
+        if mode == "flaky" and calls[str(agent.agent_id)] < 2:
+            raise RuntimeError("transient glitch")
+
+    async with own_service(tmp_path, init_steps=[step], init_job_batch=50) as own:
+        nc = own.nc
+        modes = ["fine"] * 40 + ["invalid"] * 2 + ["flaky"] * 2
+        ids = [await new_agent(nc, configuration={"mode": mode}) for mode in modes]
+        await asyncio.gather(*(ok(nc, "agent.initialize", {"agent_id": a}) for a in ids))
+        agents = [await initialized(nc, agent_id) for agent_id in ids]
+
+    expected = ["ERROR" if mode == "invalid" else "READY" for mode in modes]
+    assert [agent["status"] for agent in agents] == expected
+    assert most_at_once > 1  # prepared together, not one job at a time
+    assert [calls[a] for a, mode in zip(ids, modes, strict=True) if mode == "flaky"] == [2, 2]
+    assert all(calls[a] == 1 for a, mode in zip(ids, modes, strict=True) if mode == "fine")
 
 
 async def test_initializing_and_moving_agents_creates_no_consumer(tmp_path: Path) -> None:
