@@ -3,6 +3,7 @@
     python bench/scale.py [--max 100000] [--levels 1000,10000,100000] [--quick]
         [--seconds 5] [--warmup 1] [--inflight 50] [--grow-inflight 256] [--workers 50]
         [--retries 1] [--json out.json] [--keep]
+    python bench/scale.py --report out.json     (print a saved run's report again)
 
 Starts its own nats-server and PostgreSQL and `agent-orchestrator serve` (the harness of
 commands.py), then grows the population level by level. Every agent is made through the service:
@@ -642,6 +643,8 @@ def flatness(report: Report) -> list[dict[str, Any]]:
                 "per_echo_max_over_min": over(max(shares), min(shares)),
                 "cpu_us_per_op": [round(c) for c in costs],
                 "cpu_max_over_min": over(max(costs), min(costs)),
+                "cost": "MISSED" if any(row["cost"] == "WORSE" for row in mine) else "met",
+                "speed": "MISSED" if any(row["speed"] == "WORSE" for row in mine) else "met",
                 "flat": all(row["verdict"] != "WORSE" for row in mine),
             }
         )
@@ -653,7 +656,7 @@ def flatness_table(report: Report) -> str:
     levels = "/".join(f"{level.level // 1000}k" for level in report.levels)
     header = (
         f"{'scenario':<20}{'x echo at ' + levels:<42}{'max/min':>8}{'CPU us/op':>26}"
-        f"{'max/min':>8}  +-{TOLERANCE:.0%}"
+        f"{'max/min':>8}  {'cost':<7}{'speed':<7}(+-{TOLERANCE:.0%} of the first)"
     )
     lines = [header, "-" * len(header)]
     for row in flatness(report):
@@ -661,7 +664,7 @@ def flatness_table(report: Report) -> str:
         costs = " ".join(f"{v:,}" for v in row["cpu_us_per_op"])
         lines.append(
             f"{row['scenario']:<20}{shares:<42}{row['per_echo_max_over_min']:>8.2f}"
-            f"{costs:>26}{row['cpu_max_over_min']:>8.2f}  {'met' if row['flat'] else 'MISSED'}"
+            f"{costs:>26}{row['cpu_max_over_min']:>8.2f}  {row['cost']:<7}{row['speed']}"
         )
     return "\n".join(lines)
 
@@ -962,8 +965,32 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
 
 
+def load_report(path: Path) -> Report:
+    """A report written with --json, to print again."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    levels = [
+        Level(
+            **(
+                level
+                | {
+                    "results": [Result(**r) for r in level["results"]],
+                    "floors": {name: Result(**r) for name, r in level["floors"].items()},
+                }
+            )
+        )
+        for level in doc["levels"]
+    ]
+    return Report(doc["settings"], levels, doc["notes"], doc["seconds"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Start the servers, grow and measure, print the report, stop everything."""
+    """Start the servers, grow and measure, print the report, stop everything (or, with
+    --report, print a saved run's report again)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 2 and args[0] == "--report":
+        report = load_report(Path(args[1]))
+        print_report(report)
+        return 1 if report.flagged else 0
     options = parse_args(argv)
     return run_bench(
         "ao-scale-",
