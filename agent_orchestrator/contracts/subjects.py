@@ -93,6 +93,10 @@ WORKER_COMMANDS: Final = (
     AGENT_GET,
     AGENT_SEND,
     AGENT_CHECKPOINT_CREATE,
+    # Its agent protocol endpoint (client.protocol_endpoint): a prompt is a task of its own
+    # agent, the answer to a query that task's input.
+    AGENT_EXECUTE,
+    TASK_PROVIDE_INPUT,
 )
 
 # Streams.

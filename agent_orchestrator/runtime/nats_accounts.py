@@ -7,8 +7,9 @@
 - Each project is an account of that name. It imports the command subjects with
   ``share: true``, so nats-server stamps each request with ``Nats-Request-Info`` (the account
   and user) that the service believes (see ``handlers.identity``). Its ``operator-<project>``
-  user may send commands; an agent's worker is the user ``agent-<agent_id>``, allowed its own
-  agent's reports, heartbeat key, inbox and task queue, nothing else.
+  user may send commands and prompt the project's agents on the NATS agent protocol; an
+  agent's worker is the user ``agent-<agent_id>``, allowed its own agent's reports, heartbeat
+  key, inbox, task queue and agent protocol endpoint, nothing else.
 
 Passwords are made here (``secrets``) and kept in a JSON file, so running the generator again
 for one more project or agent keeps everybody else's. See docs/security.md.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent_orchestrator.contracts import agent_protocol as protocol
 from agent_orchestrator.contracts.subjects import (
     COMMAND_EXPORTS,
     DEFAULT_JS_API_PREFIX,
@@ -48,6 +50,12 @@ def project_operator(project: str) -> str:
 
 WORKER_PREFIX = "agent-"
 REPLIES = "_INBOX.>"
+HEARTBEATS_STREAM = f"KV_{HEARTBEATS_BUCKET}"
+#: How long a worker may answer a request it received (a prompt's stream of chunks, a
+#: ``$SRV`` discovery request): nats-server's ``allow_responses``, any number of messages.
+#: nats-server remembers every received request for this long, so it is not unlimited.
+PROMPT_STREAM_WINDOW = "1h"
+_MICRO_VERBS = ("PING", "INFO", "STATS")
 
 # What the service's account lends to projects besides the commands: the JetStream subjects of
 # a worker's protocol (its user permissions narrow each to its own agent).
@@ -66,6 +74,8 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     (f"$JS.API.CONSUMER.CREATE.{TASKS_STREAM}.*.agent.task.*", "singleton"),
     (f"$JS.ACK.{MESSAGES_STREAM}.>", ""),
     (f"$JS.ACK.{TASKS_STREAM}.>", ""),
+    # The last heartbeat of an agent, which its protocol endpoint's ``status`` reports.
+    (f"$JS.API.DIRECT.GET.{HEARTBEATS_STREAM}.$KV.{HEARTBEATS_BUCKET}.*", "singleton"),
 )
 
 
@@ -77,8 +87,8 @@ def _local(subject: str) -> str:
     return subject
 
 
-def worker_permissions(agent_id: str) -> dict[str, Any]:
-    """What the worker of one agent may publish and subscribe to."""
+def worker_permissions(agent_id: str, project: str) -> dict[str, Any]:
+    """What the worker of one agent of ``project`` may publish and subscribe to."""
     inbox, tasks = inbox_consumer(agent_id), task_consumer(agent_id)
     api = WORKER_JS_API_PREFIX
     publish = [
@@ -99,7 +109,37 @@ def worker_permissions(agent_id: str) -> dict[str, Any]:
     ]
     # Its agent's events: how the SDK follows the agent's status (pause, activate, terminate).
     subscribe = [REPLIES, agent_events(agent_id)]
-    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+    endpoint_publish, endpoint_subscribe = _protocol_endpoint(agent_id, project)
+    publish += endpoint_publish
+    subscribe += endpoint_subscribe
+    return {
+        "publish": {"allow": publish},
+        "subscribe": {"allow": subscribe},
+        "allow_responses": {"max": -1, "expires": PROMPT_STREAM_WINDOW},
+    }
+
+
+def _protocol_endpoint(agent_id: str, project: str) -> tuple[list[str], list[str]]:
+    """What the agent protocol endpoint of a worker publishes and subscribes to (the commands
+    it sends are in WORKER_COMMANDS): its own agent's subjects, whatever its type."""
+    owner = protocol.owner_token(project)
+    publish = [
+        protocol.subject("hb", "*", owner, agent_id),
+        f"{WORKER_JS_API_PREFIX}.DIRECT.GET.{HEARTBEATS_STREAM}.{heartbeat_subject(agent_id)}",
+    ]
+    endpoints = (protocol.PROMPT_ENDPOINT, protocol.STATUS_ENDPOINT)
+    subscribe = [
+        f"{protocol.subject(verb, '*', owner, agent_id)} {protocol.QUEUE_GROUP}"
+        for verb in endpoints
+    ]
+    # nats-py's micro service answers discovery on $SRV.<verb>, .agents and .agents.<its id>.
+    for verb in _MICRO_VERBS:
+        subscribe += [
+            f"$SRV.{verb}",
+            f"$SRV.{verb}.{protocol.SERVICE_NAME}",
+            f"$SRV.{verb}.{protocol.SERVICE_NAME}.*",
+        ]
+    return publish, subscribe
 
 
 def agent_events(agent_id: str) -> str:
@@ -108,8 +148,19 @@ def agent_events(agent_id: str) -> str:
 
 
 OPERATOR_PERMISSIONS: dict[str, Any] = {
-    "publish": {"allow": [*COMMAND_EXPORTS]},
-    "subscribe": {"allow": [REPLIES]},
+    # The commands; and the agent protocol: discover, ping, prompt the project's agents and
+    # answer their queries (a query's reply subject is an inbox of the agent's program).
+    "publish": {
+        "allow": [
+            *COMMAND_EXPORTS,
+            f"{protocol.SERVICE_NAME}.{protocol.PROMPT_ENDPOINT}.>",
+            f"{protocol.SERVICE_NAME}.{protocol.STATUS_ENDPOINT}.>",
+            *(f"$SRV.{verb}.{protocol.SERVICE_NAME}" for verb in _MICRO_VERBS),
+            *(f"$SRV.{verb}.{protocol.SERVICE_NAME}.*" for verb in _MICRO_VERBS),
+            REPLIES,
+        ]
+    },
+    "subscribe": {"allow": [REPLIES, protocol.HEARTBEATS]},
 }
 
 
@@ -169,12 +220,14 @@ def _check_name(project: str) -> None:
         )
 
 
-def _users(passwords: dict[str, str], permissions: Any = None) -> list[dict[str, Any]]:
+def _users(
+    passwords: dict[str, str], permissions: Any = None, project: str = ""
+) -> list[dict[str, Any]]:
     users = []
     for user, password in sorted(passwords.items()):
         entry: dict[str, Any] = {"user": user, "password": password}
         if user.startswith(WORKER_PREFIX):
-            entry["permissions"] = worker_permissions(user.removeprefix(WORKER_PREFIX))
+            entry["permissions"] = worker_permissions(user.removeprefix(WORKER_PREFIX), project)
         elif permissions is not None:
             entry["permissions"] = permissions
         users.append(entry)
@@ -213,7 +266,7 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
             if user.startswith(WORKER_PREFIX)
         ]
         result[project] = {
-            "users": _users(passwords, OPERATOR_PERMISSIONS),
+            "users": _users(passwords, OPERATOR_PERMISSIONS, project),
             "imports": imports,
         }
     return result
