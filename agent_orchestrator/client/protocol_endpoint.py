@@ -40,6 +40,7 @@ from agent_orchestrator.contracts.liveness import Heartbeat, LivenessPolicy
 from agent_orchestrator.contracts.subjects import (
     DEFAULT_JS_API_PREFIX,
     HEARTBEATS_BUCKET,
+    HEARTBEATS_STREAM,
     event_subject,
 )
 
@@ -67,7 +68,7 @@ class ProtocolEndpoint:
         self.nc = nc
         self._heartbeats = KeyValue(
             name=HEARTBEATS_BUCKET,
-            stream=f"KV_{HEARTBEATS_BUCKET}",
+            stream=HEARTBEATS_STREAM,
             pre=f"$KV.{HEARTBEATS_BUCKET}.",
             js=nc.jetstream(prefix=api_prefix or DEFAULT_JS_API_PREFIX),
             direct=True,  # the bucket is declared so; no stream lookup a worker may not do

@@ -123,6 +123,7 @@ STATE_BUCKET: Final = "agent_state"
 CHECKPOINT_BUCKET: Final = "agent_checkpoints"
 CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
 HEARTBEATS_BUCKET: Final = "agent_heartbeats"
+HEARTBEATS_STREAM: Final = f"KV_{HEARTBEATS_BUCKET}"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"

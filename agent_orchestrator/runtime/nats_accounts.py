@@ -28,6 +28,7 @@ from agent_orchestrator.contracts.subjects import (
     DEFAULT_JS_API_PREFIX,
     EVENTS_SUBJECTS,
     HEARTBEATS_BUCKET,
+    HEARTBEATS_STREAM,
     MESSAGES_STREAM,
     TASKS_STREAM,
     WORKER_COMMANDS,
@@ -50,7 +51,6 @@ def project_operator(project: str) -> str:
 
 WORKER_PREFIX = "agent-"
 REPLIES = "_INBOX.>"
-HEARTBEATS_STREAM = f"KV_{HEARTBEATS_BUCKET}"
 #: How long a worker may answer a request it received (a prompt's stream of chunks, a
 #: ``$SRV`` discovery request): nats-server's ``allow_responses``, any number of messages.
 #: nats-server remembers every received request for this long, so it is not unlimited.
