@@ -53,7 +53,8 @@ WORKER_PREFIX = "agent-"
 REPLIES = "_INBOX.>"
 #: How long a worker may answer a request it received (a prompt's stream of chunks, a
 #: ``$SRV`` discovery request): nats-server's ``allow_responses``, any number of messages.
-#: nats-server remembers every received request for this long, so it is not unlimited.
+#: nats-server keeps an entry for every message with a reply subject the worker receives (its
+#: queues' messages too) for this long, so it is not unlimited.
 PROMPT_STREAM_WINDOW = "1h"
 _MICRO_VERBS = ("PING", "INFO", "STATS")
 
