@@ -16,6 +16,7 @@ for one more project or agent keeps everybody else's. See docs/security.md.
 """
 
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -54,8 +55,9 @@ REPLIES = "_INBOX.>"
 #: How long a worker may answer a request it received (a prompt's stream of chunks, a
 #: ``$SRV`` discovery request): nats-server's ``allow_responses``, any number of messages.
 #: nats-server keeps an entry for every message with a reply subject the worker receives (its
-#: queues' messages too) for this long, so it is not unlimited.
-PROMPT_STREAM_WINDOW = "1h"
+#: queues' messages too) for this long, so it is not unlimited (``Credentials.reply_window``).
+DEFAULT_REPLY_WINDOW = "1h"
+_WINDOW = re.compile(r"^[1-9][0-9]*(s|m|h)$")
 _MICRO_VERBS = ("PING", "INFO", "STATS")
 
 # What the service's account lends to projects besides the commands: the JetStream subjects of
@@ -88,8 +90,11 @@ def _local(subject: str) -> str:
     return subject
 
 
-def worker_permissions(agent_id: str, project: str) -> dict[str, Any]:
-    """What the worker of one agent of ``project`` may publish and subscribe to."""
+def worker_permissions(
+    agent_id: str, project: str, reply_window: str = DEFAULT_REPLY_WINDOW
+) -> dict[str, Any]:
+    """What the worker of one agent of ``project`` may publish and subscribe to, and for how
+    long it may answer a request (``reply_window``, a duration such as ``1h``)."""
     inbox, tasks = inbox_consumer(agent_id), task_consumer(agent_id)
     api = WORKER_JS_API_PREFIX
     publish = [
@@ -116,7 +121,7 @@ def worker_permissions(agent_id: str, project: str) -> dict[str, Any]:
     return {
         "publish": {"allow": publish},
         "subscribe": {"allow": subscribe},
-        "allow_responses": {"max": -1, "expires": PROMPT_STREAM_WINDOW},
+        "allow_responses": {"max": -1, "expires": reply_window},
     }
 
 
@@ -172,6 +177,7 @@ class Credentials:
     service_account: str = SERVICE_ACCOUNT
     service: dict[str, str] = field(default_factory=dict)
     projects: dict[str, dict[str, str]] = field(default_factory=dict)
+    reply_window: str = DEFAULT_REPLY_WINDOW
 
     @classmethod
     def load(cls, path: Path) -> "Credentials":
@@ -179,12 +185,19 @@ class Credentials:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["service_account"], data["service"], data["projects"])
+        window = data.get("reply_window", DEFAULT_REPLY_WINDOW)
+        return cls(data["service_account"], data["service"], data["projects"], window)
 
     def save(self, path: Path) -> None:
         """Keep them in ``path``, readable by its owner only."""
         path.touch(mode=0o600, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
+
+    def set_reply_window(self, window: str) -> None:
+        """How long workers may answer requests: a whole number of ``s``, ``m`` or ``h``."""
+        if not _WINDOW.fullmatch(window):
+            raise ValueError(f"{window!r} is not a reply window such as 90s, 10m or 1h")
+        self.reply_window = window
 
     def add(
         self,
@@ -222,13 +235,17 @@ def _check_name(project: str) -> None:
 
 
 def _users(
-    passwords: dict[str, str], permissions: Any = None, project: str = ""
+    passwords: dict[str, str],
+    permissions: Any = None,
+    project: str = "",
+    reply_window: str = DEFAULT_REPLY_WINDOW,
 ) -> list[dict[str, Any]]:
     users = []
     for user, password in sorted(passwords.items()):
         entry: dict[str, Any] = {"user": user, "password": password}
         if user.startswith(WORKER_PREFIX):
-            entry["permissions"] = worker_permissions(user.removeprefix(WORKER_PREFIX), project)
+            agent_id = user.removeprefix(WORKER_PREFIX)
+            entry["permissions"] = worker_permissions(agent_id, project, reply_window)
         elif permissions is not None:
             entry["permissions"] = permissions
         users.append(entry)
@@ -267,7 +284,7 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
             if user.startswith(WORKER_PREFIX)
         ]
         result[project] = {
-            "users": _users(passwords, OPERATOR_PERMISSIONS, project),
+            "users": _users(passwords, OPERATOR_PERMISSIONS, project, credentials.reply_window),
             "imports": imports,
         }
     return result

@@ -107,3 +107,16 @@ def test_a_projects_operator_may_prompt_and_discover_its_agents() -> None:
     allowed = operator["permissions"]["publish"]["allow"]
     assert {"agents.prompt.>", "$SRV.INFO.agents", "$SRV.PING.agents.*", "_INBOX.>"} <= set(allowed)
     assert operator["permissions"]["subscribe"]["allow"] == ["_INBOX.>", "agents.hb.*.*.*"]
+
+
+def test_the_reply_window_is_set_once_and_kept(tmp_path: Path) -> None:
+    run(tmp_path, "--agent", f"acme:{AGENT}", "--reply-window", "10m")
+    run(tmp_path, "--project", "beta")  # a later run without it keeps it
+    config = (tmp_path / "a.conf").read_text()
+    assert '"expires": "10m"' in config
+    assert '"expires": "1h"' not in config
+    refused = CliRunner().invoke(
+        app, ["credentials", "--file", str(tmp_path / "c.json"), "--reply-window", "forever"]
+    )
+    assert refused.exit_code != 0
+    assert json.loads((tmp_path / "c.json").read_text())["reply_window"] == "10m"
