@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent_orchestrator.contracts import agent_protocol as protocol
 from agent_orchestrator.contracts.subjects import (
     COMMAND_EXPORTS,
     DEFAULT_JS_API_PREFIX,
@@ -39,6 +38,11 @@ from agent_orchestrator.contracts.subjects import (
     inbox_subject,
     task_consumer,
     task_subject,
+)
+from agent_orchestrator.runtime.protocol_permissions import (
+    PROMPTER_SUBSCRIBE,
+    endpoint_permissions,
+    prompter_publish,
 )
 
 SERVICE_ACCOUNT = "ORCHESTRATOR"
@@ -58,7 +62,6 @@ REPLIES = "_INBOX.>"
 #: queues' messages too) for this long, so it is not unlimited (``Credentials.reply_window``).
 DEFAULT_REPLY_WINDOW = "1h"
 _WINDOW = re.compile(r"^[1-9][0-9]*(s|m|h)$")
-_MICRO_VERBS = ("PING", "INFO", "STATS")
 
 # What the service's account lends to projects besides the commands: the JetStream subjects of
 # a worker's protocol (its user permissions narrow each to its own agent).
@@ -115,7 +118,7 @@ def worker_permissions(
     ]
     # Its agent's events: how the SDK follows the agent's status (pause, activate, terminate).
     subscribe = [REPLIES, agent_events(agent_id)]
-    endpoint_publish, endpoint_subscribe = _protocol_endpoint(agent_id, project)
+    endpoint_publish, endpoint_subscribe = endpoint_permissions(agent_id, project)
     publish += endpoint_publish
     subscribe += endpoint_subscribe
     return {
@@ -125,48 +128,15 @@ def worker_permissions(
     }
 
 
-def _protocol_endpoint(agent_id: str, project: str) -> tuple[list[str], list[str]]:
-    """What the agent protocol endpoint of a worker publishes and subscribes to (the commands
-    it sends are in WORKER_COMMANDS): its own agent's subjects, whatever its type."""
-    owner = protocol.owner_token(project)
-    publish = [
-        protocol.subject("hb", "*", owner, agent_id),
-        f"{WORKER_JS_API_PREFIX}.DIRECT.GET.{HEARTBEATS_STREAM}.{heartbeat_subject(agent_id)}",
-    ]
-    endpoints = (protocol.PROMPT_ENDPOINT, protocol.STATUS_ENDPOINT)
-    subscribe = [
-        f"{protocol.subject(verb, '*', owner, agent_id)} {protocol.QUEUE_GROUP}"
-        for verb in endpoints
-    ]
-    # nats-py's micro service answers discovery on $SRV.<verb>, .agents and .agents.<its id>.
-    for verb in _MICRO_VERBS:
-        subscribe += [
-            f"$SRV.{verb}",
-            f"$SRV.{verb}.{protocol.SERVICE_NAME}",
-            f"$SRV.{verb}.{protocol.SERVICE_NAME}.*",
-        ]
-    return publish, subscribe
-
-
 def agent_events(agent_id: str) -> str:
     """The events of one agent, which its project imports for that agent's worker alone."""
     return f"agent.event.{agent_id}.*"
 
 
 OPERATOR_PERMISSIONS: dict[str, Any] = {
-    # The commands; and the agent protocol: discover, ping, prompt the project's agents and
-    # answer their queries (a query's reply subject is an inbox of the agent's program).
-    "publish": {
-        "allow": [
-            *COMMAND_EXPORTS,
-            f"{protocol.SERVICE_NAME}.{protocol.PROMPT_ENDPOINT}.>",
-            f"{protocol.SERVICE_NAME}.{protocol.STATUS_ENDPOINT}.>",
-            *(f"$SRV.{verb}.{protocol.SERVICE_NAME}" for verb in _MICRO_VERBS),
-            *(f"$SRV.{verb}.{protocol.SERVICE_NAME}.*" for verb in _MICRO_VERBS),
-            REPLIES,
-        ]
-    },
-    "subscribe": {"allow": [REPLIES, protocol.HEARTBEATS]},
+    # The commands, and the agent protocol with the project's agents.
+    "publish": {"allow": [*COMMAND_EXPORTS, *prompter_publish()]},
+    "subscribe": {"allow": [REPLIES, *PROMPTER_SUBSCRIBE]},
 }
 
 
