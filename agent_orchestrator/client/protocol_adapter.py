@@ -159,15 +159,18 @@ class ProtocolAdapter:
         )
 
     async def _on_activation(self, msg: Msg) -> None:
+        """An adopted agent's `active` event names its protocol agent in ``data`` (other
+        agents' events do not): no request per activation."""
         try:
-            agent_id = UUID(json.loads(msg.data)["agent_id"])
-            agent = await self.client.get_agent(agent_id)
-        except (ValueError, KeyError, RequestFailed):
+            event = json.loads(msg.data)
+            agent_id = UUID(event["agent_id"])
+            data = event.get("data")
+        except (ValueError, KeyError, TypeError):
             return
-        ref = wire.ref_of(agent.metadata)
+        ref = wire.ref_of(data) if isinstance(data, dict) else None
         if ref is not None:
-            self._known[(ref.agent, ref.owner, ref.session_name)] = (agent.agent_id, _now())
-            self._serve(agent.agent_id, ref)
+            self._known[(ref.agent, ref.owner, ref.session_name)] = (agent_id, _now())
+            self._serve(agent_id, ref)
 
     async def _adopted(self, agent: str, owner: str, session_name: str) -> UUID | None:
         """Our agent adopted as ``(agent, owner, session_name)``, looked up by agent.list."""

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
+from agent_orchestrator.contracts.agent_protocol import PROTOCOL_AGENT_KEY, ref_of
 from agent_orchestrator.contracts.agents import (
     Agent,
     AgentStatus,
@@ -191,6 +192,10 @@ def transition_agent(
         version=moved.version,
     )
     data = transition.model_dump(mode="json", exclude={"version"})
+    if target is AgentStatus.ACTIVE and (ref := ref_of(agent.metadata)) is not None:
+        # The protocol adapter serves adopted agents from their `active` events alone, without
+        # a request per activation.
+        data[PROTOCOL_AGENT_KEY] = ref.model_dump(mode="json")
     return Change(moved, transition, [new_event(moved, event_kind_for(target), data, now)])
 
 

@@ -4,8 +4,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent_orchestrator.contracts.agents import AgentStatus, CreateAgent, UpdateAgent
-from agent_orchestrator.domain.agents import create_agent, delete_agent, update_agent
+from agent_orchestrator.contracts.agents import Agent, AgentStatus, CreateAgent, UpdateAgent
+from agent_orchestrator.domain.agents import (
+    create_agent,
+    delete_agent,
+    transition_agent,
+    update_agent,
+)
 from agent_orchestrator.domain.errors import Conflict, InvalidTransition
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -53,3 +58,27 @@ def test_delete_checks_the_expected_version() -> None:
     with pytest.raises(Conflict):
         delete_agent(agent, actor="a", expected_version=5, now=NOW)
     assert delete_agent(agent, actor="a", expected_version=1, now=NOW).type == "deleted"
+
+
+def test_only_an_adopted_agents_active_event_names_its_protocol_agent() -> None:
+    ref = {"agent": "coder", "owner": "acme", "session_name": "s1"}
+    adopted = create_agent(
+        CreateAgent(name="s1", type="agent", metadata={"protocol_agent": ref}), actor="a", now=NOW
+    ).agent
+    plain = create_agent(CreateAgent(name="p", type="agent"), actor="a", now=NOW).agent
+
+    def data_on_the_way_to(agent: Agent, *path: AgentStatus) -> list[dict[str, object]]:
+        found = []
+        for target in path:
+            change = transition_agent(
+                agent, target, reason=None, actor="a", expected_version=None, now=NOW
+            )
+            agent = change.agent
+            found.append(change.events[0].data)
+        return found
+
+    route = (AgentStatus.INITIALIZING, AgentStatus.READY, AgentStatus.ACTIVE, AgentStatus.PAUSED)
+    initializing, ready, active, paused = data_on_the_way_to(adopted, *route)
+    assert active["protocol_agent"] == ref
+    assert all("protocol_agent" not in d for d in (initializing, ready, paused))
+    assert all("protocol_agent" not in d for d in data_on_the_way_to(plain, *route))
