@@ -2,7 +2,8 @@
 a raw JetStream publish/consume of the same payload, measured in the same run.
 
     python bench/tasks.py [--tasks 3000] [--raw-tasks 15000] [--warmup 300] [--agents 4]
-                          [--inflight 2x agents] [--raw-batch 1] [--json out.json] [--keep]
+                          [--inflight 2x agents] [--raw-batch 1] [--worker-concurrency 1]
+                          [--json out.json] [--keep]
 
 Uses the harness of commands.py and messages.py: its own nats-server and PostgreSQL in a temp
 folder (default settings), `agent-orchestrator serve` as a subprocess, one nats-py connection
@@ -19,10 +20,10 @@ start to its end; the clock runs from the first start to the last end.
                  one loop in this process `fetch`es up to --raw-batch (1 by default, as the
                  worker SDK does) and `ack`s each. Its end: the ack is done.
   tasks          --agents agents, created and started (ACTIVE), each served by its own
-                 `python examples/word_count_agent.py --agent-id ID` process (AgentWorker,
-                 one task at a time, started with --no-total): task.start, ack of the
-                 assignment, task.complete (the SDK's task path: two requests, no state
-                 round trip). A task is
+                 `python examples/word_count_agent.py --agent-id ID --no-total` process
+                 (AgentWorker, --worker-concurrency tasks at a time, 1 by default):
+                 task.start, ack of the assignment, task.complete (the SDK's task path: two
+                 requests, no state round trip). A task is
                  `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the handler
                  publishes the TaskAssignment to agent.task.<agent_id>, the outbox relay
                  being its safety net). Its end: this
@@ -227,11 +228,16 @@ def execute_send(client: OrchestratorClient, agents: Sequence[str], outcomes: Ou
     return send
 
 
-def worker_child(nats_url: str, agent_id: str, n: int, folder: Path) -> Child:
-    """examples/word_count_agent.py serving `agent_id`."""
+def worker_child(nats_url: str, agent_id: str, n: int, folder: Path, concurrency: int = 1) -> Child:
+    """examples/word_count_agent.py serving `agent_id`, `concurrency` tasks at once."""
     return Child(
         f"word-count agent {n}",
-        [sys.executable, str(EXAMPLE), "--nats", nats_url, "--agent-id", agent_id, "--no-total"],
+        [
+            sys.executable,
+            str(EXAMPLE),
+            *("--nats", nats_url, "--agent-id", agent_id),
+            *("--no-total", "--concurrency", str(concurrency)),
+        ],
         child_env(),
         folder / f"agent-{n}.log",
     )
@@ -391,7 +397,11 @@ async def bench_tasks(
                   flush=True)  # fmt: skip
             agents = await start_agents(nc, client, "bench-tasks", config.agents)
             for n, agent_id in enumerate(agents):
-                workers.append(worker_child(servers.nats_url, agent_id, n, servers.folder))
+                workers.append(
+                    worker_child(
+                        servers.nats_url, agent_id, n, servers.folder, config.worker_concurrency
+                    )
+                )
                 await stack.enter_async_context(running(workers[-1]))
             await wait_fetching(nc.jetstream(), workers, agents)
             for kind in FINAL_EVENTS:
@@ -445,6 +455,7 @@ class Config:
     raw_batch: int
     json_path: Path | None
     keep: bool = False
+    worker_concurrency: int = 1
 
     def loop(self, count: int) -> Loop:
         """The closed loop of a path measuring `count` tasks (fetch batch: raw_batch; the
@@ -474,8 +485,9 @@ def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]
             "publishes a TaskAssignment"
         ),
         "workers": (
-            f"{config.agents} processes of examples/{EXAMPLE.name} (AgentWorker defaults: one "
-            "task at a time, fetch batch 1, poll 1 s), each its own nats-py connection"
+            f"{config.agents} processes of examples/{EXAMPLE.name} --no-total --concurrency "
+            f"{config.worker_concurrency} (AgentWorker: {config.worker_concurrency} task(s) at "
+            "a time, fetch batch 1, poll 1 s), each its own nats-py connection"
         ),
         "raw receive": (
             f"one loop per agent in the load generator: fetch batch {config.raw_batch}, poll "
@@ -587,6 +599,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument(
         "--raw-batch", type=int, default=1, help="messages a raw fetch asks for (the worker: 1)"
     )
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=1,
+        help="tasks each worker runs at once (AgentWorker's concurrency; default 1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp folder (server logs, data) afterwards"
@@ -596,8 +614,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         args.raw_tasks = 5 * args.tasks
     if args.inflight is None:
         args.inflight = 2 * args.agents
-    if min(args.tasks, args.raw_tasks, args.agents, args.inflight, args.raw_batch) < 1:
-        parser.error("--tasks, --raw-tasks, --agents, --inflight, --raw-batch must be >= 1")
+    counts = (args.tasks, args.raw_tasks, args.agents, args.inflight, args.raw_batch)
+    if min(*counts, args.worker_concurrency) < 1:
+        parser.error(
+            "--tasks, --raw-tasks, --agents, --inflight, --raw-batch, --worker-concurrency "
+            "must be >= 1"
+        )
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     return Config(
@@ -609,6 +631,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         args.raw_batch,
         args.json,
         args.keep,
+        args.worker_concurrency,
     )
 
 
