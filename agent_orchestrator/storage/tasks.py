@@ -32,7 +32,7 @@ from agent_orchestrator.storage.task_writes import (
     assignment_message,
 )
 
-__all__ = ["StoredTask", "TaskRepository", "assignment_message"]
+__all__ = ["StoredTask", "TaskRepository", "TaskWrite", "assignment_message"]
 
 COLUMN_NAMES = tuple(TASK_COLUMN_TYPES)
 COLUMNS = ", ".join(COLUMN_NAMES)
@@ -75,12 +75,16 @@ class TaskRepository:
         self._db = db
         self._reads: GroupRead[UUID, StoredTask] = GroupRead(self._fetch_many)
 
-    @translate_errors
     async def insert(self, change: TaskChange, *, idempotency: IdempotencyRecord | None) -> bool:
         """Store a new task with its event and first assignment; False, storing nothing, if
         its agent is no longer ACTIVE. Concurrent inserts share one statement."""
-        assert change.assignment is not None
-        write = TaskWrite.of(change, idempotency=idempotency)
+        return await self.insert_write(TaskWrite.of(change, idempotency=idempotency))
+
+    @translate_errors
+    async def insert_write(self, write: TaskWrite) -> bool:
+        """``insert`` of a write built by the caller (who publishes its encoded assignment
+        after the commit)."""
+        assert write.change.assignment is not None
         return await self._db.group_commit.submit(INSERT_TASKS, write)
 
     @translate_errors
