@@ -3,6 +3,7 @@ statements, and each caller still gets its own outcome (an agent no longer ACTIV
 that moved on, a taken Idempotency-Key fail only their own caller)."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from uuid import UUID
@@ -20,6 +21,7 @@ from agent_orchestrator.storage.atomic import IdempotencyKeyTaken, IdempotencyRe
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.tasks import TaskRepository
 from tests.support.agents import sdk_agent
+from tests.support.calls import ok
 from tests.support.servers import ServerUrls
 
 DEFAULTS = rules.TaskDefaults(timeout_s=600, max_attempts=3, heartbeat_s=60)
@@ -147,3 +149,17 @@ async def test_a_taken_idempotency_key_fails_only_its_caller(
     assert outcomes[1] is True
     assert await tasks.find(again.task.task_id) is None
     assert (await tasks.get(other.task.task_id)).task.status is TaskStatus.QUEUED
+
+
+async def test_racing_executes_with_one_idempotency_key_queue_one_task(
+    client: OrchestratorClient, db: asyncpg.Pool
+) -> None:
+    agent_id = await sdk_agent(client)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"agent_id": agent_id, "input": {"text": "once"}}
+    replies = await asyncio.gather(
+        *(ok(client.nc, subjects.AGENT_EXECUTE, body, headers=key) for _ in range(10))
+    )
+    assert len({reply["task_id"] for reply in replies}) == 1
+    count = await db.fetchval("SELECT count(*) FROM tasks WHERE agent_id = $1", UUID(agent_id))
+    assert count == 1
