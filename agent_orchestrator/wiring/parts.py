@@ -31,6 +31,7 @@ from agent_orchestrator.storage.push_configs import PushConfigRepository
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
+from agent_orchestrator.wiring.nats_connection import CoalescingBroker
 
 BROKER_LOGGER = "agent_orchestrator.broker"
 
@@ -163,7 +164,7 @@ def sweeper(settings: Settings, *, repositories: Repositories, queues: Queues) -
 
 def broker(settings: Settings) -> NatsBroker:
     """The FastStream broker (connected by ``start``)."""
-    return NatsBroker(
+    return CoalescingBroker(
         settings.nats_url.split(","),
         name=SERVICE_NAME,
         max_reconnect_attempts=-1,
