@@ -26,13 +26,28 @@ from agent_orchestrator.handlers.concurrently import gather_in_order
 from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.state import StaleRevision, StateStore, StoredState, encode_state
+from agent_orchestrator.storage.state import (
+    StaleRevision,
+    StateStore,
+    StoredState,
+    encode_state,
+    encode_state_json,
+)
 
 MAX_CAS_ATTEMPTS = 100
 
 
-def _encoded(state: dict[str, Any], now: datetime, event: Event, max_bytes: int) -> bytes:
-    value = encode_state(state, now, event)
+def _encoded(
+    state: dict[str, Any],
+    now: datetime,
+    event: Event,
+    max_bytes: int,
+    state_json: bytes | None = None,
+) -> bytes:
+    if state_json is None:
+        value = encode_state(state, now, event)
+    else:
+        value = encode_state_json(state_json, now, event)
     if len(value) > max_bytes:
         limit = Limit(max_bytes, MAX_STATE_SETTING)
         raise PayloadTooLarge(limit.refusal("state", len(value)), details=limit.details(len(value)))
@@ -47,11 +62,13 @@ async def replace_state(
     event: Event,
     now: datetime,
     max_bytes: int,
+    state_json: bytes | None = None,
 ) -> AgentState:
     """Write ``new_state`` as the next revision, whatever the current one (no read needed).
 
-    ``event`` is stored with the revision and published once it is written."""
-    value = _encoded(new_state, now, event, max_bytes)
+    ``event`` is stored with the revision and published once it is written. ``state_json``:
+    ``new_state`` as JSON text, when the caller has it (it is stored as it is)."""
+    value = _encoded(new_state, now, event, max_bytes, state_json)
     async with states.writing(agent_id):
         revision = await states.put(agent_id, value)
         sent = await states.send_event(revision_event(event, revision))

@@ -96,15 +96,26 @@ def _decode(value: bytes | None, revision: int) -> StoredState:
 def encode_state(state: dict[str, Any], updated_at: datetime, event: Event) -> bytes:
     """The stored form of a state: the document, when it was written, and the event that the
     state-events consumer publishes for this revision (so a write can never lose its event)."""
-    return json.dumps(
-        {
-            "state": state,
-            "updated_at": updated_at.isoformat(),
-            "event": event.model_dump(mode="json"),
-        },
+    return encode_state_json(
+        json.dumps(
+            state,
+            separators=(",", ":"),
+            ensure_ascii=False,  # UTF-8: the size limit counts what a caller sent, not escapes
+        ).encode(),
+        updated_at,
+        event,
+    )
+
+
+def encode_state_json(state_json: bytes, updated_at: datetime, event: Event) -> bytes:
+    """``encode_state`` of a state already in JSON (e.g. a checkpoint's bytes, as read): the
+    text is put in as it is, not decoded and encoded again."""
+    rest = json.dumps(
+        {"updated_at": updated_at.isoformat(), "event": event.model_dump(mode="json")},
         separators=(",", ":"),
-        ensure_ascii=False,  # UTF-8: the size limit counts what a caller sent, not escapes
+        ensure_ascii=False,
     ).encode()
+    return b"".join((b'{"state":', state_json, b",", rest[1:]))
 
 
 def decode_event(value: bytes) -> dict[str, Any] | None:
