@@ -124,6 +124,15 @@ def decode_event(value: bytes) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else None
 
 
+async def publish_event(js: JetStreamContext, event: Event) -> "asyncio.Future[PubAck]":
+    """Send a state event to AGENT_EVENTS (deduplicated by its id); the future is its ack."""
+    return await js.publish_async(
+        event_subject(str(event.agent_id), event.type),
+        event.model_dump_json().encode(),
+        headers={MSG_ID_HEADER: str(event.event_id)},
+    )
+
+
 @dataclass(frozen=True)
 class SentEvent:
     """The event of a revision, published; ``ack`` is None when the publish itself failed."""
@@ -276,11 +285,7 @@ class StateStore:
         if self._js is None:
             return SentEvent(event, None)
         try:
-            ack = await self._js.publish_async(
-                event_subject(str(event.agent_id), event.type),
-                event.model_dump_json().encode(),
-                headers={MSG_ID_HEADER: str(event.event_id)},
-            )
+            ack = await publish_event(self._js, event)
         except (NatsError, TimeoutError):
             return SentEvent(event, None)
         return SentEvent(event, ack)
@@ -311,11 +316,7 @@ class StateStore:
         pause = 0.1
         while True:
             try:
-                await self._js.publish(
-                    event_subject(str(event.agent_id), event.type),
-                    event.model_dump_json().encode(),
-                    headers={MSG_ID_HEADER: str(event.event_id)},
-                )
+                await asyncio.wait_for(await publish_event(self._js, event), EVENT_ACK_WAIT_S)
                 return
             except (NatsError, TimeoutError) as exc:
                 if time.monotonic() + pause > deadline:
