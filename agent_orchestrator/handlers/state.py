@@ -72,7 +72,7 @@ async def replace_state(
     async with states.writing(agent_id):
         revision = await states.put(agent_id, value)
         sent = await states.send_event(revision_event(event, revision))
-    states.wrote(agent_id, new_state, revision, len(value))
+        states.wrote(agent_id, new_state, revision, len(value))  # in revision order
     await states.confirm(sent)
     return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
@@ -110,6 +110,7 @@ async def write_state(
             async with states.writing(agent_id):
                 revision = await states.write(agent_id, value, last_revision=current.revision)
                 sent = await states.send_event(revision_event(event, revision))
+                states.wrote(agent_id, new_state, revision, len(value))  # in revision order
         except StaleRevision:
             if kept:  # the kept revision was stale: read, and decide again
                 kept = False
@@ -117,7 +118,6 @@ async def write_state(
             if expected_revision is not None:
                 raise Conflict("state changed concurrently; read it and retry") from None
             return None
-        states.wrote(agent_id, new_state, revision, len(value))
         await states.confirm(sent)
         return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
