@@ -25,7 +25,8 @@ from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.communications import CommunicationRepository, inbox_messages
+from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.send_writes import SendWrite
 
 MAX_ATTEMPTS = 4
 BATCH = 500
@@ -104,13 +105,14 @@ class CommunicationCommands:
             outgoing = rules.compose(body, sender, recipients, answered=answered, now=ctx.now)
             if not outgoing.messages:
                 return outgoing.reply  # a broadcast nobody is there to hear
-            if await self._communications.insert(
+            write = SendWrite.of(
                 outgoing,
                 sender=sender.agent_id,
                 max_backlog=self._limits.max_sender_backlog,
                 idempotency=ctx.idempotency_for(outgoing.reply),
-            ):
-                await self._inbox.publish_committed(inbox_messages(outgoing))
+            )
+            if await self._communications.insert(write):
+                await self._inbox.publish_committed(write.inbox)
                 return outgoing.reply
             # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
             # next round says which).
