@@ -136,6 +136,14 @@ class CommunicationRepository:
         )
         return None if row is None else _communication(row)
 
+    @translate_errors
+    async def many(self, ids: list[UUID]) -> dict[UUID, Communication]:
+        """Those of ``ids`` that exist, by id."""
+        rows = await self._db.pool.fetch(
+            f"SELECT {COLUMNS} FROM communications WHERE communication_id = ANY($1::uuid[])", ids
+        )
+        return {row["communication_id"]: _communication(row) for row in rows}
+
     async def get(self, communication_id: UUID) -> Communication:
         """One message, or NotFound."""
         message = await self.find(communication_id)

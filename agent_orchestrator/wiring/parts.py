@@ -11,7 +11,9 @@ from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.domain.tasks import TaskDefaults
 from agent_orchestrator.handlers.checkpoints import Checkpointer
-from agent_orchestrator.handlers.communications import expire_messages
+from agent_orchestrator.handlers.communications import MessageLimits, expire_messages
+from agent_orchestrator.handlers.direct_sends import DirectSends
+from agent_orchestrator.handlers.message_ingest import MessageIngest
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import time_out_tasks
 from agent_orchestrator.settings import Settings
@@ -199,3 +201,18 @@ def outbox_relay(settings: Settings, *, js: JetStreamContext, ahead: PublishedAh
         hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
         ahead=ahead,
     )
+
+
+def message_ingest(
+    settings: Settings, *, js: JetStreamContext, repositories: "Repositories", queues: Queues
+) -> MessageIngest:
+    """The ingest of messages sent without a request (one leader at a time)."""
+    sends = DirectSends(
+        communications=repositories.communications,
+        limits=MessageLimits(
+            max_content_bytes=settings.max_message_bytes,
+            max_sender_backlog=settings.max_sender_backlog,
+        ),
+        inbox=queues.inbox,
+    )
+    return MessageIngest(settings.database_url, js, sends)
