@@ -219,7 +219,7 @@ class Service:
         # State events are published by the instance whose relay leads.
         state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
         ingest = self.ingest = parts.message_ingest(
-            self.settings, js=js, repositories=self.repositories, queues=self.queues
+            self.settings, js=js, db=self.db, repositories=self.repositories, queues=self.queues
         )
         loops = [
             Loop("outbox-relay", relay.run, relay.stop),

@@ -33,6 +33,7 @@ from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.communications import MessageLimits
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.send_writes import SendWrite, inbox_message
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,30 @@ class DirectSends:
         communications: CommunicationRepository,
         limits: MessageLimits,
         inbox: AgentQueue,
+        usage: ProjectUsage | None = None,
+        max_waiting_messages: int = 0,
     ) -> None:
+        """``usage`` and ``max_waiting_messages``: the project quota of agent.send
+        (``AO_PROJECT_MAX_WAITING_MESSAGES``, 0: none), applied to the sender's project."""
         self._communications = communications
         self._limits = limits
         self._inbox = inbox
+        self._usage = usage
+        self._max_waiting = max_waiting_messages
+
+    async def _over_quota(self, projects: set[str]) -> dict[str, str]:
+        """The projects among ``projects`` at their quota of waiting messages, with why."""
+        if self._usage is None or not self._max_waiting:
+            return {}
+        over = {}
+        for project in projects:
+            held = await self._usage.count("waiting_messages", project, limit=self._max_waiting)
+            if held >= self._max_waiting:
+                over[project] = (
+                    f"project {project!r} has {held} messages waiting for delivery, its quota "
+                    "(AO_PROJECT_MAX_WAITING_MESSAGES)"
+                )
+        return over
 
     async def ingest(self, batch: list[Outgoing]) -> None:
         """Record every message of ``batch`` (SENT or FAILED) and publish the SENT ones to
@@ -106,6 +127,9 @@ class DirectSends:
         parties = await self._communications.parties(wanted)
         answered_ids = list({m.body.reply_to for m in batch if m.body.reply_to})
         answered = await self._communications.many(answered_ids) if answered_ids else {}
+        over = await self._over_quota(
+            {p.project_id for p in parties.values() if p.project_id is not None}
+        )
         writes = []
         for message in batch:
             sender = parties.get(message.sender)
@@ -115,6 +139,16 @@ class DirectSends:
                     message.body.communication_id,
                     message.sender,
                 )
+                continue
+            if sender.project_id in over:
+                refused = rules.refuse(
+                    message.body.as_send(message.sender),
+                    message.body.communication_id,
+                    sender,
+                    over[sender.project_id],
+                    message.at,
+                )
+                writes.append(self._write_of(refused, sender))
                 continue
             outgoing = rules.decide_direct(
                 message.body.as_send(message.sender),

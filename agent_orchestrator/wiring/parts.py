@@ -30,6 +30,7 @@ from agent_orchestrator.storage.jetstream import JetStreamLayout
 from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead, RelaySettings
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.push_configs import PushConfigRepository
+from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
@@ -204,7 +205,12 @@ def outbox_relay(settings: Settings, *, js: JetStreamContext, ahead: PublishedAh
 
 
 def message_ingest(
-    settings: Settings, *, js: JetStreamContext, repositories: "Repositories", queues: Queues
+    settings: Settings,
+    *,
+    js: JetStreamContext,
+    db: Database,
+    repositories: Repositories,
+    queues: Queues,
 ) -> MessageIngest:
     """The ingest of messages sent without a request (one leader at a time)."""
     sends = DirectSends(
@@ -214,5 +220,7 @@ def message_ingest(
             max_sender_backlog=settings.max_sender_backlog,
         ),
         inbox=queues.inbox,
+        usage=ProjectUsage(db),
+        max_waiting_messages=settings.project_max_waiting_messages,
     )
     return MessageIngest(settings.database_url, js, sends)
