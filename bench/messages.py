@@ -29,6 +29,10 @@ counted as an error).
                  recipient reads its SDK `Inbox(batch=--batch)` and calls
                  `InboxMessage.ack()` (batched into communication.handover, then the JetStream
                  ack).
+  orchestrator direct
+                 the same agents and inboxes; a send is `OrchestratorClient.send_direct` (a
+                 publish to agent.outgoing.<sender> until its PubAck; the service's ingest
+                 records it and publishes it to agent.inbox.<id>); received as above.
 
 Reported per path: messages/s, latency p50/p99 (send start -> ack done), the ratios
 orchestrator / raw (target from the issue: throughput >= 0.3x raw), the stages of a message

@@ -9,7 +9,6 @@ fetches batches (natural batching: whatever has arrived, up to ``batch``), hands
 :class:`DirectSends` and acknowledges it once recorded and published.
 """
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -24,19 +23,11 @@ from nats.js.errors import NotFoundError
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.handlers.direct_sends import DirectSends, Outgoing, parse
-from agent_orchestrator.storage.connection_errors import CONNECTION_ERRORS
-from agent_orchestrator.storage.postgres import connect
+from agent_orchestrator.storage.leadership import Leadership, LockSettings
 
 log = logging.getLogger(__name__)
 
-INGEST_LOCK_ID = 0x616F_6D69  # "aomi"
-#: Failures after which the ingest starts over (logged as warnings, not as bugs).
-RECOVERABLE: tuple[type[BaseException], ...] = (
-    *CONNECTION_ERRORS,
-    Unavailable,
-    nats.errors.Error,
-    TimeoutError,
-)
+INGEST_LOCK_ID = 0x616F_6F67  # "aoog": not the migration lock ("aomi") nor the relay's ("aorx")
 
 
 @dataclass(frozen=True)
@@ -74,46 +65,33 @@ class MessageIngest:
         sends: DirectSends,
         settings: IngestSettings | None = None,
     ) -> None:
-        self._dsn = dsn
         self._js = js
         self._sends = sends
-        self._settings = settings or IngestSettings()
-        self._stopping = False
-        self.is_leader = False
+        self._settings = settings = settings or IngestSettings()
+        self._leadership = Leadership(
+            "message ingest",
+            dsn,
+            INGEST_LOCK_ID,
+            self._lead,
+            LockSettings(settings.lock_retry_s, settings.retry_s),
+            expected=(Unavailable, nats.errors.Error, TimeoutError),
+        )
         self.ingested = 0
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this instance leads the ingest now."""
+        return self._leadership.is_leader
 
     def stop(self) -> None:
         """Ask ``run`` to return at its next step."""
-        self._stopping = True
+        self._leadership.stopping = True
 
     async def run(self) -> None:
         """Compete for the lead; ingest while leading; start over after a failure."""
-        while not self._stopping:
-            try:
-                conn = await connect(self._dsn)
-            except Unavailable as exc:
-                log.warning("message ingest cannot reach PostgreSQL: %s", exc)
-                await asyncio.sleep(self._settings.retry_s)
-                continue
-            try:
-                await self._lead(conn)
-            except RECOVERABLE as exc:
-                log.warning("message ingest interrupted, starting over: %r", exc)
-            except Exception:
-                log.exception("message ingest failed; starting over")
-            finally:
-                self.is_leader = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), timeout=2)
-            if not self._stopping:
-                await asyncio.sleep(self._settings.retry_s)
+        await self._leadership.run()
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", INGEST_LOCK_ID):
-            if self._stopping:
-                return
-            await asyncio.sleep(self._settings.lock_retry_s)
-        self.is_leader = True
         stream, name = subjects.OUTGOING_STREAM, subjects.MESSAGE_INGEST_CONSUMER
         # A consumer of its own: what an earlier leader fetched comes again, first, in order.
         with contextlib.suppress(NotFoundError):
@@ -121,14 +99,14 @@ class MessageIngest:
         await self._js.add_consumer(stream, consumer_config(self._settings))
         psub = await self._js.pull_subscribe_bind(name, stream=stream)
         try:
-            while not self._stopping:
+            while not self._leadership.stopping:
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("lock connection lost")
                 try:
                     msgs = await psub.fetch(
                         self._settings.batch, timeout=self._settings.fetch_timeout_s
                     )
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nothing arrived (nats-py raises either kind)
                     continue
                 await self.ingest(msgs)
         finally:
