@@ -10,6 +10,9 @@ import nats.aio.client
 from agent_orchestrator.client import Inbox, OrchestratorClient, RequestFailed
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.communications import Communication, CommunicationStatus
+from agent_orchestrator.handlers.communications import MessageLimits
+from agent_orchestrator.handlers.direct_sends import DirectSends
+from agent_orchestrator.handlers.message_ingest import MessageIngest
 from agent_orchestrator.service import Service
 from tests.support.agents import sdk_agent, unique
 from tests.support.polling import eventually
@@ -134,3 +137,28 @@ async def test_a_repeated_publish_of_one_message_is_one_message(
         assert message.communication_id == communication_id
         await message.ack()
         assert await inbox.next(timeout=1) is None
+
+
+async def test_one_instance_at_a_time_leads_the_ingest(nc: NC, service: Service) -> None:
+    ingest = service.ingest
+    assert ingest is not None
+    await eventually(
+        lambda: asyncio.sleep(0, ingest.is_leader), bool, within=10, what="the ingest leading"
+    )
+    other = MessageIngest(
+        service.settings.database_url,
+        nc.jetstream(),
+        DirectSends(
+            communications=service.repositories.communications,
+            limits=MessageLimits(max_content_bytes=1000, max_sender_backlog=10),
+            inbox=service.queues.inbox,
+        ),
+    )
+    running = asyncio.create_task(other.run())
+    try:
+        await asyncio.sleep(1.5)
+        assert not other.is_leader
+        assert ingest.is_leader
+    finally:
+        other.stop()
+        await asyncio.wait_for(running, 5)
