@@ -46,6 +46,13 @@ def credentials(
         Path, typer.Option(help="The accounts configuration nats-server includes.")
     ] = Path("nats-accounts.conf"),
     server: Annotated[str, typer.Option(help="host:port in the printed URLs.")] = "nats:4222",
+    reply_window: Annotated[
+        str | None,
+        typer.Option(
+            help="How long a worker may stream answers to a request it received (a prompt): "
+            "e.g. 10m; kept for later runs; default 1h."
+        ),
+    ] = None,
 ) -> None:
     """Generate NATS accounts: the service's, one per project, a user per agent's worker.
 
@@ -60,6 +67,8 @@ def credentials(
         if os.environ.get(service_password_variable(user))
     }
     try:
+        if reply_window is not None:
+            kept.set_reply_window(reply_window)
         kept.add(projects=project or [], agents=agents, service_passwords=given)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

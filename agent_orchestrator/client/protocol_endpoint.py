@@ -25,6 +25,7 @@ from uuid import UUID
 import nats.aio.client
 import nats.errors
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
@@ -36,7 +37,12 @@ from agent_orchestrator.client.requests import OrchestratorClient
 from agent_orchestrator.contracts import agent_protocol as wire
 from agent_orchestrator.contracts.agents import Agent, AgentStatus
 from agent_orchestrator.contracts.liveness import Heartbeat, LivenessPolicy
-from agent_orchestrator.contracts.subjects import HEARTBEATS_BUCKET, event_subject
+from agent_orchestrator.contracts.subjects import (
+    DEFAULT_JS_API_PREFIX,
+    HEARTBEATS_BUCKET,
+    HEARTBEATS_STREAM,
+    event_subject,
+)
 
 __all__ = ["ProtocolEndpoint"]
 
@@ -51,9 +57,22 @@ class ProtocolEndpoint:
     """Registers and serves one agent on the NATS agent protocol (see the module docstring)."""
 
     def __init__(
-        self, nc: nats.aio.client.Client, agent_id: UUID | str, *, client: OrchestratorClient
+        self,
+        nc: nats.aio.client.Client,
+        agent_id: UUID | str,
+        *,
+        client: OrchestratorClient,
+        api_prefix: str | None = None,
     ) -> None:
+        """``api_prefix``: where the JetStream API is reached (as ``AgentWorker``'s)."""
         self.nc = nc
+        self._heartbeats = KeyValue(
+            name=HEARTBEATS_BUCKET,
+            stream=HEARTBEATS_STREAM,
+            pre=f"$KV.{HEARTBEATS_BUCKET}.",
+            js=nc.jetstream(prefix=api_prefix or DEFAULT_JS_API_PREFIX),
+            direct=True,  # the bucket is declared so; no stream lookup a worker may not do
+        )
         self.agent_id = UUID(str(agent_id))
         self.client = client
         self.service: Service | None = None
@@ -215,8 +234,7 @@ class ProtocolEndpoint:
 
     async def _last_beat(self) -> Heartbeat | None:
         try:
-            kv = await self.nc.jetstream().key_value(HEARTBEATS_BUCKET)
-            entry = await kv.get(str(self.agent_id))
+            entry = await self._heartbeats.get(str(self.agent_id))
         except (nats.errors.Error, nats.js.errors.Error):
             return None
         return Heartbeat.model_validate_json(entry.value) if entry.value else None

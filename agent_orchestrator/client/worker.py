@@ -200,7 +200,9 @@ class AgentWorker:
             raise RuntimeError("register a @worker.task or @worker.message handler first")
         speaking = None
         if self._speak_protocol and self._task_handler is not None:
-            endpoint = ProtocolEndpoint(self.nc, self.agent_id, client=self.client)
+            endpoint = ProtocolEndpoint(
+                self.nc, self.agent_id, client=self.client, api_prefix=self._api_prefix
+            )
             speaking = asyncio.create_task(endpoint.run())
         beating = None
         if self._prove_alive:

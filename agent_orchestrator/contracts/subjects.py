@@ -93,6 +93,10 @@ WORKER_COMMANDS: Final = (
     AGENT_GET,
     AGENT_SEND,
     AGENT_CHECKPOINT_CREATE,
+    # Its agent protocol endpoint (client.protocol_endpoint): a prompt is a task of its own
+    # agent, the answer to a query that task's input.
+    AGENT_EXECUTE,
+    TASK_PROVIDE_INPUT,
 )
 
 # Streams.
@@ -122,6 +126,7 @@ STATE_BUCKET: Final = "agent_state"
 CHECKPOINT_BUCKET: Final = "agent_checkpoints"
 CHECKPOINT_OBJECTS: Final = "agent_checkpoints"
 HEARTBEATS_BUCKET: Final = "agent_heartbeats"
+HEARTBEATS_STREAM: Final = f"KV_{HEARTBEATS_BUCKET}"
 
 # Durable consumers of the service's own background jobs.
 INITIALIZE_JOB_CONSUMER: Final = "agent-initializer"

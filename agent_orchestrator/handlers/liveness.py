@@ -31,7 +31,7 @@ from agent_orchestrator.contracts.liveness import (
     RecoveryPlan,
     RecoveryPolicy,
 )
-from agent_orchestrator.contracts.subjects import LIVENESS_MONITOR_CONSUMER
+from agent_orchestrator.contracts.subjects import HEARTBEATS_STREAM, LIVENESS_MONITOR_CONSUMER
 from agent_orchestrator.domain.agents import transition_agent
 from agent_orchestrator.domain.errors import Conflict, InvalidTransition, NotFound, Unavailable
 from agent_orchestrator.domain.liveness import (
@@ -44,7 +44,6 @@ from agent_orchestrator.handlers.pull_loop import RETRY_DELAY_S, PullLoop
 from agent_orchestrator.handlers.recovery import Recovery
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.heartbeats import (
-    HEARTBEATS_STREAM,
     Heartbeats,
     agent_of,
     is_expiry_marker,

@@ -7,14 +7,16 @@
 - Each project is an account of that name. It imports the command subjects with
   ``share: true``, so nats-server stamps each request with ``Nats-Request-Info`` (the account
   and user) that the service believes (see ``handlers.identity``). Its ``operator-<project>``
-  user may send commands; an agent's worker is the user ``agent-<agent_id>``, allowed its own
-  agent's reports, heartbeat key, inbox and task queue, nothing else.
+  user may send commands and prompt the project's agents on the NATS agent protocol; an
+  agent's worker is the user ``agent-<agent_id>``, allowed its own agent's reports, heartbeat
+  key, inbox, task queue and agent protocol endpoint, nothing else.
 
 Passwords are made here (``secrets``) and kept in a JSON file, so running the generator again
 for one more project or agent keeps everybody else's. See docs/security.md.
 """
 
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from agent_orchestrator.contracts.subjects import (
     DEFAULT_JS_API_PREFIX,
     EVENTS_SUBJECTS,
     HEARTBEATS_BUCKET,
+    HEARTBEATS_STREAM,
     MESSAGES_STREAM,
     TASKS_STREAM,
     WORKER_COMMANDS,
@@ -36,6 +39,11 @@ from agent_orchestrator.contracts.subjects import (
     outgoing_subject,
     task_consumer,
     task_subject,
+)
+from agent_orchestrator.runtime.protocol_permissions import (
+    PROMPTER_SUBSCRIBE,
+    endpoint_permissions,
+    prompter_publish,
 )
 
 SERVICE_ACCOUNT = "ORCHESTRATOR"
@@ -49,6 +57,12 @@ def project_operator(project: str) -> str:
 
 WORKER_PREFIX = "agent-"
 REPLIES = "_INBOX.>"
+#: How long a worker may answer a request it received (a prompt's stream of chunks, a
+#: ``$SRV`` discovery request): nats-server's ``allow_responses``, any number of messages.
+#: nats-server keeps an entry for every message with a reply subject the worker receives (its
+#: queues' messages too) for this long, so it is not unlimited (``Credentials.reply_window``).
+DEFAULT_REPLY_WINDOW = "1h"
+_WINDOW = re.compile(r"^[1-9][0-9]*(s|m|h)$")
 
 # What the service's account lends to projects besides the commands: the JetStream subjects of
 # a worker's protocol (its user permissions narrow each to its own agent).
@@ -67,6 +81,8 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     (f"$JS.API.CONSUMER.CREATE.{TASKS_STREAM}.*.agent.task.*", "singleton"),
     (f"$JS.ACK.{MESSAGES_STREAM}.>", ""),
     (f"$JS.ACK.{TASKS_STREAM}.>", ""),
+    # The last heartbeat of an agent, which its protocol endpoint's ``status`` reports.
+    (f"$JS.API.DIRECT.GET.{HEARTBEATS_STREAM}.$KV.{HEARTBEATS_BUCKET}.*", "singleton"),
     # Messages sent without a request: a publish into AGENT_OUTGOING, answered by its PubAck.
     (outgoing_subject("*"), "singleton"),
 )
@@ -80,8 +96,11 @@ def _local(subject: str) -> str:
     return subject
 
 
-def worker_permissions(agent_id: str) -> dict[str, Any]:
-    """What the worker of one agent may publish and subscribe to."""
+def worker_permissions(
+    agent_id: str, project: str, reply_window: str = DEFAULT_REPLY_WINDOW
+) -> dict[str, Any]:
+    """What the worker of one agent of ``project`` may publish and subscribe to, and for how
+    long it may answer a request (``reply_window``, a duration such as ``1h``)."""
     inbox, tasks = inbox_consumer(agent_id), task_consumer(agent_id)
     api = WORKER_JS_API_PREFIX
     publish = [
@@ -104,7 +123,14 @@ def worker_permissions(agent_id: str) -> dict[str, Any]:
     ]
     # Its agent's events: how the SDK follows the agent's status (pause, activate, terminate).
     subscribe = [REPLIES, agent_events(agent_id)]
-    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+    endpoint_publish, endpoint_subscribe = endpoint_permissions(agent_id, project)
+    publish += endpoint_publish
+    subscribe += endpoint_subscribe
+    return {
+        "publish": {"allow": publish},
+        "subscribe": {"allow": subscribe},
+        "allow_responses": {"max": -1, "expires": reply_window},
+    }
 
 
 def agent_events(agent_id: str) -> str:
@@ -113,8 +139,9 @@ def agent_events(agent_id: str) -> str:
 
 
 OPERATOR_PERMISSIONS: dict[str, Any] = {
-    "publish": {"allow": [*COMMAND_EXPORTS]},
-    "subscribe": {"allow": [REPLIES]},
+    # The commands, and the agent protocol with the project's agents.
+    "publish": {"allow": [*COMMAND_EXPORTS, *prompter_publish()]},
+    "subscribe": {"allow": [REPLIES, *PROMPTER_SUBSCRIBE]},
 }
 
 
@@ -125,6 +152,7 @@ class Credentials:
     service_account: str = SERVICE_ACCOUNT
     service: dict[str, str] = field(default_factory=dict)
     projects: dict[str, dict[str, str]] = field(default_factory=dict)
+    reply_window: str = DEFAULT_REPLY_WINDOW
 
     @classmethod
     def load(cls, path: Path) -> "Credentials":
@@ -132,12 +160,19 @@ class Credentials:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["service_account"], data["service"], data["projects"])
+        window = data.get("reply_window", DEFAULT_REPLY_WINDOW)
+        return cls(data["service_account"], data["service"], data["projects"], window)
 
     def save(self, path: Path) -> None:
         """Keep them in ``path``, readable by its owner only."""
         path.touch(mode=0o600, exist_ok=True)
         path.write_text(json.dumps(self.__dict__, indent=2) + "\n", encoding="utf-8")
+
+    def set_reply_window(self, window: str) -> None:
+        """How long workers may answer requests: a whole number of ``s``, ``m`` or ``h``."""
+        if not _WINDOW.fullmatch(window):
+            raise ValueError(f"{window!r} is not a reply window such as 90s, 10m or 1h")
+        self.reply_window = window
 
     def add(
         self,
@@ -174,12 +209,18 @@ def _check_name(project: str) -> None:
         )
 
 
-def _users(passwords: dict[str, str], permissions: Any = None) -> list[dict[str, Any]]:
+def _users(
+    passwords: dict[str, str],
+    permissions: Any = None,
+    project: str = "",
+    reply_window: str = DEFAULT_REPLY_WINDOW,
+) -> list[dict[str, Any]]:
     users = []
     for user, password in sorted(passwords.items()):
         entry: dict[str, Any] = {"user": user, "password": password}
         if user.startswith(WORKER_PREFIX):
-            entry["permissions"] = worker_permissions(user.removeprefix(WORKER_PREFIX))
+            agent_id = user.removeprefix(WORKER_PREFIX)
+            entry["permissions"] = worker_permissions(agent_id, project, reply_window)
         elif permissions is not None:
             entry["permissions"] = permissions
         users.append(entry)
@@ -218,7 +259,7 @@ def accounts(credentials: Credentials) -> dict[str, Any]:
             if user.startswith(WORKER_PREFIX)
         ]
         result[project] = {
-            "users": _users(passwords, OPERATOR_PERMISSIONS),
+            "users": _users(passwords, OPERATOR_PERMISSIONS, project, credentials.reply_window),
             "imports": imports,
         }
     return result

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from agent_orchestrator.contracts.liveness import Heartbeat
 from agent_orchestrator.contracts.subjects import (
     HEARTBEATS_BUCKET,
+    HEARTBEATS_STREAM,
     LIVENESS_MONITOR_CONSUMER,
     heartbeat_subject,
 )
@@ -28,7 +29,6 @@ from agent_orchestrator.domain.errors import Unavailable
 from agent_orchestrator.storage.heartbeat_cache import HeartbeatCache
 from agent_orchestrator.storage.jetstream import JetStreamBound, jetstream_calls, kv_span
 
-HEARTBEATS_STREAM = f"KV_{HEARTBEATS_BUCKET}"
 MARKER_REASON = "Nats-Marker-Reason"
 DIRECT_GET = f"$JS.API.DIRECT.GET.{HEARTBEATS_STREAM}"
 BATCH_TIMEOUT_S = 2.0

@@ -8,11 +8,10 @@ from uuid import UUID
 import nats.aio.client
 
 from agent_orchestrator.contracts.liveness import Heartbeat
-from agent_orchestrator.contracts.subjects import heartbeat_subject
+from agent_orchestrator.contracts.subjects import HEARTBEATS_STREAM, heartbeat_subject
 from agent_orchestrator.domain.ids import new_id
 from agent_orchestrator.service import Service
 from agent_orchestrator.storage.heartbeat_cache import HeartbeatCache
-from agent_orchestrator.storage.heartbeats import HEARTBEATS_STREAM
 
 
 async def _beat(nc: nats.aio.client.Client, agent_id: UUID, by: str, ttl_s: int) -> None:

@@ -19,8 +19,9 @@ import nats.aio.client
 import nats.errors
 import pytest
 import pytest_asyncio
+from synadia_ai.agents import Agents, DiscoverFilter, Query, ResponseChunk, StatusChunk
 
-from agent_orchestrator.client import AgentWorker, OrchestratorClient, ServiceUnavailable
+from agent_orchestrator.client import AgentWorker, OrchestratorClient, ServiceUnavailable, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import heartbeat_subject
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
@@ -287,7 +288,6 @@ async def test_the_sdk_worker_runs_its_agents_tasks_through_the_accounts(
         workers["a"],
         poll_s=0.2,
         api_prefix=subjects.WORKER_JS_API_PREFIX,
-        protocol=False,  # the agent protocol endpoint is not among a worker user's permissions
     )
 
     @worker.task
@@ -384,3 +384,79 @@ async def test_a_worker_sends_without_a_request_only_as_its_own_agent(
             await OrchestratorClient(worker_a, timeout=1).send_direct(
                 other, workers["a"], content="forged"
             )
+
+
+async def test_an_operator_prompts_an_agent_whose_worker_answers_through_the_accounts(
+    layout: Layout, acme: NC
+) -> None:
+    """The SDK worker's default agent protocol endpoint, under a generated worker user."""
+    agent_id = await active_agent(acme, "prompted")
+    layout.add_workers((ACME, agent_id))
+    await asyncio.sleep(0.5)  # the reload
+    worker_nc = await layout.connect(ACME, f"agent-{agent_id}")
+    worker = AgentWorker(worker_nc, agent_id, poll_s=0.2, api_prefix=subjects.WORKER_JS_API_PREFIX)
+
+    @worker.task
+    async def region(run: TaskRun) -> Any:
+        return {"region": await run.ask("eu or us?"), "asked": run.input}
+
+    operator = await layout.connect(ACME, project_operator(ACME))
+    agents = Agents(nc=operator)
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(20):
+            while not (hits := await agents.discover(filter=DiscoverFilter(session_name=agent_id))):
+                await asyncio.sleep(0.2)
+        (agent,) = hits
+        assert agent.prompt_subject == f"agents.prompt.t.acme.{agent_id}"
+        assert await agents.ping(agent.instance_id)
+        chunks: list[Any] = []
+        async for msg in agent.prompt("where?"):
+            chunks.append(msg)
+            if isinstance(msg, Query):
+                await msg.reply("eu")
+        assert [c.status for c in chunks if isinstance(c, StatusChunk)][-1] == "done"
+        (answer,) = [json.loads(c.text) for c in chunks if isinstance(c, ResponseChunk)]
+        assert answer == {"region": "eu", "asked": {"text": "where?"}}
+        async with asyncio.timeout(10):  # the status reads the worker's beat from the bucket
+            while (status := await agent.status()).extras.get("worker") != worker.worker_id:
+                await asyncio.sleep(0.2)
+        assert status.extras["status"] == "ACTIVE"
+    finally:
+        worker.stop(cancel_running=True)
+        await asyncio.wait_for(running, 15)
+        await agents.close()
+        await operator.close()
+        await worker_nc.close()
+        await ok(acme, "agent.terminate", {"agent_id": agent_id})
+
+
+async def test_a_worker_cannot_take_prompts_beat_or_execute_for_another_agent(
+    workers: dict[str, Any], acme: NC
+) -> None:
+    worker_a: NC = workers["nc_a"]
+    neighbour = workers["a2"]
+    prompts = f"agents.prompt.t.acme.{neighbour}"
+    stolen = await worker_a.subscribe(prompts, queue="agents")
+    beats = await acme.subscribe(f"agents.hb.*.acme.{neighbour}")
+    await worker_a.publish(f"agents.hb.t.acme.{neighbour}", b'{"agent": "t"}')
+    with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+        await acme.request(prompts, b"hello", timeout=1)
+    # Nor may a worker prompt anybody, itself included.
+    with pytest.raises((nats.errors.NoRespondersError, nats.errors.TimeoutError)):
+        await worker_a.request(f"agents.prompt.t.acme.{workers['a']}", b"hello", timeout=1)
+    for sub in (stolen, beats):
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.next_msg(timeout=0.5)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+    refused = await call(worker_a, "agent.execute", {"agent_id": neighbour, "input": "x"})
+    assert refused.error_code == "forbidden", refused.body
+    forbidden_or_not_found(
+        await call(worker_a, "agent.execute", {"agent_id": workers["b"], "input": "x"})
+    )
+    theirs = await task_for(acme, neighbour)
+    for subject, extra in (("task.provide_input", {"input": "eu"}), ("task.get", {})):
+        reply = await call(worker_a, subject, {"task_id": theirs, **extra})
+        assert reply.error_code == "forbidden", reply.body
+    await ok(acme, "task.cancel", {"task_id": theirs})

@@ -54,7 +54,7 @@ def test_a_bad_project_name_is_refused(tmp_path: Path) -> None:
 
 
 def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
-    allowed = worker_permissions(AGENT)["publish"]["allow"]
+    allowed = worker_permissions(AGENT, "acme")["publish"]["allow"]
     stream_info = {f"ao.js.api.STREAM.INFO.{s}" for s in ("AGENT_MESSAGES", "AGENT_TASKS")}
     assert stream_info <= set(allowed)  # the consumer settings are in the streams' metadata
     assert all(AGENT in s for s in allowed if s.startswith(("$", "ao.js")) and s not in stream_info)
@@ -63,7 +63,14 @@ def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
         for s in allowed
         if "DELETE" in s or "PURGE" in s or (s.endswith(">") and not s.startswith("$JS.ACK"))
     ]
-    assert worker_permissions(AGENT)["subscribe"]["allow"] == ["_INBOX.>", f"agent.event.{AGENT}.*"]
+    subscribed = worker_permissions(AGENT, "acme")["subscribe"]["allow"]
+    assert subscribed[:2] == ["_INBOX.>", f"agent.event.{AGENT}.*"]
+    # The agent protocol endpoint: its own agent's prompts and status (any type), discovery.
+    assert not [s for s in subscribed[2:] if not s.startswith("$SRV.") and AGENT not in s]
+    assert {s for s in subscribed if s.startswith("agents.")} == {
+        f"agents.prompt.*.acme.{AGENT} agents",
+        f"agents.status.*.acme.{AGENT} agents",
+    }
     credentials = Credentials()
     credentials.add(projects=["acme"], agents=[("acme", AGENT)])
     layout = accounts(credentials)
@@ -79,3 +86,37 @@ def test_workers_get_their_own_agent_and_no_api_that_deletes() -> None:
         "$JS.API.STREAM.INFO.AGENT_TASKS",
     ]
     assert all(i["share"] for i in layout["acme"]["imports"] if i.get("share") is not None)
+
+
+def test_a_worker_streams_answers_to_requests_and_beats_as_its_own_agent_only() -> None:
+    permissions = worker_permissions(AGENT, "AcmeCorp")
+    owner = "QWNtZUNvcnA"  # the project as the protocol's owner token
+    assert f"agents.hb.*.{owner}.{AGENT}" in permissions["publish"]["allow"]
+    assert f"agents.prompt.*.{owner}.{AGENT} agents" in permissions["subscribe"]["allow"]
+    # Any number of chunks to a requester, not forever: the server keeps each request that long.
+    assert permissions["allow_responses"] == {"max": -1, "expires": "1h"}
+    assert {"agent.execute", "task.provide_input", "task.get"} <= set(
+        permissions["publish"]["allow"]
+    )
+
+
+def test_a_projects_operator_may_prompt_and_discover_its_agents() -> None:
+    credentials = Credentials()
+    credentials.add(projects=["acme"])
+    (operator,) = accounts(credentials)["acme"]["users"]
+    allowed = operator["permissions"]["publish"]["allow"]
+    assert {"agents.prompt.>", "$SRV.INFO.agents", "$SRV.PING.agents.*", "_INBOX.>"} <= set(allowed)
+    assert operator["permissions"]["subscribe"]["allow"] == ["_INBOX.>", "agents.hb.*.*.*"]
+
+
+def test_the_reply_window_is_set_once_and_kept(tmp_path: Path) -> None:
+    run(tmp_path, "--agent", f"acme:{AGENT}", "--reply-window", "10m")
+    run(tmp_path, "--project", "beta")  # a later run without it keeps it
+    config = (tmp_path / "a.conf").read_text()
+    assert '"expires": "10m"' in config
+    assert '"expires": "1h"' not in config
+    refused = CliRunner().invoke(
+        app, ["credentials", "--file", str(tmp_path / "c.json"), "--reply-window", "forever"]
+    )
+    assert refused.exit_code != 0
+    assert json.loads((tmp_path / "c.json").read_text())["reply_window"] == "10m"
