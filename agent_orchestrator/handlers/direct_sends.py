@@ -29,7 +29,7 @@ from agent_orchestrator.contracts.communications import (
 )
 from agent_orchestrator.domain import communications as rules
 from agent_orchestrator.domain.agents import AgentRef
-from agent_orchestrator.domain.errors import Unavailable
+from agent_orchestrator.domain.errors import Unavailable, ValidationFailed
 from agent_orchestrator.handlers.communications import MessageLimits
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.communications import CommunicationRepository
@@ -110,11 +110,18 @@ class DirectSends:
             return
         writes = await self._decide(batch)
         outcomes = await self._write(writes)
-        refused = [w for w, written in zip(writes, outcomes, strict=True) if not written]
+        unstorable = [
+            (w, o) for w, o in zip(writes, outcomes, strict=True) if isinstance(o, ValidationFailed)
+        ]
+        if unstorable:
+            await self._record_unstorable(batch, unstorable)
+        refused = [w for w, written in zip(writes, outcomes, strict=True) if written is False]
         recorded = await self._redecide(batch, refused) if refused else {}
         going: list[Communication] = []
         for write, written in zip(writes, outcomes, strict=True):
             message = write.messages[0]
+            if isinstance(written, ValidationFailed):
+                continue
             if not written:  # recorded by an earlier delivery of the batch, or FAILED now
                 message = recorded.get(message.communication_id, message)
                 written = message.communication_id in recorded
@@ -172,19 +179,46 @@ class DirectSends:
             in_outbox=False,
         )
 
-    async def _write(self, writes: list[SendWrite]) -> list[bool]:
-        """Each write through the send writer (they share its next statement)."""
+    async def _write(self, writes: list[SendWrite]) -> list[bool | ValidationFailed]:
+        """Each write through the send writer (they share its next statement): written or
+        not, or the ValidationFailed of a message PostgreSQL cannot hold. Anything else
+        raises (Unavailable): the batch comes again."""
         outcomes = await asyncio.gather(
             *(self._communications.insert(w) for w in writes), return_exceptions=True
         )
+        results: list[bool | ValidationFailed] = []
         for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise (
-                    outcome
-                    if isinstance(outcome, Unavailable)
-                    else Unavailable(f"recording sent messages failed: {outcome!r}")
-                ) from outcome
-        return [bool(o) for o in outcomes]
+            if isinstance(outcome, ValidationFailed):
+                results.append(outcome)
+            elif isinstance(outcome, Unavailable):
+                raise outcome
+            elif isinstance(outcome, BaseException):
+                raise Unavailable(f"recording sent messages failed: {outcome!r}") from outcome
+            else:
+                results.append(bool(outcome))
+        return results
+
+    async def _record_unstorable(
+        self, batch: list[Outgoing], failures: list[tuple[SendWrite, ValidationFailed]]
+    ) -> None:
+        """Record FAILED, without their content, the messages PostgreSQL cannot hold (a NUL
+        character in a string): the sender learns why, and the batch is not stuck on them."""
+        bodies = {m.body.communication_id: m for m in batch}
+        parties = await self._communications.parties(list({w.sender for w, _ in failures}))
+        writes = []
+        for write, failure in failures:
+            incoming = bodies[write.messages[0].communication_id]
+            sender = parties.get(write.sender)
+            if sender is None:
+                continue
+            request = incoming.body.as_send(incoming.sender).model_copy(update={"content": None})
+            outgoing = rules.refuse(
+                request, incoming.body.communication_id, sender, str(failure), incoming.at
+            )
+            writes.append(self._write_of(outgoing, sender))
+        for write, outcome in zip(writes, await self._write(writes), strict=True):
+            if isinstance(outcome, ValidationFailed):
+                log.warning("dropped message %s: %s", write.messages[0].communication_id, outcome)
 
     async def _redecide(
         self, batch: list[Outgoing], refused: list[SendWrite]

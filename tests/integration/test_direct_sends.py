@@ -162,3 +162,21 @@ async def test_one_instance_at_a_time_leads_the_ingest(nc: NC, service: Service)
     finally:
         other.stop()
         await asyncio.wait_for(running, 5)
+
+
+async def test_a_message_postgresql_cannot_hold_ends_failed_and_does_not_block_the_rest(
+    nc: NC, client: OrchestratorClient
+) -> None:
+    project = unique("direct")
+    sender, recipient = await sdk_agent(client, project), await sdk_agent(client, project)
+    poison = await client.send_direct(sender, recipient, content="nul \u0000 byte")
+    after = await client.send_direct(sender, recipient, content="after")
+    failed = await recorded(client, poison, Status.FAILED)
+    assert "cannot be stored" in (failed.status_reason or "")
+    assert failed.content is None
+    await recorded(client, after, Status.SENT)
+    async with Inbox(nc, recipient) as inbox:
+        message = await inbox.next(timeout=10)
+        assert message is not None
+        assert message.communication_id == after
+        await message.ack()
