@@ -63,6 +63,21 @@ CorrelationId = Annotated[
         description="Ties the messages of one conversation together.",
     ),
 ]
+ReplyTo = Annotated[
+    UUID | None,
+    Field(
+        description="The communication this one answers; it must have been sent to the "
+        "sender. Its correlation_id is inherited unless one is given.",
+    ),
+]
+TtlS = Annotated[
+    JsonInt | None,
+    Field(
+        ge=1,
+        le=MAX_TTL_S,
+        description="Expire (status EXPIRED) if not delivered within this many seconds.",
+    ),
+]
 
 
 class SendMessage(Request):
@@ -94,17 +109,8 @@ class SendMessage(Request):
     type: MessageType = "message"
     content: JsonValue = Field(default=None, description="Any JSON value.")
     correlation_id: CorrelationId = None
-    reply_to: UUID | None = Field(
-        default=None,
-        description="The communication this one answers; it must have been sent to the "
-        "sender. Its correlation_id is inherited unless one is given.",
-    )
-    ttl_s: JsonInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_TTL_S,
-        description="Expire (status EXPIRED) if not delivered within this many seconds.",
-    )
+    reply_to: ReplyTo = None
+    ttl_s: TtlS = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
@@ -137,18 +143,8 @@ class OutgoingMessage(Request):
     type: MessageType = "message"
     content: JsonValue = Field(default=None, description="Any JSON value.")
     correlation_id: CorrelationId = None
-    reply_to: UUID | None = Field(
-        default=None,
-        description="The communication this one answers; it must have been sent to the "
-        "sender. Its correlation_id is inherited unless one is given.",
-    )
-    ttl_s: JsonInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_TTL_S,
-        description="Expire (status EXPIRED) if not delivered within this many seconds of "
-        "reaching the stream.",
-    )
+    reply_to: ReplyTo = None
+    ttl_s: TtlS = None
 
     def as_send(self, from_agent_id: UUID) -> SendMessage:
         """The same message as an agent.send request of ``from_agent_id``."""
