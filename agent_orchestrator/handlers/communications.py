@@ -173,11 +173,10 @@ class CommunicationCommands:
         "after the reply).",
     )
     async def hand_over(self, body: HandOver, ctx: CommandContext) -> HandOverReply:
-        agent = (await self._communications.parties([body.agent_id])).get(body.agent_id)
+        wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
+        agent, found = await self._communications.recipient_with(body.agent_id, wanted)
         if agent is None:
             raise agent_not_found(body.agent_id)  # deleted: the worker stops
-        wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
-        found = await self._communications.of_recipient(body.agent_id, wanted) if wanted else {}
         confirmed = await self._confirm(body, agent, found, ctx)
         active = agent.status is AgentStatus.ACTIVE
         accepted, ended = [], []

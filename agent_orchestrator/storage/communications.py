@@ -163,6 +163,30 @@ class CommunicationRepository:
         return {row["communication_id"]: _communication(row) for row in rows}
 
     @translate_errors
+    async def recipient_with(
+        self, agent_id: UUID, ids: list[UUID]
+    ) -> tuple[AgentRef | None, dict[UUID, Communication]]:
+        """The agent (None if it does not exist) and those of ``ids`` addressed to it, in one
+        query (the delivery check's two reads)."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT a.agent_id AS a_id, {AGENT_REF_COLUMNS}, {_C_COLUMNS}
+                FROM agents a LEFT JOIN communications c
+                  ON c.to_agent_id = a.agent_id AND c.communication_id = ANY($2::uuid[])
+                WHERE a.agent_id = $1""",
+            agent_id,
+            ids,
+        )
+        if not rows:
+            return None, {}
+        agent = agent_ref(rows[0], agent_id, rows[0]["a_project_id"])
+        found = {
+            row["communication_id"]: _communication(row)
+            for row in rows
+            if row["communication_id"] is not None
+        }
+        return agent, found
+
+    @translate_errors
     async def broadcast_copies(self, broadcast_id: UUID) -> list[Communication]:
         """Every copy of one broadcast, by recipient."""
         rows = await self._db.pool.fetch(
