@@ -21,6 +21,7 @@ from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.tasks import TaskChange, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
 from agent_orchestrator.storage.atomic import IdempotencyRecord
+from agent_orchestrator.storage.group_commit import GroupCommit, GroupCommitStats
 from agent_orchestrator.storage.group_read import GroupRead
 from agent_orchestrator.storage.postgres import Database, translate_errors
 from agent_orchestrator.storage.stream_positions import StreamPositions
@@ -74,6 +75,15 @@ class TaskRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._reads: GroupRead[UUID, StoredTask] = GroupRead(self._fetch_many)
+        # Task writes have writers of their own, one per kind: every batch is one statement
+        # without BEGIN/COMMIT, never mixed with other kinds in a transaction.
+        self._inserts = GroupCommit(lambda: db.pool, writers=1)
+        self._updates = GroupCommit(lambda: db.pool, writers=1)
+
+    @property
+    def write_stats(self) -> tuple[GroupCommitStats, GroupCommitStats]:
+        """Statements run and writes done by the insert and the update writer."""
+        return self._inserts.stats, self._updates.stats
 
     async def insert(self, change: TaskChange, *, idempotency: IdempotencyRecord | None) -> bool:
         """Store a new task with its event and first assignment; False, storing nothing, if
@@ -85,7 +95,7 @@ class TaskRepository:
         """``insert`` of a write built by the caller (who publishes its encoded assignment
         after the commit)."""
         assert write.change.assignment is not None
-        return await self._db.group_commit.submit(INSERT_TASKS, write)
+        return await self._inserts.submit(INSERT_TASKS, write)
 
     @translate_errors
     async def save(
@@ -102,7 +112,7 @@ class TaskRepository:
         ``taken``: its worker acknowledges the assignment, so it leaves the stream by itself.
         """
         write = TaskWrite.of(change, idempotency=idempotency, revision=revision, taken=taken)
-        return await self._db.group_commit.submit(UPDATE_TASKS, write)
+        return await self._updates.submit(UPDATE_TASKS, write)
 
     @translate_errors
     async def find(self, task_id: UUID) -> StoredTask | None:

@@ -63,7 +63,9 @@ async def test_concurrent_executes_share_statements(
     changes = [_queued(agent, n) for n in range(30)]
     written = await asyncio.gather(*(tasks.insert(c, idempotency=None) for c in changes))
     assert written == [True] * 30
-    assert database.group_commit.stats.batches < 30
+    inserts, _ = tasks.write_stats
+    assert inserts.items == 30
+    assert inserts.batches < 30
     for change in changes:
         stored = await tasks.get(change.task.task_id)
         assert stored.task.status is TaskStatus.QUEUED
