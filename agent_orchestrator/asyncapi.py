@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from agent_orchestrator import __version__
 from agent_orchestrator.contracts import agent_protocol as wire
 from agent_orchestrator.contracts import subjects
-from agent_orchestrator.contracts.communications import Communication
+from agent_orchestrator.contracts.communications import Communication, OutgoingMessage
 from agent_orchestrator.contracts.errors import ErrorReply
 from agent_orchestrator.contracts.events import Event, EventKind
 from agent_orchestrator.contracts.liveness import Heartbeat
@@ -175,6 +175,34 @@ WORKER_CHANNELS = [
         "every third of the time to the task's `deadline_at`), end with task.complete or "
         "task.fail. See docs/worker-protocol.md.",
         summary="Task assignments queued for the agent's worker.",
+    ),
+    WorkerChannel(
+        name="agent.outgoing",
+        address=subjects.outgoing_subject(AGENT_ID),
+        message="OutgoingMessage",
+        model=OutgoingMessage,
+        headers={
+            "type": "object",
+            "required": [subjects.MSG_ID_HEADER],
+            "properties": {
+                subjects.MSG_ID_HEADER: {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "The `communication_id` (a repeat within the stream's "
+                    "duplicate window is one message).",
+                },
+            },
+        },
+        action="receive",
+        description=f"Stream {subjects.OUTGOING_STREAM}: a message the agent's worker sends "
+        "without a request (agent.send stays for a synchronous answer). Publish it with a "
+        "JetStream publish and wait for the PubAck: from then on it is durable. The subject "
+        "names the sender (a worker's NATS user may publish only on its own agent's). The "
+        "service ingests the stream in batches: each message is decided by agent.send's rules "
+        "and recorded SENT (then published to agent.inbox.<to_agent_id>) or FAILED with the "
+        "reason (communication.get tells the sender), usually within tens of milliseconds. "
+        "See docs/worker-protocol.md and docs/data-plane.md.",
+        summary="Messages the agent sends without a request.",
     ),
     WorkerChannel(
         name="agent.inbox",

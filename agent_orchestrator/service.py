@@ -32,6 +32,7 @@ from agent_orchestrator.handlers.initialization import (
     standard_steps,
 )
 from agent_orchestrator.handlers.liveness import LivenessMonitor, arm
+from agent_orchestrator.handlers.message_ingest import MessageIngest
 from agent_orchestrator.handlers.metrics import RuntimeSources
 from agent_orchestrator.handlers.quotas import ProjectQuotas
 from agent_orchestrator.handlers.recovery import Recovery
@@ -163,6 +164,7 @@ class Service:
         )
         self._asyncapi_yaml: str | None = None
         self.relay: OutboxRelay | None = None
+        self.ingest: MessageIngest | None = None
         self._loops: list[Loop] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
@@ -225,8 +227,12 @@ class Service:
         relay = self.relay = parts.outbox_relay(self.settings, js=js, ahead=self.published_ahead)
         # State events are published by the instance whose relay leads.
         state_events = state_event_publisher(lambda: js, lambda: relay.is_leader)
+        ingest = self.ingest = parts.message_ingest(
+            self.settings, js=js, db=self.db, repositories=self.repositories, queues=self.queues
+        )
         loops = [
             Loop("outbox-relay", relay.run, relay.stop),
+            Loop("message-ingest", ingest.run, ingest.stop),
             Loop("sweeper", self.sweeper.run, self.sweeper.stop),
             Loop("liveness-monitor", partial(self.monitor.run, nc), self.monitor.stop),
             Loop("initializer", partial(self.initializer.run, nc), self.initializer.stop),

@@ -29,6 +29,10 @@ counted as an error).
                  recipient reads its SDK `Inbox(batch=--batch)` and calls
                  `InboxMessage.ack()` (batched into communication.handover, then the JetStream
                  ack).
+  orchestrator direct
+                 the same agents and inboxes; a send is `OrchestratorClient.send_direct` (a
+                 publish to agent.outgoing.<sender> until its PubAck; the service's ingest
+                 records it and publishes it to agent.inbox.<id>); received as above.
 
 Reported per path: messages/s, latency p50/p99 (send start -> ack done), the ratios
 orchestrator / raw (target from the issue: throughput >= 0.3x raw), the stages of a message
@@ -103,7 +107,7 @@ from agent_orchestrator.contracts.queues import QueueSettings
 from agent_orchestrator.settings import Settings
 from agent_orchestrator.storage.jetstream import JetStreamLayout
 
-RAW, ORCHESTRATOR = "raw JetStream", "orchestrator"
+RAW, ORCHESTRATOR, DIRECT = "raw JetStream", "orchestrator", "orchestrator direct"
 #: Minimum ratio of the orchestrator's messages/s to raw JetStream's (from the issue).
 TARGET = 0.3
 RAW_STREAM = "BENCH_RAW_MESSAGES"
@@ -418,6 +422,19 @@ def orchestrator_send(
     return send
 
 
+def direct_send(
+    client: OrchestratorClient, senders: Sequence[str], recipients: Sequence[str]
+) -> Send:
+    """OrchestratorClient.send_direct: a publish to agent.outgoing.<sender>, until its PubAck."""
+
+    async def send(n: int, seq: int) -> None:
+        await client.send_direct(
+            senders[n % len(senders)], recipients[n % len(recipients)], content=content(seq)
+        )
+
+    return send
+
+
 async def ack_one(message: InboxMessage, seq: int | None, tracker: Tracker) -> None:
     """InboxMessage.ack(): communication.delivered, then the JetStream ack; `seq` None: a
     message nobody waits for (acked all the same, so that it leaves the inbox)."""
@@ -665,8 +682,9 @@ async def check_log(
 
 async def bench_orchestrator(
     nc: Client, servers: Servers, config: Config, checks: list[str], notes: list[str]
-) -> PathResult:
-    """agent-orchestrator serve, its agents and inboxes, then the measurement."""
+) -> list[PathResult]:
+    """agent-orchestrator serve, its agents and inboxes, then the measurement of each path:
+    agent.send, then the direct path (same agents, same inboxes)."""
     child = service_child(servers.nats_url, servers.database_url, servers.folder)
     conn = await asyncpg.connect(servers.database_url)
     client = OrchestratorClient(nc)
@@ -686,27 +704,33 @@ async def bench_orchestrator(
             ]
             outbox = Outbox(conn)
             await outbox.drain()
-            tracker = Tracker()
-            sampler = BacklogSampler(outbox)
-            path = await measure(
-                ORCHESTRATOR,
-                config.loop(config.messages),
-                orchestrator_send(client, senders, recipients),
-                [orchestrator_receive(inbox, tracker) for inbox in inboxes],
-                probes_for(servers, child),
-                tracker,
-                before_measuring=outbox.drain,
-                during=sampler.running,
-            )
-            path.backlog = sampler.summary()
-            path.result.outbox_backlog = await outbox.backlog()
-            path.result.outbox_drain_s = await outbox.drain()
-            sent = config.warmup + config.messages
-            checks += await check_log(conn, nc.jetstream(), sent, path)
+            paths = []
+            for name, send in (
+                (ORCHESTRATOR, orchestrator_send(client, senders, recipients)),
+                (DIRECT, direct_send(client, senders, recipients)),
+            ):
+                tracker = Tracker()
+                sampler = BacklogSampler(outbox)
+                path = await measure(
+                    name,
+                    config.loop(config.messages),
+                    send,
+                    [orchestrator_receive(inbox, tracker) for inbox in inboxes],
+                    probes_for(servers, child),
+                    tracker,
+                    before_measuring=outbox.drain,
+                    during=sampler.running,
+                )
+                path.backlog = sampler.summary()
+                path.result.outbox_backlog = await outbox.backlog()
+                path.result.outbox_drain_s = await outbox.drain()
+                paths.append(path)
+            sent = 2 * (config.warmup + config.messages)
+            checks += await check_log(conn, nc.jetstream(), sent, paths[-1])
     finally:
         await conn.close()
         notes += [*child.notes, child.log_summary()]
-    return path
+    return paths
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -731,9 +755,11 @@ class Report:
         """True when any message failed, went missing or came twice."""
         return any(r.errors for r in self.results)
 
-    def ratios(self) -> dict[str, float]:
-        """Orchestrator / raw: throughput, p50 and p99 latency."""
-        raw, ours = self.results
+    def ratios(self, ours: Result | None = None) -> dict[str, float]:
+        """A path (by default the best orchestrator path) / raw: throughput, p50, p99."""
+        raw = self.results[0]
+        if ours is None:
+            ours = max(self.results[1:], key=lambda r: r.req_per_s)
         return {
             "throughput": ours.req_per_s / raw.req_per_s,
             "p50": ours.p50_ms / raw.p50_ms,
@@ -753,9 +779,9 @@ def table(
         "target"
     )
     lines = [header, "-" * len(header)]
-    ratios = report.ratios()
     x = len(rate) + 7
     for r in report.results:
+        ratios = report.ratios(r)
         if r.scenario == RAW:
             cells = f"{1:>{x}.2f}{1:>10.2f}{1:>10.2f}"
             verdict = "-"
@@ -824,6 +850,10 @@ def write_json(path: Path, report: Report) -> None:
         "settings": report.settings,
         "target": f"{ORCHESTRATOR} >= {TARGET}x {RAW} messages/s",
         "ratios_to_raw": {k: round(v, 3) for k, v in report.ratios().items()},
+        "ratios_by_path": {
+            r.scenario: {k: round(v, 3) for k, v in report.ratios(r).items()}
+            for r in report.results[1:]
+        },
         "target_met": report.ratios()["throughput"] >= TARGET,
         "results": [
             asdict(p.result) | {"stages_ms": p.stages, "outbox_backlog": p.backlog}
@@ -882,15 +912,16 @@ async def run_all(config: Config, servers: Servers) -> Report:
         )
         paths = [
             await bench_raw(nc, servers, config.loop(config.raw_messages), checks),
-            await bench_orchestrator(nc, servers, config, checks, notes),
+            *await bench_orchestrator(nc, servers, config, checks, notes),
         ]
     finally:
         await nc.close()
     for path in paths:
         path.result.ratio_to_raw = path.result.req_per_s / paths[0].result.req_per_s
-    ratio = paths[1].result.ratio_to_raw or 0
-    paths[1].result.targets = [Target(RAW, TARGET, round(ratio, 3), ratio >= TARGET)]
-    paths[1].result.target_met = ratio >= TARGET
+    for path in paths[1:]:
+        ratio = path.result.ratio_to_raw or 0
+        path.result.targets = [Target(RAW, TARGET, round(ratio, 3), ratio >= TARGET)]
+        path.result.target_met = ratio >= TARGET
     return Report(settings, paths, checks, notes)
 
 

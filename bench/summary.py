@@ -136,20 +136,23 @@ def raw_rows(bench: str, unit: str, target: float | None) -> Callable[[dict[str,
     """messages.py and tasks.py: the raw JetStream path, then ours with its throughput ratio."""
 
     def rows(doc: dict[str, Any]) -> list[Row]:
-        raw, ours = doc["results"]
-        ratio = doc["ratios_to_raw"]["throughput"]
-        return [
-            result_row(bench, raw, unit, baseline="(baseline)"),
-            result_row(
-                bench,
-                ours,
-                unit,
-                ratio=ratio,
-                baseline=raw["scenario"],
-                target=f">= {target:g}x" if target is not None else "",
-                verdict=met(None if target is None else ratio >= target),
-            ),
-        ]
+        raw, *ours = doc["results"]
+        by_path = doc.get("ratios_by_path") or {ours[0]["scenario"]: doc["ratios_to_raw"]}
+        out = [result_row(bench, raw, unit, baseline="(baseline)")]
+        for path in ours:
+            ratio = by_path[path["scenario"]]["throughput"]
+            out.append(
+                result_row(
+                    bench,
+                    path,
+                    unit,
+                    ratio=ratio,
+                    baseline=raw["scenario"],
+                    target=f">= {target:g}x" if target is not None else "",
+                    verdict=met(None if target is None else ratio >= target),
+                )
+            )
+        return out
 
     return rows
 

@@ -2,7 +2,8 @@
 a raw JetStream publish/consume of the same payload, measured in the same run.
 
     python bench/tasks.py [--tasks 3000] [--raw-tasks 15000] [--warmup 300] [--agents 4]
-                          [--inflight 2x agents] [--raw-batch 1] [--json out.json] [--keep]
+                          [--inflight 2x agents] [--raw-batch 1] [--worker-concurrency 1]
+                          [--json out.json] [--keep]
 
 Uses the harness of commands.py and messages.py: its own nats-server and PostgreSQL in a temp
 folder (default settings), `agent-orchestrator serve` as a subprocess, one nats-py connection
@@ -19,9 +20,10 @@ start to its end; the clock runs from the first start to the last end.
                  one loop in this process `fetch`es up to --raw-batch (1 by default, as the
                  worker SDK does) and `ack`s each. Its end: the ack is done.
   tasks          --agents agents, created and started (ACTIVE), each served by its own
-                 `python examples/word_count_agent.py --agent-id ID` process (AgentWorker,
-                 one task at a time): task.start, ack of the assignment, agent.state.get and
-                 agent.state.update (the running word total), task.complete. A task is
+                 `python examples/word_count_agent.py --agent-id ID --no-total` process
+                 (AgentWorker, --worker-concurrency tasks at a time, 1 by default):
+                 task.start, ack of the assignment, task.complete (the SDK's task path: two
+                 requests, no state round trip). A task is
                  `OrchestratorClient.execute` (agent.execute: PostgreSQL, then the handler
                  publishes the TaskAssignment to agent.task.<agent_id>, the outbox relay
                  being its safety net). Its end: this
@@ -42,8 +44,8 @@ PostgreSQL, nats-server, this load generator and the worker processes summed, an
 backlog sampled during the measured phase. The stages of a task (see STAGES) split its
 latency at the service's timestamps started_at and finished_at (when its handlers of task.start
 and task.complete began), so they are wall-clock differences. Afterwards every task must be
-SUCCEEDED at its first attempt, AGENT_TASKS empty and every agent's `words_counted` state the
-sum of its tasks' words. About 35 s with the defaults. Exit code 1 when a task failed, was
+SUCCEEDED at its first attempt with its word count as its result ({"words": N}), and
+AGENT_TASKS empty. About 35 s with the defaults. Exit code 1 when a task failed, was
 not seen done within 30 s, or a check failed.
 """
 
@@ -226,11 +228,16 @@ def execute_send(client: OrchestratorClient, agents: Sequence[str], outcomes: Ou
     return send
 
 
-def worker_child(nats_url: str, agent_id: str, n: int, folder: Path) -> Child:
-    """examples/word_count_agent.py serving `agent_id`."""
+def worker_child(nats_url: str, agent_id: str, n: int, folder: Path, concurrency: int = 1) -> Child:
+    """examples/word_count_agent.py serving `agent_id`, `concurrency` tasks at once."""
     return Child(
         f"word-count agent {n}",
-        [sys.executable, str(EXAMPLE), "--nats", nats_url, "--agent-id", agent_id],
+        [
+            sys.executable,
+            str(EXAMPLE),
+            *("--nats", nats_url, "--agent-id", agent_id),
+            *("--no-total", "--concurrency", str(concurrency)),
+        ],
         child_env(),
         folder / f"agent-{n}.log",
     )
@@ -280,7 +287,7 @@ STAGES = ("execute", "-> started", "running", "-> seen done")
 """Per task: agent.execute until its reply; execute start until the service began task.start
 (the insert's commit, the relay publishing the assignment, delivery, the worker's fetch, and any
 wait for the agent's previous task); task.start began until task.complete began (start's write
-and reply, the ack, the handler's state.get and state.update); task.complete began until this
+and reply, the ack, the handler); task.complete began until this
 process had the task_succeeded event (complete's write, the relay, delivery)."""
 
 
@@ -323,17 +330,17 @@ async def check_tasks(
     expected: int,
     path: PathResult,
 ) -> list[str]:
-    """Every task SUCCEEDED at its first attempt, AGENT_TASKS empty, every agent's word total
-    the sum of its tasks' words."""
+    """Every task SUCCEEDED at its first attempt with its word count, AGENT_TASKS empty."""
     rows = await conn.fetch("SELECT status, count(*) AS n FROM tasks GROUP BY status")
     statuses = {row["status"]: int(row["n"]) for row in rows}
     retried = int(await conn.fetchval("SELECT count(*) FROM tasks WHERE attempts <> 1"))
     left = await stream_messages(client.nc.jetstream(), subjects.TASKS_STREAM)
-    totals = {}
-    for agent_id in outcomes.per_agent:
-        state = await client.get_state(agent_id)
-        totals[agent_id] = state.state.get("words_counted")
-    wrong_totals = [a for a, n in outcomes.per_agent.items() if totals[a] != n * WORDS]
+    wrong = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM tasks WHERE result IS DISTINCT FROM $1::jsonb",
+            json.dumps({"words": WORDS}),
+        )
+    )
     problems = []
     if statuses.get("SUCCEEDED", 0) != expected or len(statuses) != 1:
         problems.append(f"tasks by status {statuses}, expected {{'SUCCEEDED': {expected}}}")
@@ -341,15 +348,14 @@ async def check_tasks(
         problems.append(f"{retried} tasks took more than one attempt")
     if left:
         problems.append(f"{left} assignments left in {subjects.TASKS_STREAM}")
-    if wrong_totals:
-        problems.append(f"{len(wrong_totals)} agents with a wrong words_counted")
+    if wrong:
+        problems.append(f"{wrong} tasks without the right word count as their result")
     for problem in problems:
         path.result.errors += 1
         path.result.error_samples[problem] = "after the run"
     return [
         f"{TASKS}: tasks by status {statuses}, {retried} retried; {left} assignments left in "
-        f"{subjects.TASKS_STREAM} (expected 0); words_counted right on "
-        f"{len(outcomes.per_agent) - len(wrong_totals)} of {len(outcomes.per_agent)} agents; "
+        f"{subjects.TASKS_STREAM} (expected 0); {wrong} results without the right word count; "
         f"{outcomes.matched_early} events came before their execute reply",
     ]
 
@@ -391,7 +397,11 @@ async def bench_tasks(
                   flush=True)  # fmt: skip
             agents = await start_agents(nc, client, "bench-tasks", config.agents)
             for n, agent_id in enumerate(agents):
-                workers.append(worker_child(servers.nats_url, agent_id, n, servers.folder))
+                workers.append(
+                    worker_child(
+                        servers.nats_url, agent_id, n, servers.folder, config.worker_concurrency
+                    )
+                )
                 await stack.enter_async_context(running(workers[-1]))
             await wait_fetching(nc.jetstream(), workers, agents)
             for kind in FINAL_EVENTS:
@@ -445,6 +455,7 @@ class Config:
     raw_batch: int
     json_path: Path | None
     keep: bool = False
+    worker_concurrency: int = 1
 
     def loop(self, count: int) -> Loop:
         """The closed loop of a path measuring `count` tasks (fetch batch: raw_batch; the
@@ -474,8 +485,9 @@ def describe(config: Config, nats_version: str, postgres: str) -> dict[str, Any]
             "publishes a TaskAssignment"
         ),
         "workers": (
-            f"{config.agents} processes of examples/{EXAMPLE.name} (AgentWorker defaults: one "
-            "task at a time, fetch batch 1, poll 1 s), each its own nats-py connection"
+            f"{config.agents} processes of examples/{EXAMPLE.name} --no-total --concurrency "
+            f"{config.worker_concurrency} (AgentWorker: {config.worker_concurrency} task(s) at "
+            "a time, fetch batch 1, poll 1 s), each its own nats-py connection"
         ),
         "raw receive": (
             f"one loop per agent in the load generator: fetch batch {config.raw_batch}, poll "
@@ -587,6 +599,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument(
         "--raw-batch", type=int, default=1, help="messages a raw fetch asks for (the worker: 1)"
     )
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=1,
+        help="tasks each worker runs at once (AgentWorker's concurrency; default 1)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temp folder (server logs, data) afterwards"
@@ -596,8 +614,12 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         args.raw_tasks = 5 * args.tasks
     if args.inflight is None:
         args.inflight = 2 * args.agents
-    if min(args.tasks, args.raw_tasks, args.agents, args.inflight, args.raw_batch) < 1:
-        parser.error("--tasks, --raw-tasks, --agents, --inflight, --raw-batch must be >= 1")
+    counts = (args.tasks, args.raw_tasks, args.agents, args.inflight, args.raw_batch)
+    if min(*counts, args.worker_concurrency) < 1:
+        parser.error(
+            "--tasks, --raw-tasks, --agents, --inflight, --raw-batch, --worker-concurrency "
+            "must be >= 1"
+        )
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     return Config(
@@ -609,6 +631,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         args.raw_batch,
         args.json,
         args.keep,
+        args.worker_concurrency,
     )
 
 

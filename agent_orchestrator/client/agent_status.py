@@ -1,7 +1,8 @@
 """What a worker knows of its agent's status, cheaply: the agent's lifecycle events.
 
 A worker reads the agent once (agent.get) and then follows its status events on
-``agent.event.<agent_id>.<status>`` with a plain NATS subscription (no consumer). Each event
+``agent.event.<agent_id>.<status>`` with plain NATS subscriptions (no consumer), one per status
+kind: the agent's task and message events (several per task) are not delivered to it. Each event
 and each service answer carries the agent's version, so a late answer never overrides a newer
 status. While the agent is not ACTIVE the worker takes nothing, and it re-reads the agent
 every ``REFRESH_S`` in case an event was missed (a reconnect). This only spares fetches: what
@@ -44,7 +45,7 @@ class AgentStatusWatch:
         self.status: AgentStatus | None = None
         self.version = -1
         self._changed = asyncio.Event()
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
 
     @property
     def active(self) -> bool:
@@ -57,19 +58,19 @@ class AgentStatusWatch:
         return self.version >= 0 and self.status in (None, AgentStatus.TERMINATED)
 
     async def open(self) -> "AgentStatusWatch":
-        """Subscribe to the agent's events, then read it."""
-        self._sub = await self._nc.subscribe(
-            event_subject(str(self.agent_id), "*"), cb=self._on_event
-        )
+        """Subscribe to the agent's status events, then read it."""
+        for kind in [*_STATUS_EVENTS, "deleted"]:
+            subject = event_subject(str(self.agent_id), kind)
+            self._subs.append(await self._nc.subscribe(subject, cb=self._on_event))
         await self.refresh()
         return self
 
     async def close(self) -> None:
         """Stop following."""
-        if self._sub is not None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
             with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
 
     def learn(self, status: AgentStatus | None, version: int) -> None:
         """Take ``status`` unless what is known is newer (a deleted agent: None)."""

@@ -11,6 +11,7 @@ from uuid import UUID
 
 import nats.aio.client
 import nats.errors
+import uuid_utils
 from pydantic import BaseModel, JsonValue
 
 from agent_orchestrator.client.errors import RequestFailed, ServiceUnavailable
@@ -31,6 +32,7 @@ from agent_orchestrator.contracts.communications import (
     GetCommunication,
     ListCommunications,
     MarkDelivered,
+    OutgoingMessage,
     SendMessage,
 )
 from agent_orchestrator.contracts.deliveries import HandOver, HandOverReply
@@ -66,6 +68,8 @@ class OrchestratorClient:
         self.nc = nc
         self.timeout = timeout
         self.actor = actor
+        self.js = nc.jetstream()
+        """Publishes to AGENT_OUTGOING (no JetStream API call: a publish and its PubAck)."""
 
     async def request(
         self,
@@ -172,6 +176,51 @@ class OrchestratorClient:
         return await self.request(
             subjects.AGENT_SEND, body, Communication, idempotency_key=idempotency_key
         )
+
+    async def send_direct(
+        self,
+        from_agent_id: UUID | str,
+        to_agent_id: UUID | str,
+        *,
+        content: JsonValue = None,
+        type: str = "message",
+        correlation_id: str | None = None,
+        reply_to: UUID | str | None = None,
+        ttl_s: int | None = None,
+        communication_id: UUID | None = None,
+    ) -> UUID:
+        """Send without a request: publish to ``agent.outgoing.<from_agent_id>`` (stream
+        AGENT_OUTGOING, ``Nats-Msg-Id`` = the communication_id made here, a UUIDv7) and wait
+        for the stream's PubAck, the point from which the message is durable. Returns its
+        communication_id at once. The service then records it (SENT, or FAILED with the
+        reason agent.send would have given) and delivers it; ``communication.get`` shows it
+        within moments (docs/data-plane.md). A retry with the same ``communication_id`` is
+        one message."""
+        body = OutgoingMessage(
+            communication_id=communication_id or UUID(bytes=uuid_utils.uuid7().bytes),
+            to_agent_id=UUID(str(to_agent_id)),
+            type=type,
+            content=content,
+            correlation_id=correlation_id,
+            reply_to=UUID(str(reply_to)) if reply_to else None,
+            ttl_s=ttl_s,
+        )
+        subject = subjects.outgoing_subject(str(from_agent_id))
+        payload = body.model_dump_json(exclude_defaults=True).encode()
+        headers = {subjects.MSG_ID_HEADER: str(body.communication_id)}
+        try:
+            await self.js.publish(subject, payload, timeout=self.timeout, headers=headers)
+        except nats.errors.MaxPayloadError as exc:
+            raise RequestFailed(
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                max_payload_refusal(f"the message on {subject}", len(payload), self.nc.max_payload),
+                {"size": len(payload), "limit": self.nc.max_payload, "setting": "max_payload"},
+            ) from exc
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as exc:
+            raise ServiceUnavailable(
+                ErrorCode.UNAVAILABLE, f"stream {subjects.OUTGOING_STREAM} did not store it"
+            ) from exc
+        return body.communication_id
 
     async def mark_delivered(
         self, communication_id: UUID | str, *, ack_follows: bool = False

@@ -122,6 +122,43 @@ class AgentWorker:
         self._watch = AgentStatusWatch(nc, self.agent_id, self.client)
         self._input_waiter = InputWaiter(nc, self.agent_id)
 
+    async def send(
+        self,
+        to_agent_id: UUID | str,
+        content: JsonValue = None,
+        *,
+        type: str = "message",
+        correlation_id: str | None = None,
+        reply_to: UUID | str | None = None,
+        ttl_s: int | None = None,
+        synchronous: bool = False,
+    ) -> UUID:
+        """Send a message from this worker's agent; its communication_id. By default without
+        a request (``OrchestratorClient.send_direct``: durable once the stream acknowledged
+        it; a refusal shows as FAILED in ``communication.get``); ``synchronous=True`` asks
+        agent.send instead, which answers only once the message is recorded and raises a
+        refusal as :class:`RequestFailed`."""
+        if synchronous:
+            sent = await self.client.send(
+                self.agent_id,
+                to_agent_id,
+                content=content,
+                type=type,
+                correlation_id=correlation_id,
+                reply_to=reply_to,
+                ttl_s=ttl_s,
+            )
+            return sent.communication_id
+        return await self.client.send_direct(
+            self.agent_id,
+            to_agent_id,
+            content=content,
+            type=type,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            ttl_s=ttl_s,
+        )
+
     def stop(self, *, cancel_running: bool = False) -> None:
         """Stop taking tasks and messages: ``run`` returns within the poll time, once the
         tasks in hand are done (or, with ``cancel_running``, cancelled: their attempts are then

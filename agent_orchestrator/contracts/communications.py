@@ -63,6 +63,21 @@ CorrelationId = Annotated[
         description="Ties the messages of one conversation together.",
     ),
 ]
+ReplyTo = Annotated[
+    UUID | None,
+    Field(
+        description="The communication this one answers; it must have been sent to the "
+        "sender. Its correlation_id is inherited unless one is given.",
+    ),
+]
+TtlS = Annotated[
+    JsonInt | None,
+    Field(
+        ge=1,
+        le=MAX_TTL_S,
+        description="Expire (status EXPIRED) if not delivered within this many seconds.",
+    ),
+]
 
 
 class SendMessage(Request):
@@ -94,23 +109,54 @@ class SendMessage(Request):
     type: MessageType = "message"
     content: JsonValue = Field(default=None, description="Any JSON value.")
     correlation_id: CorrelationId = None
-    reply_to: UUID | None = Field(
-        default=None,
-        description="The communication this one answers; it must have been sent to the "
-        "sender. Its correlation_id is inherited unless one is given.",
-    )
-    ttl_s: JsonInt | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_TTL_S,
-        description="Expire (status EXPIRED) if not delivered within this many seconds.",
-    )
+    reply_to: ReplyTo = None
+    ttl_s: TtlS = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:
         if self.broadcast == (self.to_agent_id is not None):
             raise ValueError("give either to_agent_id or broadcast: true, not both or neither")
         return self
+
+
+class OutgoingMessage(Request):
+    """A message a worker publishes to ``agent.outgoing.<from_agent_id>`` (stream
+    AGENT_OUTGOING) instead of requesting agent.send: the stream's PubAck is the durability
+    point, the subject names the sender, and the service records and delivers it from the
+    stream in batches. ``Nats-Msg-Id`` must be the ``communication_id``."""
+
+    model_config = examples(
+        {
+            "communication_id": "019a0000-0000-7000-8000-0000000000c1",
+            "to_agent_id": EXAMPLE_OTHER_AGENT_ID,
+            "type": "question",
+            "content": {"text": "6*7?"},
+            "ttl_s": 300,
+        }
+    )
+
+    communication_id: UUID = Field(
+        description="A new UUIDv7 the sender makes: the message's id in the log "
+        "(communication.get) and its Nats-Msg-Id."
+    )
+    to_agent_id: UUID
+    type: MessageType = "message"
+    content: JsonValue = Field(default=None, description="Any JSON value.")
+    correlation_id: CorrelationId = None
+    reply_to: ReplyTo = None
+    ttl_s: TtlS = None
+
+    def as_send(self, from_agent_id: UUID) -> SendMessage:
+        """The same message as an agent.send request of ``from_agent_id``."""
+        return SendMessage(
+            from_agent_id=from_agent_id,
+            to_agent_id=self.to_agent_id,
+            type=self.type,
+            content=self.content,
+            correlation_id=self.correlation_id,
+            reply_to=self.reply_to,
+            ttl_s=self.ttl_s,
+        )
 
 
 class Recipient(Reply):

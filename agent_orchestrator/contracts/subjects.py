@@ -110,6 +110,9 @@ JOBS_STREAM: Final = "AGENT_JOBS"
 JOBS_SUBJECTS: Final = "agent.job.>"
 MESSAGES_STREAM: Final = "AGENT_MESSAGES"
 MESSAGES_SUBJECTS: Final = "agent.inbox.>"
+# Messages a worker sends without a request: one subject per sender, ingested by the service.
+OUTGOING_STREAM: Final = "AGENT_OUTGOING"
+OUTGOING_SUBJECTS: Final = "agent.outgoing.>"
 TASKS_STREAM: Final = "AGENT_TASKS"
 TASKS_SUBJECTS: Final = "agent.task.>"
 # The server's max-deliveries advisories about AGENT_MESSAGES, kept so none is missed.
@@ -132,6 +135,8 @@ AGENT_CLEANUP_CONSUMER: Final = "agent-cleanup"
 #: Consumers earlier versions made, removed at start-up.
 OBSOLETE_CONSUMERS: Final = ((EVENTS_STREAM, "agent-consumer-keeper"),)
 DEAD_LETTER_CONSUMER: Final = "dead-letter-keeper"
+#: Read by the one instance that leads the ingest of AGENT_OUTGOING (created when it starts).
+MESSAGE_INGEST_CONSUMER: Final = "message-ingest"
 LIVENESS_MONITOR_CONSUMER: Final = "liveness-monitor"
 
 # Headers.
@@ -183,6 +188,12 @@ def scheduled_checkpoint_subject(agent_id: str) -> str:
 def inbox_subject(agent_id: str) -> str:
     """Where an agent's messages wait: ``agent.inbox.<agent_id>`` in AGENT_MESSAGES."""
     return f"agent.inbox.{agent_id}"
+
+
+def outgoing_subject(agent_id: str) -> str:
+    """Where an agent's worker publishes the messages it sends, without a request:
+    ``agent.outgoing.<agent_id>`` in AGENT_OUTGOING (the subject names the sender)."""
+    return f"agent.outgoing.{agent_id}"
 
 
 def inbox_consumer(agent_id: str) -> str:

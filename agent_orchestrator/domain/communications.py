@@ -106,8 +106,10 @@ def compose(
     *,
     answered: Communication | None,
     now: datetime,
+    communication_id: UUID | None = None,
 ) -> Outgoing:
-    """The messages (one per recipient) and their ``message_sent`` events.
+    """The messages (one per recipient) and their ``message_sent`` events; a message to one
+    agent gets ``communication_id`` when given (the sender made it).
 
     ``answered`` is the communication named by ``reply_to``: it must have been sent to the
     sender (another project's is ``not_found``, like an unknown id), and its correlation_id
@@ -145,8 +147,9 @@ def compose(
         created_at=now,
         updated_at=now,
     )
+    given = communication_id if broadcast_id is None else None
     messages = [
-        first.model_copy(update={"communication_id": new_id(), "to_agent_id": r.agent_id})
+        first.model_copy(update={"communication_id": given or new_id(), "to_agent_id": r.agent_id})
         for r in recipients
     ]
     events = [message_event(EventKind.MESSAGE_SENT, m, sender, now) for m in messages]
@@ -154,6 +157,63 @@ def compose(
         return Outgoing(messages, events, messages[0])
     summary = first.model_copy(update={"recipients": [_recipient(m) for m in messages]})
     return Outgoing(messages, events, summary)
+
+
+def refuse(
+    request: SendMessage, communication_id: UUID, sender: AgentRef, reason: str, now: datetime
+) -> Outgoing:
+    """A message that was sent without a request but may not go out: recorded FAILED with the
+    reason, its ``message_failed`` event on the sender (it is never delivered)."""
+    assert request.to_agent_id is not None
+    message = Communication(
+        communication_id=communication_id,
+        from_agent_id=sender.agent_id,
+        to_agent_id=request.to_agent_id,
+        project_id=sender.project_id,
+        type=request.type,
+        content=request.content,
+        correlation_id=request.correlation_id,
+        reply_to=request.reply_to,
+        ttl_s=request.ttl_s,
+        status=Status.FAILED,
+        status_reason=reason[:2000],
+        created_at=now,
+        updated_at=now,
+    )
+    event = message_event(EventKind.MESSAGE_FAILED, message, sender, now)
+    return Outgoing([message], [event], message)
+
+
+def decide_direct(
+    request: SendMessage,
+    communication_id: UUID,
+    sender: AgentRef,
+    recipient: AgentRef | None,
+    *,
+    answered: Communication | None,
+    max_content_bytes: int,
+    now: datetime,
+) -> Outgoing:
+    """A message sent without a request, decided by agent.send's rules: SENT, or FAILED with
+    the reason agent.send would have answered. A worker's message stays in its project: a
+    recipient of another project is refused as unknown."""
+    assert request.to_agent_id is not None
+    try:
+        check_content_size(request.content, max_content_bytes)
+        if recipient is None or recipient.project_id != sender.project_id:
+            raise NotFound(f"agent {request.to_agent_id} does not exist")
+        if request.reply_to is not None and answered is None:
+            raise not_found(request.reply_to)
+        return compose(
+            request,
+            sender,
+            [recipient],
+            answered=answered,
+            now=now,
+            communication_id=communication_id,
+        )
+    except (NotFound, InvalidTransition, PayloadTooLarge, ValidationFailed) as exc:
+        return refuse(request, communication_id, sender, str(exc), now)
 
 
 def _recipient(copy: Communication) -> Recipient:

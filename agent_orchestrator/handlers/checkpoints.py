@@ -154,7 +154,13 @@ class Checkpointer:
             now,
         )
         written = await replace_state(
-            self.states, agent.agent_id, state, event=event, now=now, max_bytes=max_state_bytes
+            self.states,
+            agent.agent_id,
+            state,
+            event=event,
+            now=now,
+            max_bytes=max_state_bytes,
+            state_json=data,  # the checkpoint's bytes go back as they were read
         )
         return RestoredState(
             agent_id=agent.agent_id,

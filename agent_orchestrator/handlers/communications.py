@@ -25,7 +25,8 @@ from agent_orchestrator.handlers.commands import CommandContext, command
 from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
-from agent_orchestrator.storage.communications import CommunicationRepository, inbox_messages
+from agent_orchestrator.storage.communications import CommunicationRepository
+from agent_orchestrator.storage.send_writes import SendWrite
 
 MAX_ATTEMPTS = 4
 BATCH = 500
@@ -104,13 +105,14 @@ class CommunicationCommands:
             outgoing = rules.compose(body, sender, recipients, answered=answered, now=ctx.now)
             if not outgoing.messages:
                 return outgoing.reply  # a broadcast nobody is there to hear
-            if await self._communications.insert(
+            write = SendWrite.of(
                 outgoing,
                 sender=sender.agent_id,
                 max_backlog=self._limits.max_sender_backlog,
                 idempotency=ctx.idempotency_for(outgoing.reply),
-            ):
-                await self._inbox.publish_committed(inbox_messages(outgoing))
+            )
+            if await self._communications.insert(write):
+                await self._inbox.publish_committed(write.inbox)
                 return outgoing.reply
             # Nothing stored: the backlog is full, or a party was terminated meanwhile (the
             # next round says which).
@@ -171,11 +173,10 @@ class CommunicationCommands:
         "after the reply).",
     )
     async def hand_over(self, body: HandOver, ctx: CommandContext) -> HandOverReply:
-        agent = (await self._communications.parties([body.agent_id])).get(body.agent_id)
+        wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
+        agent, found = await self._communications.recipient_with(body.agent_id, wanted)
         if agent is None:
             raise agent_not_found(body.agent_id)  # deleted: the worker stops
-        wanted = list(dict.fromkeys([*body.offered, *body.delivered]))
-        found = await self._communications.of_recipient(body.agent_id, wanted) if wanted else {}
         confirmed = await self._confirm(body, agent, found, ctx)
         active = agent.status is AgentStatus.ACTIVE
         accepted, ended = [], []

@@ -26,13 +26,28 @@ from agent_orchestrator.handlers.concurrently import gather_in_order
 from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.idempotency import IdempotencyStore
-from agent_orchestrator.storage.state import StaleRevision, StateStore, StoredState, encode_state
+from agent_orchestrator.storage.state import (
+    StaleRevision,
+    StateStore,
+    StoredState,
+    encode_state,
+    encode_state_json,
+)
 
 MAX_CAS_ATTEMPTS = 100
 
 
-def _encoded(state: dict[str, Any], now: datetime, event: Event, max_bytes: int) -> bytes:
-    value = encode_state(state, now, event)
+def _encoded(
+    state: dict[str, Any],
+    now: datetime,
+    event: Event,
+    max_bytes: int,
+    state_json: bytes | None = None,
+) -> bytes:
+    if state_json is None:
+        value = encode_state(state, now, event)
+    else:
+        value = encode_state_json(state_json, now, event)
     if len(value) > max_bytes:
         limit = Limit(max_bytes, MAX_STATE_SETTING)
         raise PayloadTooLarge(limit.refusal("state", len(value)), details=limit.details(len(value)))
@@ -47,14 +62,18 @@ async def replace_state(
     event: Event,
     now: datetime,
     max_bytes: int,
+    state_json: bytes | None = None,
 ) -> AgentState:
     """Write ``new_state`` as the next revision, whatever the current one (no read needed).
 
-    ``event`` is stored with the revision and published once it is written."""
-    value = _encoded(new_state, now, event, max_bytes)
+    ``event`` is stored with the revision and published once it is written. ``state_json``:
+    ``new_state`` as JSON text, when the caller has it (it is stored as it is)."""
+    value = _encoded(new_state, now, event, max_bytes, state_json)
     async with states.writing(agent_id):
         revision = await states.put(agent_id, value)
-        await states.announce(revision_event(event, revision))
+        sent = await states.send_event(revision_event(event, revision))
+        states.wrote(agent_id, new_state, revision, len(value))  # in revision order
+    await states.confirm(sent)
     return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
 
@@ -75,8 +94,10 @@ async def write_state(
     ``event`` is stored with the revision and published once it is written. ``first_read``:
     the state as the caller already read it, for the first attempt."""
     prefetched = [first_read] if first_read is not None else []
+    kept = first_read is not None and first_read.kept
 
     async def attempt() -> AgentState | None:
+        nonlocal kept
         current = prefetched.pop() if prefetched else await states.read(agent_id)
         if expected_revision is not None and expected_revision != current.revision:
             raise Conflict(
@@ -88,11 +109,16 @@ async def write_state(
         try:
             async with states.writing(agent_id):
                 revision = await states.write(agent_id, value, last_revision=current.revision)
-                await states.announce(revision_event(event, revision))
+                sent = await states.send_event(revision_event(event, revision))
+                states.wrote(agent_id, new_state, revision, len(value))  # in revision order
         except StaleRevision:
+            if kept:  # the kept revision was stale: read, and decide again
+                kept = False
+                return None
             if expected_revision is not None:
                 raise Conflict("state changed concurrently; read it and retry") from None
             return None
+        await states.confirm(sent)
         return AgentState(agent_id=agent_id, state=new_state, revision=revision, updated_at=now)
 
     return await retry_on_conflict(MAX_CAS_ATTEMPTS, attempt, what=f"state of agent {agent_id}")
@@ -146,7 +172,8 @@ class StateCommands:
             agent, current = await self._agents.get(body.agent_id), None
         else:  # the agent and its state, read at the same time
             agent, current = await gather_in_order(
-                self._agents.get(body.agent_id), self._states.read(body.agent_id)
+                self._agents.get(body.agent_id),
+                self._states.read_for_write(body.agent_id, body.expected_revision),
             )
         check_mutable(agent.status)
         event = new_event(

@@ -25,7 +25,6 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from agent_orchestrator.contracts.events import Event
-from agent_orchestrator.contracts.subjects import MSG_ID_HEADER, event_subject
 from agent_orchestrator.domain.agents import revision_event
 from agent_orchestrator.handlers.pull_loop import RETRY_DELAY_S, PullLoop
 from agent_orchestrator.storage.state import (
@@ -33,6 +32,7 @@ from agent_orchestrator.storage.state import (
     STATE_EVENTS_CONSUMER,
     STATE_STREAM,
     decode_event,
+    publish_event,
 )
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,7 @@ async def publish_batch(js: JetStreamContext, msgs: list[Msg]) -> None:
         if event is None:
             pending.append((msg, None))
             continue
-        published = await js.publish_async(
-            event_subject(str(event.agent_id), event.type),
-            event.model_dump_json().encode(),
-            headers={MSG_ID_HEADER: str(event.event_id)},
-        )
+        published = await publish_event(js, event)
         pending.append((msg, published))
     failed = False
     for msg, ack in pending:

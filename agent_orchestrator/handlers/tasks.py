@@ -33,7 +33,7 @@ from agent_orchestrator.handlers.retry import retry_on_conflict
 from agent_orchestrator.storage.agent_queues import AgentQueue
 from agent_orchestrator.storage.agents import AgentRepository
 from agent_orchestrator.storage.atomic import IdempotencyRecord
-from agent_orchestrator.storage.tasks import StoredTask, TaskRepository, assignment_message
+from agent_orchestrator.storage.tasks import StoredTask, TaskRepository, TaskWrite
 
 MAX_ATTEMPTS = 8
 BATCH = 500
@@ -150,9 +150,10 @@ class TaskCommands:
                 # Past the limit it is queued all the same (task.start makes it wait its
                 # turn), unless the agent's on_busy is `reject`: then this is a conflict.
                 task_input.admit(policy, await self._tasks.busy_count(body.agent_id))
-            if await self._tasks.insert(change, idempotency=ctx.idempotency_for(change.task)):
+            write = TaskWrite.of(change, idempotency=ctx.idempotency_for(change.task))
+            if await self._tasks.insert_write(write):
                 if self._queue is not None:
-                    await self._queue.publish_committed(assignment_message(change))
+                    await self._queue.publish_committed(write.assignments)
                 return change.task
             return None  # the agent left ACTIVE meanwhile: the next round says how
 

@@ -36,6 +36,7 @@ from agent_orchestrator.contracts.subjects import (
     heartbeat_subject,
     inbox_consumer,
     inbox_subject,
+    outgoing_subject,
     task_consumer,
     task_subject,
 )
@@ -82,6 +83,8 @@ _JS_EXPORTS: tuple[tuple[str, str], ...] = (
     (f"$JS.ACK.{TASKS_STREAM}.>", ""),
     # The last heartbeat of an agent, which its protocol endpoint's ``status`` reports.
     (f"$JS.API.DIRECT.GET.{HEARTBEATS_STREAM}.$KV.{HEARTBEATS_BUCKET}.*", "singleton"),
+    # Messages sent without a request: a publish into AGENT_OUTGOING, answered by its PubAck.
+    (outgoing_subject("*"), "singleton"),
 )
 
 
@@ -103,6 +106,8 @@ def worker_permissions(
     publish = [
         *WORKER_COMMANDS,
         heartbeat_subject(agent_id),
+        # Its own agent's outgoing subject only: the subject is what names the sender.
+        outgoing_subject(agent_id),
         # The streams' metadata holds the consumer settings every worker uses (data-plane.md);
         # no DELETE: a worker's consumer goes when it has been idle for AO_WORKER_INACTIVE_S.
         f"{api}.STREAM.INFO.{MESSAGES_STREAM}",

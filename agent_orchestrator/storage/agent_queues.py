@@ -72,26 +72,29 @@ class AgentQueue(JetStreamBound):
         relay, which publishes every outbox row anyway (the stream drops that repeat by its
         ``Nats-Msg-Id``), so nothing is lost and nothing doubled. What landed is noted for
         this instance's relay, which then only records it."""
-        now = datetime.now(UTC)
         try:
-            sent = []
-            for m in messages:
-                ttl = remaining_ttl_s(m.expires_at, now)
-                if ttl == 0:
-                    continue
-                headers = {MSG_ID_HEADER: str(m.msg_id)}
-                future = await self.js.publish_async(
-                    m.subject, m.payload, headers=headers, msg_ttl=ttl
-                )
-                sent.append((m.msg_id, future))
-            if sent:
-                acks = await asyncio.wait_for(
-                    asyncio.gather(*(f for _, f in sent)), PUBLISH_TIMEOUT_S
-                )
-                for (msg_id, _), ack in zip(sent, acks, strict=True):
-                    self._ahead.add(msg_id, ack.seq)
+            for msg_id, seq in await self.publish(messages):
+                self._ahead.add(msg_id, seq)
         except Exception as exc:  # the relay publishes it
             log.debug("direct publish to %s failed, left to the relay: %r", self.stream, exc)
+
+    async def publish(self, messages: Sequence[OutboxMessage]) -> list[tuple[UUID, int]]:
+        """Publish messages pipelined (in order, then one wait for every PubAck), each with
+        what is left of its time to live (an expired one is skipped); (msg id, stream
+        sequence) of each. Raises when one is not acknowledged in time."""
+        now = datetime.now(UTC)
+        sent = []
+        for m in messages:
+            ttl = remaining_ttl_s(m.expires_at, now)
+            if ttl == 0:
+                continue
+            headers = {MSG_ID_HEADER: str(m.msg_id)}
+            future = await self.js.publish_async(m.subject, m.payload, headers=headers, msg_ttl=ttl)
+            sent.append((m.msg_id, future))
+        if not sent:
+            return []
+        acks = await asyncio.wait_for(asyncio.gather(*(f for _, f in sent)), PUBLISH_TIMEOUT_S)
+        return [(msg_id, ack.seq) for (msg_id, _), ack in zip(sent, acks, strict=True)]
 
     async def purge(self, agent_id: UUID) -> None:
         """Remove everything still waiting on the agent's subject (it has ended)."""

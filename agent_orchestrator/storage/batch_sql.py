@@ -115,20 +115,23 @@ class BatchStatement:
             },
         )
 
-    def sql(self, main_sql: str) -> str:
-        """The whole statement; ``main_sql`` must return the item's key as ``key``."""
-        parts = [f"changed AS ({main_sql})"]
+    def sql(self, main_sql: str, before: Sequence[str] = ()) -> str:
+        """The whole statement; ``main_sql`` must return the item's key as ``key``; ``before``:
+        CTEs (``name AS (...)``) that the main write may use."""
+        parts = [*before, f"changed AS ({main_sql})"]
         parts += [f"c{i} AS ({sql})" for i, sql in enumerate(self.companions)]
         return "WITH " + ",\n".join(parts) + "\nSELECT key FROM changed"
 
-    async def touched(self, conn: Connection, main_sql: str) -> set[Any]:
+    async def touched(
+        self, conn: Connection, main_sql: str, before: Sequence[str] = ()
+    ) -> set[Any]:
         """Run it; the keys the main write touched.
 
         Raises IdempotencyKeyTaken when an Idempotency-Key is already stored (the group commit
         then writes each item alone, so only that caller gets it).
         """
         try:
-            rows = await conn.fetch(self.sql(main_sql), *self.args)
+            rows = await conn.fetch(self.sql(main_sql, before), *self.args)
         except asyncpg.UniqueViolationError as exc:
             if exc.table_name == "idempotency_keys":
                 raise IdempotencyKeyTaken from exc

@@ -7,7 +7,6 @@ is a conditional update (``WHERE status = 'SENT'``), so of two racing outcomes o
 happens and only it gets an event.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +26,9 @@ from agent_orchestrator.domain.agents import AgentRef
 from agent_orchestrator.domain.communications import Outgoing, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
 from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.group_commit import GroupCommit, GroupCommitStats
 from agent_orchestrator.storage.postgres import Database, translate_errors
+from agent_orchestrator.storage.send_writes import SEND_WRITES, SendWrite, inbox_message
 from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
 
 COLUMNS = (
@@ -68,18 +69,7 @@ def _party(row: asyncpg.Record) -> AgentRef:
 
 def inbox_messages(outgoing: Outgoing) -> list[OutboxMessage]:
     """The inbox message of each recipient of a send (``Nats-Msg-Id`` = communication_id)."""
-    out = []
-    for message in outgoing.messages:
-        assert message.to_agent_id is not None
-        out.append(
-            OutboxMessage.of(
-                message.communication_id,
-                inbox_subject(str(message.to_agent_id)),
-                message,
-                expires_at=message.expires_at,
-            )
-        )
-    return out
+    return [inbox_message(m) for m in outgoing.messages]
 
 
 class CommunicationRepository:
@@ -87,6 +77,9 @@ class CommunicationRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Sends have a writer of their own: one statement per batch, never mixed with other
+        # kinds in a transaction; one at a time, so batches never wait on each other's locks.
+        self._sends = GroupCommit(lambda: db.pool, writers=1)
 
     @translate_errors
     async def parties(self, agent_ids: list[UUID]) -> dict[UUID, AgentRef]:
@@ -111,62 +104,17 @@ class CommunicationRepository:
         )
         return [_party(row) for row in rows]
 
-    async def insert(
-        self,
-        outgoing: Outgoing,
-        *,
-        sender: UUID,
-        max_backlog: int,
-        idempotency: IdempotencyRecord | None,
-    ) -> bool:
-        """Store a send with its inbox messages and events; False, storing nothing, when a
-        party was meanwhile TERMINATED or deleted, or the sender's backlog would exceed
-        ``max_backlog`` undelivered messages."""
-        messages = outgoing.messages
-        parties = sorted({sender, *(m.to_agent_id for m in messages if m.to_agent_id)})
-        values = [
-            [m.communication_id for m in messages],
-            [m.broadcast_id for m in messages],
-            [m.from_agent_id for m in messages],
-            [m.to_agent_id for m in messages],
-            [m.project_id for m in messages],
-            [m.type for m in messages],
-            [json.dumps(m.content) for m in messages],
-            [m.correlation_id for m in messages],
-            [m.reply_to for m in messages],
-            [m.ttl_s for m in messages],
-            [m.expires_at for m in messages],
-            [m.status for m in messages],
-            [m.created_at for m in messages],
-            parties,
-            len(parties),
-            sender,
-            max_backlog,
-            len(messages),
-        ]
-        write = AtomicWrite(
-            """INSERT INTO communications (communication_id, broadcast_id, from_agent_id,
-                   to_agent_id, project_id, type, content, correlation_id, reply_to, ttl_s,
-                   expires_at, status, created_at, updated_at)
-               SELECT m.id, m.bid, m.frm, m.dst, m.prj, m.typ, m.cnt::jsonb, m.cor, m.rep,
-                      m.ttl, m.exp, m.st, m.at, m.at
-               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                           $6::text[], $7::text[], $8::text[], $9::uuid[], $10::int[],
-                           $11::timestamptz[], $12::text[], $13::timestamptz[])
-                    AS m(id, bid, frm, dst, prj, typ, cnt, cor, rep, ttl, exp, st, at)
-               WHERE (SELECT count(*) FROM (
-                         SELECT 1 FROM agents
-                         WHERE agent_id = ANY($14::uuid[]) AND status <> 'TERMINATED'
-                         FOR SHARE) AS live) = $15
-                 AND (SELECT sender_backlog_room($16, $18, $17))
-               RETURNING communication_id""",
-            values,
-        )
-        outbox: list[OutboxMessage] = []
-        for inbox, event in zip(inbox_messages(outgoing), outgoing.events, strict=True):
-            outbox += [inbox, OutboxMessage.for_event(event)]
-        write.with_outbox(outbox).with_idempotency(idempotency)
-        return await self._execute(write)
+    @property
+    def send_stats(self) -> GroupCommitStats:
+        """Statements run and sends written by the send writer."""
+        return self._sends.stats
+
+    @translate_errors
+    async def insert(self, write: SendWrite) -> bool:
+        """Store a send with its inbox messages and events (batched with concurrent sends);
+        False, storing nothing, when a party was meanwhile TERMINATED or deleted, or the
+        sender's backlog would exceed its limit of undelivered messages."""
+        return await self._sends.submit(SEND_WRITES, write)
 
     @translate_errors
     async def backlog(self, sender: UUID, *, limit: int) -> int:
@@ -188,6 +136,14 @@ class CommunicationRepository:
         )
         return None if row is None else _communication(row)
 
+    @translate_errors
+    async def many(self, ids: list[UUID]) -> dict[UUID, Communication]:
+        """Those of ``ids`` that exist, by id."""
+        rows = await self._db.pool.fetch(
+            f"SELECT {COLUMNS} FROM communications WHERE communication_id = ANY($1::uuid[])", ids
+        )
+        return {row["communication_id"]: _communication(row) for row in rows}
+
     async def get(self, communication_id: UUID) -> Communication:
         """One message, or NotFound."""
         message = await self.find(communication_id)
@@ -205,6 +161,30 @@ class CommunicationRepository:
             agent_id,
         )
         return {row["communication_id"]: _communication(row) for row in rows}
+
+    @translate_errors
+    async def recipient_with(
+        self, agent_id: UUID, ids: list[UUID]
+    ) -> tuple[AgentRef | None, dict[UUID, Communication]]:
+        """The agent (None if it does not exist) and those of ``ids`` addressed to it, in one
+        query (the delivery check's two reads)."""
+        rows = await self._db.pool.fetch(
+            f"""SELECT a.agent_id AS a_id, {AGENT_REF_COLUMNS}, {_C_COLUMNS}
+                FROM agents a LEFT JOIN communications c
+                  ON c.to_agent_id = a.agent_id AND c.communication_id = ANY($2::uuid[])
+                WHERE a.agent_id = $1""",
+            agent_id,
+            ids,
+        )
+        if not rows:
+            return None, {}
+        agent = agent_ref(rows[0], agent_id, rows[0]["a_project_id"])
+        found = {
+            row["communication_id"]: _communication(row)
+            for row in rows
+            if row["communication_id"] is not None
+        }
+        return agent, found
 
     @translate_errors
     async def broadcast_copies(self, broadcast_id: UUID) -> list[Communication]:

@@ -141,6 +141,20 @@ class JetStreamLayout:
                 "Nats-Msg-Id = communication_id.",
             ),
             StreamConfig(
+                name=subjects.OUTGOING_STREAM,
+                subjects=[subjects.OUTGOING_SUBJECTS],
+                # Work queue: a message is gone once the ingest recorded and delivered it.
+                # The duplicate window makes a repeated publish (a retry after a lost PubAck,
+                # same Nats-Msg-Id) one message.
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=float(self.duplicate_window_s),
+                num_replicas=self.replicas,
+                description="Messages workers send without a request, on "
+                "agent.outgoing.<from_agent_id>; Nats-Msg-Id = communication_id. The service "
+                "records and delivers them.",
+            ),
+            StreamConfig(
                 name=subjects.TASKS_STREAM,
                 subjects=[subjects.TASKS_SUBJECTS],
                 # Work queue: an assignment is gone once the worker that took it acknowledged

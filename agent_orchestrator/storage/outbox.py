@@ -28,9 +28,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from agent_orchestrator.contracts.subjects import MSG_ID_HEADER
-from agent_orchestrator.domain.errors import Unavailable
-from agent_orchestrator.storage.connection_errors import CONNECTION_ERRORS
-from agent_orchestrator.storage.postgres import connect
+from agent_orchestrator.storage.leadership import Leadership, LockSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,45 +105,34 @@ class OutboxRelay:
         self._settings = settings
         self._hooks = tuple(hooks)
         self._ahead = ahead or PublishedAhead()
-        self.is_leader = False
         self.published = 0
-        self._stopping = False
+        self._leadership = Leadership(
+            "outbox relay",
+            dsn,
+            RELAY_LOCK_ID,
+            self._lead,
+            LockSettings(settings.lock_retry_s, settings.reconnect_s),
+        )
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this instance's relay leads (holds the lock) now."""
+        return self._leadership.is_leader
+
+    @property
+    def _stopping(self) -> bool:
+        return self._leadership.stopping
 
     def stop(self) -> None:
         """Ask ``run`` to return at its next step (cancellation alone can be swallowed by
         libraries that turn a cancelled wait into a timeout)."""
-        self._stopping = True
+        self._leadership.stopping = True
 
     async def run(self) -> None:
         """Lead when possible, publish while leading; returns after ``stop()``."""
-        while not self._stopping:
-            try:
-                conn = await connect(self._dsn)
-            except Unavailable as exc:
-                log.warning("outbox relay cannot reach PostgreSQL: %s", exc)
-                await asyncio.sleep(self._settings.reconnect_s)
-                continue
-            try:
-                await self._lead(conn)
-            except CONNECTION_ERRORS as exc:
-                log.warning("outbox relay lost PostgreSQL: %r", exc)
-            except Exception:
-                # Whatever it was, the relay must go on: start over on a fresh connection.
-                log.exception("outbox relay failed; starting over")
-            finally:
-                self.is_leader = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(conn.close(), timeout=2)
-            await asyncio.sleep(self._settings.reconnect_s)
+        await self._leadership.run()
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        # Followers poll the lock slowly: PostgreSQL cannot notify its release.
-        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
-            if self._stopping:
-                return
-            await asyncio.sleep(self._settings.lock_retry_s)
-        self.is_leader = True
-        log.info("outbox relay is leading")
         # Marking rows published need not wait for a disk flush: a mark lost in a crash only
         # means a re-publish, which the stream drops as a duplicate.
         await conn.execute("SET synchronous_commit = off")

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,14 @@ from uuid import UUID
 from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    PubAck,
+    StorageType,
+)
 from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
@@ -46,6 +54,12 @@ STATE_EVENTS_ACK_WAIT_S = 5.0
 ANNOUNCE_PATIENCE_S = 10.0
 #: Revisions the state-events publisher reads (and publishes pipelined) at a time.
 STATE_EVENTS_BATCH = 256
+#: How long a writer waits for the acknowledgement of its event before publishing it again.
+EVENT_ACK_WAIT_S = 5.0
+#: Revisions this instance wrote that it keeps to merge the next write into without a read.
+LATEST_KEPT = 4096
+#: Only states up to this size (stored bytes) are kept.
+LATEST_MAX_BYTES = 64 * 1024
 #: Room in the bucket's message size limit for the headers of a compare-and-set write, so
 #: that a value within the state limit is never refused by JetStream for its headers.
 HEADER_ROOM_BYTES = 1024
@@ -64,6 +78,8 @@ class StoredState:
     updated_at: datetime | None
     #: Bytes stored (the state with its envelope); 0 when never written.
     size: int = 0
+    #: This instance's copy of a revision it wrote (``read_for_write``), not read from the bucket.
+    kept: bool = False
 
 
 def _decode(value: bytes | None, revision: int) -> StoredState:
@@ -80,21 +96,49 @@ def _decode(value: bytes | None, revision: int) -> StoredState:
 def encode_state(state: dict[str, Any], updated_at: datetime, event: Event) -> bytes:
     """The stored form of a state: the document, when it was written, and the event that the
     state-events consumer publishes for this revision (so a write can never lose its event)."""
-    return json.dumps(
-        {
-            "state": state,
-            "updated_at": updated_at.isoformat(),
-            "event": event.model_dump(mode="json"),
-        },
+    return encode_state_json(
+        json.dumps(
+            state,
+            separators=(",", ":"),
+            ensure_ascii=False,  # UTF-8: the size limit counts what a caller sent, not escapes
+        ).encode(),
+        updated_at,
+        event,
+    )
+
+
+def encode_state_json(state_json: bytes, updated_at: datetime, event: Event) -> bytes:
+    """``encode_state`` of a state already in JSON (e.g. a checkpoint's bytes, as read): the
+    text is put in as it is, not decoded and encoded again."""
+    rest = json.dumps(
+        {"updated_at": updated_at.isoformat(), "event": event.model_dump(mode="json")},
         separators=(",", ":"),
-        ensure_ascii=False,  # UTF-8: the size limit counts what a caller sent, not escapes
+        ensure_ascii=False,
     ).encode()
+    return b"".join((b'{"state":', state_json, b",", rest[1:]))
 
 
 def decode_event(value: bytes) -> dict[str, Any] | None:
     """The event stored with a state revision, if any."""
     event = json.loads(value).get("event")
     return event if isinstance(event, dict) else None
+
+
+async def publish_event(js: JetStreamContext, event: Event) -> "asyncio.Future[PubAck]":
+    """Send a state event to AGENT_EVENTS (deduplicated by its id); the future is its ack."""
+    return await js.publish_async(
+        event_subject(str(event.agent_id), event.type),
+        event.model_dump_json().encode(),
+        headers={MSG_ID_HEADER: str(event.event_id)},
+    )
+
+
+@dataclass(frozen=True)
+class SentEvent:
+    """The event of a revision, published; ``ack`` is None when the publish itself failed."""
+
+    event: Event
+    ack: "asyncio.Future[PubAck] | None"
 
 
 class StateStore:
@@ -114,6 +158,7 @@ class StateStore:
         self._writers: weakref.WeakValueDictionary[UUID, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._latest: OrderedDict[UUID, StoredState] = OrderedDict()
 
     async def open(self, js: JetStreamContext) -> None:
         """Declare the bucket with its limits (updating them if it exists) and bind to it."""
@@ -163,6 +208,29 @@ class StateStore:
             raise Unavailable("JetStream is unavailable; retry shortly") from exc
         return _decode(entry.value, entry.revision or 0)
 
+    async def read_for_write(self, agent_id: UUID, expected_revision: int | None) -> StoredState:
+        """The state to base a compare-and-set on: the revision this instance wrote last, when
+        it still has it (and it is the one expected), else a read. A stale one costs only a
+        failed compare-and-set (``StaleRevision``), after which the writer reads."""
+        latest = self._latest.get(agent_id)
+        if latest is not None and expected_revision in (None, latest.revision):
+            return latest
+        return await self.read(agent_id)
+
+    def wrote(self, agent_id: UUID, state: dict[str, Any], revision: int, size: int) -> None:
+        """Keep a revision just written (small states only, the newest ``LATEST_KEPT``)."""
+        if size > LATEST_MAX_BYTES:
+            self._latest.pop(agent_id, None)
+            return
+        self._latest[agent_id] = StoredState(state, revision, None, size, kept=True)
+        self._latest.move_to_end(agent_id)
+        if len(self._latest) > LATEST_KEPT:
+            self._latest.popitem(last=False)
+
+    def forget(self, agent_id: UUID) -> None:
+        """Drop the kept revision of an agent (it moved on elsewhere, or was purged)."""
+        self._latest.pop(agent_id, None)
+
     async def write(self, agent_id: UUID, value: bytes, *, last_revision: int) -> int:
         """Store ``value`` if the key is still at ``last_revision``; the new revision."""
         key = str(agent_id)
@@ -172,10 +240,12 @@ class StateStore:
                     return await self.kv.create(key, value)
                 return await self.kv.update(key, value, last=last_revision)
         except KeyWrongLastSequenceError as exc:
+            self.forget(agent_id)
             raise StaleRevision from exc
         except MaxPayloadError as exc:
             raise self._over_max_payload(value) from exc
         except (NatsError, TimeoutError) as exc:
+            self.forget(agent_id)
             if "wrong last sequence" in str(exc):
                 raise StaleRevision from exc
             raise Unavailable("JetStream is unavailable; retry shortly") from exc
@@ -207,6 +277,33 @@ class StateStore:
             lock = self._writers[agent_id] = asyncio.Lock()
         return lock
 
+    async def send_event(self, event: Event) -> SentEvent:
+        """Publish the event of a revision just written without waiting for its ack; call it
+        while holding ``writing(agent_id)``: this connection hands the events to AGENT_EVENTS in
+        the order they were sent, so the agent's events are stored in revision order while the
+        lock is free for its next write. Then ``confirm`` the result, outside the lock."""
+        if self._js is None:
+            return SentEvent(event, None)
+        try:
+            ack = await publish_event(self._js, event)
+        except (NatsError, TimeoutError):
+            return SentEvent(event, None)
+        return SentEvent(event, ack)
+
+    async def confirm(self, sent: SentEvent) -> None:
+        """Wait for the ack of a ``send_event``; without one (AGENT_EVENTS cannot take it
+        now), publish it again under the agent's lock with ``announce``'s patience. Order
+        then holds as after any failure: later revisions' events may be stored first, each
+        carrying its revision."""
+        if sent.ack is not None:
+            try:
+                await asyncio.wait_for(sent.ack, EVENT_ACK_WAIT_S)
+                return
+            except (NatsError, TimeoutError):
+                pass
+        async with self.writing(sent.event.agent_id):
+            await self.announce(sent.event)
+
     async def announce(self, event: Event) -> None:
         """Publish the event of a revision just written, retrying for up to
         ``ANNOUNCE_PATIENCE_S`` while AGENT_EVENTS cannot take it (e.g. it is electing a
@@ -219,11 +316,7 @@ class StateStore:
         pause = 0.1
         while True:
             try:
-                await self._js.publish(
-                    event_subject(str(event.agent_id), event.type),
-                    event.model_dump_json().encode(),
-                    headers={MSG_ID_HEADER: str(event.event_id)},
-                )
+                await asyncio.wait_for(await publish_event(self._js, event), EVENT_ACK_WAIT_S)
                 return
             except (NatsError, TimeoutError) as exc:
                 if time.monotonic() + pause > deadline:
@@ -248,6 +341,7 @@ class StateStore:
 
     async def purge(self, agent_id: UUID) -> None:
         """Forget an agent's state and its history."""
+        self.forget(agent_id)
         try:
             with kv_span("purge", STATE_BUCKET, str(agent_id)):
                 await self.kv.purge(str(agent_id))

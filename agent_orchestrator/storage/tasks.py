@@ -18,24 +18,26 @@ import asyncpg
 from agent_orchestrator.contracts.subjects import task_subject
 from agent_orchestrator.contracts.tasks import Task, TaskStatus
 from agent_orchestrator.domain.agents import AgentRef
-from agent_orchestrator.domain.tasks import TaskChange, assignment_id, not_found
+from agent_orchestrator.domain.tasks import TaskChange, not_found
 from agent_orchestrator.storage.agents import AGENT_REF_COLUMNS, agent_ref
-from agent_orchestrator.storage.atomic import AtomicWrite, IdempotencyRecord, OutboxMessage
+from agent_orchestrator.storage.atomic import IdempotencyRecord
+from agent_orchestrator.storage.group_commit import GroupCommit, GroupCommitStats
+from agent_orchestrator.storage.group_read import GroupRead
 from agent_orchestrator.storage.postgres import Database, translate_errors
-from agent_orchestrator.storage.stream_positions import TAKEN, StreamPositions
+from agent_orchestrator.storage.stream_positions import StreamPositions
+from agent_orchestrator.storage.task_writes import (
+    INSERT_TASKS,
+    TASK_COLUMN_TYPES,
+    UPDATE_TASKS,
+    TaskWrite,
+    assignment_message,
+)
 
-COLUMNS = (
-    "task_id, agent_id, project_id, status, status_reason, input, parameters, result, error, "
-    "progress, progress_message, attempts, max_attempts, timeout_s, deadline_at, created_at, "
-    "updated_at, started_at, finished_at, input_request, input_answers, input_wait_s, context_id"
-)
-COLUMN_NAMES = tuple(name.strip() for name in COLUMNS.split(","))
+__all__ = ["StoredTask", "TaskRepository", "TaskWrite", "assignment_message"]
+
+COLUMN_NAMES = tuple(TASK_COLUMN_TYPES)
+COLUMNS = ", ".join(COLUMN_NAMES)
 _T_COLUMNS = ", ".join(f"t.{name}" for name in COLUMN_NAMES)
-_INPUT_REQUEST = COLUMN_NAMES.index("input_request")
-_INPUT_ANSWERS = COLUMN_NAMES.index("input_answers")
-_JSON_COLUMNS = frozenset(
-    {"input", "parameters", "result", "error", "input_request", "input_answers"}
-)
 OPEN = "('QUEUED', 'RUNNING', 'INPUT_REQUIRED')"
 """Statuses of a task that has not ended (SQL)."""
 DUE = "('RUNNING', 'INPUT_REQUIRED')"
@@ -67,57 +69,35 @@ def _stored(row: asyncpg.Record) -> StoredTask:
     return StoredTask(task, row["revision"], agent, row["a_max_tasks"])
 
 
-def _values(task: Task) -> list[Any]:
-    values = [getattr(task, name) for name in COLUMN_NAMES]
-    values[_INPUT_REQUEST] = task.input_request and task.input_request.model_dump(mode="json")
-    values[_INPUT_ANSWERS] = [answer.model_dump(mode="json") for answer in task.input_answers]
-    return values
-
-
-def assignment_message(change: TaskChange) -> list[OutboxMessage]:
-    """The change's assignment on ``agent.task.<agent_id>``, if it queues an attempt."""
-    if change.assignment is None:
-        return []
-    a = change.assignment
-    return [OutboxMessage.of(assignment_id(a.task_id, a.attempt), task_subject(str(a.agent_id)), a)]
-
-
-def _outbox(change: TaskChange) -> list[OutboxMessage]:
-    events = [OutboxMessage.for_event(change.event)] if change.event else []
-    return events + assignment_message(change)
-
-
-def _placeholders() -> str:
-    return ", ".join(
-        f"${i}::jsonb" if name in _JSON_COLUMNS else f"${i}"
-        for i, name in enumerate(COLUMN_NAMES, start=1)
-    )
-
-
 class TaskRepository:
     """Reads and atomic writes of tasks."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._reads: GroupRead[UUID, StoredTask] = GroupRead(self._fetch_many)
+        # Task writes have writers of their own, one per kind: every batch is one statement
+        # without BEGIN/COMMIT, never mixed with other kinds in a transaction.
+        self._inserts = GroupCommit(lambda: db.pool, writers=1)
+        self._updates = GroupCommit(lambda: db.pool, writers=1)
+
+    @property
+    def write_stats(self) -> tuple[GroupCommitStats, GroupCommitStats]:
+        """Statements run and writes done by the insert and the update writer."""
+        return self._inserts.stats, self._updates.stats
 
     async def insert(self, change: TaskChange, *, idempotency: IdempotencyRecord | None) -> bool:
         """Store a new task with its event and first assignment; False, storing nothing, if
-        its agent is no longer ACTIVE."""
-        task, n = change.task, len(COLUMN_NAMES)
-        assert change.assignment is not None
-        message = assignment_id(task.task_id, change.assignment.attempt)
-        write = AtomicWrite(
-            f"""INSERT INTO tasks ({COLUMNS}, message_id)
-                SELECT {_placeholders()}, ${n + 1}
-                WHERE (SELECT count(*) FROM (
-                          SELECT 1 FROM agents WHERE agent_id = ${n + 2} AND status = 'ACTIVE'
-                          FOR SHARE) AS active) = 1
-                RETURNING task_id""",
-            [*_values(task), message, task.agent_id],
-        )
-        write.with_outbox(_outbox(change)).with_idempotency(idempotency)
-        return await self._execute(write)
+        its agent is no longer ACTIVE. Concurrent inserts share one statement."""
+        return await self.insert_write(TaskWrite.of(change, idempotency=idempotency))
 
+    @translate_errors
+    async def insert_write(self, write: TaskWrite) -> bool:
+        """``insert`` of a write built by the caller (who publishes its encoded assignment
+        after the commit)."""
+        assert write.change.assignment is not None
+        return await self._inserts.submit(INSERT_TASKS, write)
+
+    @translate_errors
     async def save(
         self,
         change: TaskChange,
@@ -127,35 +107,21 @@ class TaskRepository:
         idempotency: IdempotencyRecord | None = None,
     ) -> bool:
         """Store a changed task if it is still at ``revision``; False if it moved on.
+        Concurrent saves share one statement.
 
         ``taken``: its worker acknowledges the assignment, so it leaves the stream by itself.
         """
-        task, n = change.task, len(COLUMN_NAMES)
-        message = None
-        if change.assignment is not None:
-            message = assignment_id(task.task_id, change.assignment.attempt)
-        sets = ", ".join(
-            f"{name} = ${i}::jsonb" if name in _JSON_COLUMNS else f"{name} = ${i}"
-            for i, name in enumerate(COLUMN_NAMES, start=1)
-            if name != "task_id"
-        )
-        write = AtomicWrite(
-            f"""UPDATE tasks SET {sets}, revision = revision + 1,
-                   message_id = COALESCE(${n + 1}::uuid, message_id),
-                   stream_seq = CASE WHEN ${n + 1}::uuid IS NOT NULL THEN NULL
-                                     WHEN ${n + 2} THEN {TAKEN} ELSE stream_seq END
-                WHERE task_id = $1 AND revision = ${n + 3}
-                RETURNING task_id""",
-            [*_values(task), message, taken, revision],
-        )
-        write.with_outbox(_outbox(change)).with_idempotency(idempotency)
-        return await self._execute(write)
+        write = TaskWrite.of(change, idempotency=idempotency, revision=revision, taken=taken)
+        return await self._updates.submit(UPDATE_TASKS, write)
 
     @translate_errors
     async def find(self, task_id: UUID) -> StoredTask | None:
-        """One task with its agent, or None."""
-        rows = await self._fetch_stored("t.task_id = $1", task_id)
-        return rows[0] if rows else None
+        """One task with its agent, or None (concurrent finds share one query)."""
+        return await self._reads.get(task_id)
+
+    async def _fetch_many(self, task_ids: list[UUID]) -> dict[UUID, StoredTask]:
+        rows = await self._fetch_stored("t.task_id = ANY($1::uuid[])", task_ids)
+        return {stored.task.task_id: stored for stored in rows}
 
     async def get(self, task_id: UUID) -> StoredTask:
         """One task with its agent, or NotFound."""
@@ -242,7 +208,3 @@ class TaskRepository:
             *args,
         )
         return [_stored(row) for row in rows]
-
-    @translate_errors
-    async def _execute(self, write: AtomicWrite) -> bool:
-        return await write.execute(self._db.pool)

@@ -11,7 +11,9 @@ from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import SERVICE_NAME
 from agent_orchestrator.domain.tasks import TaskDefaults
 from agent_orchestrator.handlers.checkpoints import Checkpointer
-from agent_orchestrator.handlers.communications import expire_messages
+from agent_orchestrator.handlers.communications import MessageLimits, expire_messages
+from agent_orchestrator.handlers.direct_sends import DirectSends
+from agent_orchestrator.handlers.message_ingest import MessageIngest
 from agent_orchestrator.handlers.sweeper import Sweeper, remove_ended
 from agent_orchestrator.handlers.tasks import time_out_tasks
 from agent_orchestrator.settings import Settings
@@ -28,9 +30,11 @@ from agent_orchestrator.storage.jetstream import JetStreamLayout
 from agent_orchestrator.storage.outbox import OutboxRelay, PublishedAhead, RelaySettings
 from agent_orchestrator.storage.postgres import Database
 from agent_orchestrator.storage.push_configs import PushConfigRepository
+from agent_orchestrator.storage.quotas import ProjectUsage
 from agent_orchestrator.storage.state import StateStore
 from agent_orchestrator.storage.tasks import RECORD_TASK_SEQUENCES, TaskRepository
 from agent_orchestrator.storage.templates import TemplateRepository
+from agent_orchestrator.wiring.nats_connection import CoalescingBroker
 
 BROKER_LOGGER = "agent_orchestrator.broker"
 
@@ -163,7 +167,7 @@ def sweeper(settings: Settings, *, repositories: Repositories, queues: Queues) -
 
 def broker(settings: Settings) -> NatsBroker:
     """The FastStream broker (connected by ``start``)."""
-    return NatsBroker(
+    return CoalescingBroker(
         settings.nats_url.split(","),
         name=SERVICE_NAME,
         max_reconnect_attempts=-1,
@@ -199,3 +203,25 @@ def outbox_relay(settings: Settings, *, js: JetStreamContext, ahead: PublishedAh
         hooks=[RECORD_INBOX_SEQUENCES, RECORD_TASK_SEQUENCES],
         ahead=ahead,
     )
+
+
+def message_ingest(
+    settings: Settings,
+    *,
+    js: JetStreamContext,
+    db: Database,
+    repositories: Repositories,
+    queues: Queues,
+) -> MessageIngest:
+    """The ingest of messages sent without a request (one leader at a time)."""
+    sends = DirectSends(
+        communications=repositories.communications,
+        limits=MessageLimits(
+            max_content_bytes=settings.max_message_bytes,
+            max_sender_backlog=settings.max_sender_backlog,
+        ),
+        inbox=queues.inbox,
+        usage=ProjectUsage(db),
+        max_waiting_messages=settings.project_max_waiting_messages,
+    )
+    return MessageIngest(settings.database_url, js, sends)

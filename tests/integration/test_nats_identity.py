@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from synadia_ai.agents import Agents, DiscoverFilter, Query, ResponseChunk, StatusChunk
 
-from agent_orchestrator.client import AgentWorker, TaskRun
+from agent_orchestrator.client import AgentWorker, OrchestratorClient, ServiceUnavailable, TaskRun
 from agent_orchestrator.contracts import subjects
 from agent_orchestrator.contracts.subjects import heartbeat_subject
 from agent_orchestrator.runtime import EmbeddedNats, EmbeddedPostgres
@@ -34,6 +34,7 @@ from agent_orchestrator.runtime.nats_accounts import (
 from agent_orchestrator.service import Service
 from agent_orchestrator.settings import Settings
 from tests.support.calls import Reply, call, ok
+from tests.support.polling import eventually
 
 NC = nats.aio.client.Client
 ACME, BETA = "acme", "beta"
@@ -361,6 +362,28 @@ async def test_an_operator_of_the_project_may_act_for_its_agents(
     assert (await call(acme, "task.start", {"task_id": theirs, "attempt": 1})).error_code == (
         "not_found"
     )
+
+
+async def test_a_worker_sends_without_a_request_only_as_its_own_agent(
+    workers: dict[str, Any], acme: NC
+) -> None:
+    worker_a: NC = workers["nc_a"]
+    client = OrchestratorClient(worker_a)
+    sent = await client.send_direct(workers["a"], workers["a2"], content="hi")
+    stored = await eventually(
+        lambda: call(acme, "communication.get", {"communication_id": str(sent)}),
+        lambda reply: reply.error_code is None,
+        within=10,
+        what="the direct message recorded",
+    )
+    assert stored.body["from_agent_id"] == workers["a"]
+    assert stored.body["status"] == "SENT"
+    # Posing as another agent, of its project or another: the publish is not even allowed.
+    for other in (workers["a2"], workers["b"]):
+        with pytest.raises(ServiceUnavailable):
+            await OrchestratorClient(worker_a, timeout=1).send_direct(
+                other, workers["a"], content="forged"
+            )
 
 
 async def test_an_operator_prompts_an_agent_whose_worker_answers_through_the_accounts(

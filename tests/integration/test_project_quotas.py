@@ -8,6 +8,7 @@ from agent_orchestrator.client import OrchestratorClient
 from agent_orchestrator.contracts.agents import CreateAgent
 from tests.support.calls import Reply, call, ok
 from tests.support.own_service import own_service
+from tests.support.polling import eventually
 
 
 def refused(reply: Reply, quota: str, setting: str) -> None:
@@ -75,6 +76,16 @@ async def test_each_project_has_its_own_quotas(tmp_path: Path) -> None:
             "waiting_messages",
             "AO_PROJECT_MAX_WAITING_MESSAGES",
         )
+        # Sent without a request, the same quota ends the message FAILED, with the reason.
+        direct = await client.send_direct(sender, idle, content="one too many")
+        failed = await eventually(
+            lambda: call(nc, "communication.get", {"communication_id": str(direct)}),
+            lambda reply: reply.error_code is None,
+            within=10,
+            what="the direct message recorded",
+        )
+        assert failed.body["status"] == "FAILED"
+        assert "AO_PROJECT_MAX_WAITING_MESSAGES" in failed.body["status_reason"]
         assert mine["project_id"] == modest
 
 

@@ -328,3 +328,54 @@ async def test_the_history_of_large_states_is_cut_to_fit_one_reply(
         await ok(nc, "agent.state.update", body, timeout=10)
     history = await ok(nc, "agent.state.history", {"agent_id": agent_id, "limit": 3}, timeout=10)
     assert [item["state"]["x"][0] for item in history["items"]] == ["c"]
+
+
+async def write_elsewhere(nc: NC, agent_id: str, state: dict[str, Any]) -> int:
+    """Write a revision straight to the bucket, as another service instance would."""
+    kv = await nc.jetstream().key_value("agent_state")
+    current = await kv.get(agent_id)
+    event = Event(
+        event_id=uuid.uuid4(),
+        type=EventKind.STATE_UPDATED,
+        agent_id=agent_id,
+        occurred_at=datetime.now(UTC),
+        version=1,
+        data={"mode": "merge", "actor": "another-instance"},
+    )
+    value = encode_state(state, datetime.now(UTC), event)
+    return await kv.update(agent_id, value, last=current.revision)
+
+
+async def test_a_merge_after_another_instances_write_keeps_that_write(nc: NC) -> None:
+    """The service merges into the revision it wrote last without reading it again; when
+    another instance wrote since, the compare-and-set fails and it merges into what is there."""
+    agent_id = await new_agent(nc)
+    await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"mine": 1}})
+    await write_elsewhere(nc, agent_id, {"mine": 1, "theirs": 2})
+    merged = await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"next": 3}})
+    assert merged["state"] == {"mine": 1, "theirs": 2, "next": 3}
+    assert (await ok(nc, "agent.state.get", {"agent_id": agent_id}))["state"] == merged["state"]
+
+
+async def test_expected_revision_is_checked_against_the_bucket_not_the_last_write_here(
+    nc: NC,
+) -> None:
+    agent_id = await new_agent(nc)
+    mine = await ok(nc, "agent.state.update", {"agent_id": agent_id, "state": {"a": 1}})
+    theirs = await write_elsewhere(nc, agent_id, {"a": 1, "b": 2})
+    stale = await call(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"c": 3}, "expected_revision": mine["revision"]},
+    )
+    assert stale.error_code == "conflict"
+    assert stale.body["error"]["details"] == {
+        "expected_revision": mine["revision"],
+        "revision": theirs,
+    }
+    fresh = await ok(
+        nc,
+        "agent.state.update",
+        {"agent_id": agent_id, "state": {"c": 3}, "expected_revision": theirs},
+    )
+    assert fresh["state"] == {"a": 1, "b": 2, "c": 3}

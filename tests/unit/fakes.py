@@ -19,7 +19,7 @@ from agent_orchestrator.domain.tasks import TaskChange
 from agent_orchestrator.domain.tasks import not_found as task_not_found
 from agent_orchestrator.storage.agents import AgentFilter
 from agent_orchestrator.storage.atomic import IdempotencyRecord, OutboxMessage
-from agent_orchestrator.storage.tasks import StoredTask
+from agent_orchestrator.storage.tasks import StoredTask, TaskWrite
 
 
 class FakeAgents:
@@ -138,6 +138,9 @@ class FakeTasks:
         self.rows[change.task.task_id] = (change.task, 1)
         self._record(change)
         return True
+
+    async def insert_write(self, write: TaskWrite) -> bool:
+        return await self.insert(write.change, idempotency=write.idempotency)
 
     async def get(self, task_id: UUID) -> StoredTask:
         await asyncio.sleep(0)

@@ -154,3 +154,66 @@ def test_a_broadcast_is_sent_while_any_copy_is_and_delivered_only_when_all_are(
     assert (summary is Status.DELIVERED) == all(s is Status.DELIVERED for s in statuses)
     if Status.SENT not in statuses and Status.FAILED in statuses:
         assert summary is Status.FAILED
+
+
+def decide(
+    sender: AgentRef, recipient: AgentRef | None, to: uuid.UUID | None = None, **fields: object
+) -> rules.Outgoing:
+    """A message sent without a request, decided."""
+    body = SendMessage.model_validate(
+        {
+            "from_agent_id": sender.agent_id,
+            "to_agent_id": to or (recipient.agent_id if recipient else uuid.uuid4()),
+            **fields,
+        }
+    )
+    return rules.decide_direct(
+        body,
+        uuid.UUID(int=7),
+        sender,
+        recipient,
+        answered=None,
+        max_content_bytes=100,
+        now=NOW,
+    )
+
+
+def test_a_message_sent_without_a_request_keeps_the_senders_id_and_goes_out_sent() -> None:
+    sender, recipient = party(), party(AgentStatus.PAUSED)
+    out = decide(sender, recipient, content="hi", ttl_s=5)
+    (message,) = out.messages
+    assert message.communication_id == uuid.UUID(int=7)
+    assert message.status is Status.SENT
+    assert message.expires_at == NOW + timedelta(seconds=5)
+    assert [e.type for e in out.events] == [EventKind.MESSAGE_SENT]
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("unknown", "does not exist"),
+        ("other project", "does not exist"),
+        ("terminated", "TERMINATED"),
+        ("too big", "message content"),
+        ("unknown reply_to", "does not exist"),
+    ],
+)
+def test_a_refused_message_is_recorded_failed_with_agent_sends_reason(
+    case: str, reason: str
+) -> None:
+    sender = party()
+    recipient: AgentRef | None = {
+        "unknown": None,
+        "other project": party(project="q"),
+        "terminated": party(AgentStatus.TERMINATED),
+    }.get(case, party())
+    fields: dict[str, object] = {"content": "x" * 200} if case == "too big" else {}
+    if case == "unknown reply_to":
+        fields["reply_to"] = str(uuid.uuid4())
+    out = decide(sender, recipient, **fields)
+    (message,) = out.messages
+    assert message.status is Status.FAILED
+    assert reason in (message.status_reason or "")
+    assert [(e.type, e.agent_id) for e in out.events] == [
+        (EventKind.MESSAGE_FAILED, sender.agent_id)
+    ]
